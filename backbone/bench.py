@@ -1,0 +1,95 @@
+"""Inference speed of our 1.0-224 backbone against timm's ``mobilenetv1_100``, measured in one process.
+
+Both models run the same inputs under the same thread count, interleaved round by round so that machine
+noise hits both alike; the median over rounds is reported with the ratio timm time / our time (> 1: ours
+is faster). A benchmark, never a test: timings are not asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mobilenets.backbone.mobilenet import MobileNetV1
+from mobilenets.backbone.profile import ProfileTable
+
+__all__ = ["BenchRow", "bench_backbone", "fold_batchnorm"]
+
+
+@dataclass
+class BenchRow:
+    batch_size: int
+    memory_format: str
+    variant: str
+    ours_ms: float
+    timm_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.timm_ms / self.ours_ms
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy with every BN folded into the conv before it (torch.fx's fuser)."""
+    from torch.fx.experimental.optimization import fuse
+
+    return fuse(model.eval())
+
+
+def _time_once(model: nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return (time.perf_counter() - start) * 1000
+
+
+def bench_backbone(
+    batch_sizes: tuple[int, ...] = (1, 32), rounds: int = 15, warmup: int = 3, threads: int = 2, resolution: int = 224
+) -> list[BenchRow]:
+    """Median ms per batch for ours (eager and BN-folded) and timm, NCHW and channels_last."""
+    try:
+        import timm
+    except ImportError:
+        raise SystemExit("the backbone benchmark compares against timm: pip install 'mobilenet-suite[dev]'") from None
+    torch.set_num_threads(threads)
+    rows = []
+    ours_eager = MobileNetV1(alpha=1.0).eval()
+    reference = timm.create_model("mobilenetv1_100", pretrained=False).eval()
+    candidates = {"eager": ours_eager, "BN folded": fold_batchnorm(ours_eager)}
+    for batch_size in batch_sizes:
+        for memory_format in ("NCHW", "channels_last"):
+            fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+            x = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=fmt)
+            reference_fmt = reference.to(memory_format=fmt)
+            for variant, ours in candidates.items():
+                ours_fmt = ours.to(memory_format=fmt)
+                with torch.inference_mode():
+                    for _ in range(warmup):
+                        ours_fmt(x)
+                        reference_fmt(x)
+                    ours_times, timm_times = [], []
+                    for _ in range(rounds):
+                        ours_times.append(_time_once(ours_fmt, x))
+                        timm_times.append(_time_once(reference_fmt, x))
+                rows.append(
+                    BenchRow(batch_size, memory_format, variant, statistics.median(ours_times),
+                             statistics.median(timm_times))
+                )
+    return rows
+
+
+def bench_table(rows: list[BenchRow], threads: int) -> ProfileTable:
+    """The benchmark as a table for ``mobilenets bench``."""
+    return ProfileTable(
+        key="bench_backbone",
+        title=f"Backbone inference, 1.0 MobileNet-224 vs timm mobilenetv1_100 ({threads} threads, median)",
+        columns=["batch", "layout", "ours", "ours ms", "timm ms", "ours img/s", "timm img/s", "timm/ours"],
+        rows=[
+            [r.batch_size, r.memory_format, r.variant, f"{r.ours_ms:.2f}", f"{r.timm_ms:.2f}",
+             f"{1000 * r.batch_size / r.ours_ms:.1f}", f"{1000 * r.batch_size / r.timm_ms:.1f}", f"{r.ratio:.2f}"]
+            for r in rows
+        ],
+    )

@@ -1,0 +1,291 @@
+"""MobileNet v1 (Howard et al. 2017), exact to the paper's Table 1.
+
+Reads top to bottom: the two building blocks, the layer table, the network, then the constructors.
+Layers are named by the paper's numbering (``layer0`` is the stem, ``layer1`` .. ``layer13`` the
+depthwise-separable blocks), so feature endpoints, checkpoints and the profiler all speak the paper's
+language. The width multiplier ``alpha`` follows TF-slim (``max(int(c * alpha), min_depth)``); the
+resolution multiplier is simply the input size, which is free (>= 32).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mobilenets.backbone.weights import load_pretrained
+
+__all__ = [
+    "LAYERS",
+    "SHALLOW_REMOVED",
+    "ConvBNAct",
+    "DepthwiseSeparable",
+    "MobileNetV1",
+    "BackboneConfig",
+    "check_resolution",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+Activation = Literal["relu", "relu6"]
+
+# torchvision / ImageNet statistics: the default normalisation of a backbone trained here from scratch.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Table 1: (paper layer number, stride, output channels at alpha = 1). Layer 0 is the 3x3 stem conv.
+LAYERS: tuple[tuple[int, int, int], ...] = (
+    (0, 2, 32),
+    (1, 1, 64),
+    (2, 2, 128),
+    (3, 1, 128),
+    (4, 2, 256),
+    (5, 1, 256),
+    (6, 2, 512),
+    (7, 1, 512),
+    (8, 1, 512),
+    (9, 1, 512),
+    (10, 1, 512),
+    (11, 1, 512),
+    (12, 2, 1024),
+    (13, 1, 1024),  # Table 1 prints "s2" here; the released model (and the 7x7 pool) use stride 1.
+)
+# Table 5's shallow MobileNet drops the five 14x14x512 blocks.
+SHALLOW_REMOVED = frozenset({7, 8, 9, 10, 11})
+
+
+def _activation(name: Activation) -> nn.Module:
+    if name == "relu6":
+        return nn.ReLU6(inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    raise ValueError(f"activation must be 'relu' or 'relu6', got {name!r}")
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv (no bias) -> BatchNorm -> ReLU, the unit every MobileNet layer is made of."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        activation: Activation = "relu6",
+    ) -> None:
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation, groups, bias=False),
+                bn=nn.BatchNorm2d(out_chs),
+                act=_activation(activation),
+            )
+        )
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """3x3 depthwise conv + BN + ReLU, then 1x1 pointwise conv + BN + ReLU (Figure 3, right)."""
+
+    def __init__(
+        self, in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1, activation: Activation = "relu6"
+    ) -> None:
+        super().__init__(
+            OrderedDict(
+                dw=ConvBNAct(in_chs, in_chs, 3, stride, dilation, groups=in_chs, activation=activation),
+                pw=ConvBNAct(in_chs, out_chs, 1, activation=activation),
+            )
+        )
+
+
+class MobileNetV1(nn.Module):
+    """MobileNet v1 with width multiplier, free input size, feature endpoints and the paper's ablations.
+
+    Args:
+        alpha: width multiplier; every layer gets ``max(int(c * alpha), min_depth)`` channels.
+        num_classes: size of the final FC; 0 leaves no classifier (``forward`` returns pooled features).
+        min_depth: the smallest channel count alpha may produce (TF-slim's 8).
+        activation: ``"relu6"`` (TF release, timm) or ``"relu"`` (the paper's text).
+        drop_rate: dropout before the FC (TF-slim keeps 0.999).
+        output_stride: 32 (the paper), or 16 / 8 by replacing later strides with dilation, as TF-slim offers.
+        separable: False builds Table 4's "Conv MobileNet" with full 3x3 convolutions in every block.
+        shallow: True builds Table 5's shallow MobileNet without the five 14x14x512 blocks.
+        in_chans: input channels.
+        mean, std: the input normalisation these weights expect. Kept as buffers so it travels in every
+            checkpoint with the weights (timm's are 0.5/0.5, ours ImageNet's); see ``normalize``.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        num_classes: int = 1000,
+        min_depth: int = 8,
+        activation: Activation = "relu6",
+        drop_rate: float = 0.001,
+        output_stride: int = 32,
+        separable: bool = True,
+        shallow: bool = False,
+        in_chans: int = 3,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        if not alpha > 0:
+            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes!r}")
+        if len(mean) != in_chans or len(std) != in_chans:
+            raise ValueError(f"mean and std need one value per input channel ({in_chans}), got {mean!r}, {std!r}")
+        _activation(activation)  # validate before building anything
+        self.config = dict(
+            alpha=alpha, num_classes=num_classes, min_depth=min_depth, activation=activation, drop_rate=drop_rate,
+            output_stride=output_stride, separable=separable, shallow=shallow, in_chans=in_chans,
+        )
+        self.alpha = alpha
+        self.min_depth = min_depth
+        self.output_stride = output_stride
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        self.feature_info: list[dict] = []
+        current_stride, dilation, in_chs = 1, 1, in_chans
+        for number, stride, chs in LAYERS:
+            if shallow and number in SHALLOW_REMOVED:
+                continue
+            out_chs = self.scale_channels(chs)
+            # TF-slim's atrous rule: once the target stride is reached, later strides become dilation.
+            if number > 0 and current_stride * stride > output_stride:
+                layer_dilation, dilation, stride = dilation, dilation * stride, 1
+            else:
+                layer_dilation = dilation
+                current_stride *= stride
+            if number == 0:
+                layer = ConvBNAct(in_chs, out_chs, 3, stride, activation=activation)
+            elif separable:
+                layer = DepthwiseSeparable(in_chs, out_chs, stride, layer_dilation, activation)
+            else:
+                layer = ConvBNAct(in_chs, out_chs, 3, stride, layer_dilation, activation=activation)
+            name = f"layer{number}"
+            layers[name] = layer
+            self.feature_info.append(dict(layer=number, name=name, num_chs=out_chs, reduction=current_stride))
+            in_chs = out_chs
+        self.features = nn.Sequential(layers)
+        self.num_features = in_chs
+        self.global_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.drop_rate = drop_rate
+        self.dropout = nn.Dropout(drop_rate)
+        self.num_classes = num_classes
+        self.classifier: nn.Module = nn.Linear(in_chs, num_classes) if num_classes else nn.Identity()
+        self._init_weights()
+
+    def scale_channels(self, channels: int) -> int:
+        """Apply the width multiplier the TF-slim way."""
+        return max(int(channels * self.alpha), self.min_depth)
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def layer_numbers(self) -> list[int]:
+        """Paper layer numbers present in this network (the shallow variant lacks 7..11)."""
+        return [info["layer"] for info in self.feature_info]
+
+    def endpoint_info(self, layer: int) -> dict:
+        """Channels and stride of a paper layer's output, known without a forward pass."""
+        for info in self.feature_info:
+            if info["layer"] == layer:
+                return info
+        raise KeyError(f"layer {layer} is not in this network; it has layers {self.layer_numbers}")
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """Map images in [0, 1] to the input statistics these weights were trained with."""
+        return (images - self.input_mean) / self.input_std
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the FC with a fresh one for ``num_classes`` (0 removes it)."""
+        self.num_classes = num_classes
+        self.config["num_classes"] = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        if num_classes:
+            nn.init.normal_(self.classifier.weight, 0, 0.01)
+            nn.init.zeros_(self.classifier.bias)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last feature map (layer 13), before pooling and FC."""
+        return self.features(x)
+
+    def forward_endpoints(self, x: Tensor, layers: Sequence[int]) -> dict[str, Tensor]:
+        """Return the requested layers' maps, keyed ``layer<N>``; stops after the deepest one."""
+        wanted = {self.endpoint_info(n)["name"] for n in layers}
+        deepest = max(self.layer_numbers.index(n) for n in layers)
+        out: dict[str, Tensor] = {}
+        for index, (name, layer) in enumerate(self.features.named_children()):
+            x = layer(x)
+            if name in wanted:
+                out[name] = x
+            if index == deepest:
+                break
+        return out
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool, dropout and FC; ``pre_logits`` returns the pooled vector."""
+        pooled = self.global_pool(features)
+        if pre_logits:
+            return pooled
+        return self.classifier(self.dropout(pooled))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@dataclass
+class BackboneConfig:
+    """The one ``backbone:`` block every task config shares.
+
+    Args:
+        alpha: width multiplier.
+        pretrained: local path to weights (our checkpoint, a task's Lightning checkpoint, or a timm
+            ``mobilenetv1_*`` state dict); never a URL, nothing is downloaded.
+        min_depth, activation, drop_rate, output_stride, separable, shallow: see ``MobileNetV1``.
+    """
+
+    alpha: float = 1.0
+    pretrained: str | None = None
+    min_depth: int = 8
+    activation: Activation = "relu6"
+    drop_rate: float = 0.001
+    output_stride: int = 32
+    separable: bool = True
+    shallow: bool = False
+
+    def build(self, num_classes: int = 0) -> MobileNetV1:
+        """Build the backbone (loading ``pretrained`` if set) with a fresh ``num_classes`` classifier."""
+        kwargs = asdict(self)
+        pretrained = kwargs.pop("pretrained")
+        model = MobileNetV1(num_classes=num_classes, **kwargs)
+        if pretrained:
+            load_pretrained(model, pretrained)
+        return model
+
+
+def check_resolution(resolution: int) -> int:
+    """Inputs below 32 px vanish before layer 13 (total stride 32)."""
+    if not isinstance(resolution, int) or resolution < 32:
+        raise ValueError(f"resolution must be an integer >= 32 (the network's total stride), got {resolution!r}")
+    return resolution
+

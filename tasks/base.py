@@ -1,0 +1,156 @@
+"""What every task shares: the backbone from one config block, the optimizer and schedule, parameter groups.
+
+Follows torchgeo's BaseTask: the base owns the hyperparameters, model building and optimizer setup; each task
+subclass says only what is particular to it (``configure_models``, the loss, the metrics, the steps).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
+
+__all__ = ["BaseTask", "parameter_groups", "resolve_class"]
+
+# The paper's RMSprop (TF's decay 0.9, momentum 0.9, epsilon 1.0), used unless the config says otherwise.
+RMSPROP_DEFAULTS = {"alpha": 0.9, "momentum": 0.9, "eps": 1.0}
+
+
+def resolve_class(name: str, module: Any) -> type:
+    """Find ``name`` in ``module`` (``"RMSprop"``) or import it from a dotted path (``"timm.optim.Lamb"``)."""
+    if "." in name:
+        module_path, _, attr = name.rpartition(".")
+        return getattr(importlib.import_module(module_path), attr)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ValueError(f"{name!r} is not in {module.__name__}; give its name there or a full import path") from None
+
+
+def _skips_weight_decay(module: nn.Module, param_name: str) -> bool:
+    # The paper: little or no weight decay on depthwise filters; BN parameters and biases get none either.
+    if isinstance(module, _BatchNorm) or param_name == "bias":
+        return True
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+def parameter_groups(
+    model: nn.Module, backbone: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0
+) -> list[dict[str, Any]]:
+    """Split trainable parameters into (backbone | head) x (decay | no decay) optimizer groups."""
+    backbone_ids = {id(p) for p in backbone.parameters()}
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad:
+                key = (id(param) in backbone_ids, _skips_weight_decay(module, name))
+                groups.setdefault(key, []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": lr * (backbone_lr_mult if in_backbone else 1.0),
+            "weight_decay": 0.0 if no_decay else weight_decay,
+            "name": f"{'backbone' if in_backbone else 'head'}/{'no_decay' if no_decay else 'decay'}",
+        }
+        for (in_backbone, no_decay), params in sorted(groups.items())
+    ]
+
+
+class BaseTask(pl.LightningModule, ABC):
+    """Base of every task: builds ``self.model`` (which has a ``backbone``) and its optimizer.
+
+    Args:
+        backbone: the shared backbone block (alpha, pretrained path, variant, ...).
+        resolution: input size in pixels (the paper's rho x 224).
+        lr: base learning rate.
+        weight_decay: L2 on conv/FC weights; depthwise filters, BN and biases get none.
+        optimizer: a ``torch.optim`` class name or import path; RMSprop gets the paper's settings.
+        optimizer_kwargs: extra optimizer arguments (override the RMSprop defaults).
+        lr_scheduler: a ``torch.optim.lr_scheduler`` class name or import path, or None.
+        lr_scheduler_kwargs: its arguments; CosineAnnealingLR's ``T_max`` defaults to the whole run.
+        lr_scheduler_interval: step the schedule every ``"step"`` or every ``"epoch"``.
+        freeze_backbone: train only the head; the backbone (and its BN statistics) stays fixed.
+        backbone_lr_mult: backbone learning rate = lr x this (fine-tuning often uses 0.1).
+    """
+
+    #: the metric checkpoints and early stopping watch, and whether higher is better
+    monitor: str = "val/loss"
+    mode: str = "min"
+
+    def __init__(
+        self,
+        backbone: BackboneConfig | None = None,
+        resolution: int = 224,
+        lr: float = 0.01,
+        weight_decay: float = 4e-5,
+        optimizer: str = "RMSprop",
+        optimizer_kwargs: dict[str, Any] | None = None,
+        lr_scheduler: str | None = "CosineAnnealingLR",
+        lr_scheduler_kwargs: dict[str, Any] | None = None,
+        lr_scheduler_interval: str = "step",
+        freeze_backbone: bool = False,
+        backbone_lr_mult: float = 1.0,
+    ) -> None:
+        super().__init__()
+        check_resolution(resolution)
+        if lr_scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
+        self.save_hyperparameters()
+        self.backbone_config = backbone if backbone is not None else BackboneConfig()
+        self.configure_models()
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    @abstractmethod
+    def configure_models(self) -> None:
+        """Build ``self.model``, an ``nn.Module`` with a ``backbone`` attribute (use ``build_backbone``)."""
+
+    def build_backbone(self, num_classes: int = 0) -> MobileNetV1:
+        """The backbone described by the ``backbone:`` config block, pretrained weights loaded."""
+        return self.backbone_config.build(num_classes)
+
+    @property
+    def backbone(self) -> MobileNetV1:
+        return self.model.backbone
+
+    def train(self, mode: bool = True) -> BaseTask:
+        """Keep a frozen backbone in eval mode, so its BN statistics do not drift while the head trains."""
+        super().train(mode)
+        if self.hparams.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise ``batch["image"]`` (floats in [0, 1]) with the statistics the backbone's weights expect."""
+        if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
+            batch["image"] = self.backbone.normalize(batch["image"])
+        return batch
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hparams = self.hparams
+        optimizer_class = resolve_class(hparams.optimizer, torch.optim)
+        kwargs = dict(RMSPROP_DEFAULTS) if optimizer_class is torch.optim.RMSprop else {}
+        kwargs.update(hparams.optimizer_kwargs or {})
+        groups = parameter_groups(self, self.backbone, hparams.lr, hparams.weight_decay, hparams.backbone_lr_mult)
+        optimizer = optimizer_class(groups, lr=hparams.lr, **kwargs)
+        if not hparams.lr_scheduler:
+            return {"optimizer": optimizer}
+        scheduler_class = resolve_class(hparams.lr_scheduler, torch.optim.lr_scheduler)
+        scheduler_kwargs = dict(hparams.lr_scheduler_kwargs or {})
+        if scheduler_class is torch.optim.lr_scheduler.CosineAnnealingLR and "T_max" not in scheduler_kwargs:
+            by_step = hparams.lr_scheduler_interval == "step"
+            scheduler_kwargs["T_max"] = max(
+                1, int(self.trainer.estimated_stepping_batches) if by_step else self.trainer.max_epochs
+            )
+        scheduler = scheduler_class(optimizer, **scheduler_kwargs)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": hparams.lr_scheduler_interval, "monitor": self.monitor},
+        }

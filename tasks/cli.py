@@ -1,0 +1,151 @@
+"""The ``mobilenets`` command: Lightning's fit/validate/test/predict plus the suite's own subcommands.
+
+Lightning's subcommands go to ``LightningCLI`` unchanged (``--config``, ``--print_config``, overrides such as
+``--trainer.max_epochs 3``, ``class_path``/``init_args`` for model and data). The suite's subcommands
+(``profile``, ``bench``) are plain argparse, listed beside Lightning's in ``mobilenets --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+import pytorch_lightning as pl
+from pytorch_lightning.cli import LightningCLI
+
+from mobilenets.backbone import MobileNetV1, check_resolution
+from mobilenets.backbone.profile import layer_table, registered_tables, render
+from mobilenets.tasks.base import BaseTask
+
+__all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "build_parser", "main"]
+
+LIGHTNING_SUBCOMMANDS = {
+    "fit": "train a task from a YAML config (Lightning)",
+    "validate": "evaluate on the validation set (Lightning)",
+    "test": "evaluate on the test set (Lightning)",
+    "predict": "run inference and write predictions (Lightning)",
+}
+
+
+class MobileNetsCLI(LightningCLI):
+    """LightningCLI over every ``BaseTask`` and ``LightningDataModule`` subclass.
+
+    The optimizer comes from the task's own arguments (so depthwise filters and BN skip weight decay),
+    not from LightningCLI's ``--optimizer``, so there is one way to configure it.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=BaseTask,
+            datamodule_class=pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            args=list(args) if args is not None else None,
+            run=run,
+        )
+
+
+def parse_model_spec(spec: str) -> tuple[dict, int]:
+    """``"alpha=0.75,resolution=192,shallow=true"`` -> (MobileNetV1 kwargs, resolution)."""
+    kwargs: dict = {}
+    resolution = 224
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, found, value = item.partition("=")
+        if not found:
+            raise SystemExit(f"--model: expected key=value, got {item!r}")
+        parsed: object
+        if value.lower() in ("true", "false"):
+            parsed = value.lower() == "true"
+        else:
+            try:
+                parsed = int(value)
+            except ValueError:
+                try:
+                    parsed = float(value)
+                except ValueError:
+                    parsed = value
+        if key == "resolution":
+            resolution = check_resolution(parsed)  # type: ignore[arg-type]
+        else:
+            kwargs[key] = parsed
+    return kwargs, resolution
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        kwargs, resolution = parse_model_spec(args.model)
+        try:
+            model = MobileNetV1(**kwargs)
+        except TypeError as error:
+            raise SystemExit(f"--model: {error}") from None
+        tables = [layer_table(model, resolution)]
+    else:
+        builders = registered_tables()
+        unknown = set(args.table or []) - set(builders)
+        if unknown:
+            raise SystemExit(f"--table: unknown {sorted(unknown)}; choose from {list(builders)}")
+        tables = [builder() for key, builder in builders.items() if not args.table or key in args.table]
+    print(render(tables, args.format))
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from mobilenets.backbone.bench import bench_backbone, bench_table
+
+    rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads)
+    print(render([bench_table(rows, args.threads)], args.format))
+    return 0
+
+
+def _add_profile(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
+    )
+    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.add_argument("--table", action="append", help="print only this table (repeatable)")
+    parser.add_argument(
+        "--model", help="profile one model layer by layer, e.g. alpha=0.75,resolution=192 (any MobileNetV1 argument)"
+    )
+    parser.set_defaults(handler=run_profile)
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
+    parser.add_argument("target", choices=["backbone"], help="what to benchmark")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.set_defaults(handler=run_bench)
+
+
+#: The suite's own subcommands; task issues add theirs here.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for the suite's subcommands; Lightning's are listed for help and handed to LightningCLI."""
+    parser = argparse.ArgumentParser(
+        prog="mobilenets",
+        description="MobileNets (Howard et al. 2017) and its applications. "
+        "Lightning subcommands take --config FILE.yaml and --help of their own.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in LIGHTNING_SUBCOMMANDS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mobilenets`` and ``python -m mobilenets.tasks``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+        MobileNetsCLI(args=argv)
+        return 0
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
