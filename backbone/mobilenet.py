@@ -9,6 +9,7 @@ resolution multiplier is simply the input size, which is free (>= 32).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
@@ -192,7 +193,11 @@ class MobileNetV1(nn.Module):
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                # He init over fan-out per group, as timm's EfficientNet: torch's own fan-out ignores groups and
+                # would shrink every depthwise layer's output by sqrt(channels).
+                kh, kw = module.kernel_size
+                fan_out = kh * kw * module.out_channels // module.groups
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)

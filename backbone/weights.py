@@ -145,9 +145,15 @@ def load_pretrained(model: MobileNetV1, path: str | Path) -> None:
     if missing or unexpected or mismatched:
         raise ValueError(
             f"{path} does not fit this backbone (alpha={model.alpha}, layers {model.layer_numbers}):\n"
-            f"  missing keys: {missing}\n  unexpected keys: {unexpected}\n  shape mismatches: {mismatched}"
+            f"  missing keys: {_first(missing)}\n  unexpected keys: {_first(unexpected)}\n"
+            f"  shape mismatches: {_first(mismatched)}"
         )
     model.load_state_dict(state_dict, strict=False)
+
+
+def _first(items: list[str], shown: int = 6) -> str:
+    more = f" ... and {len(items) - shown} more" if len(items) > shown else ""
+    return f"{items[:shown]}{more}"
 
 
 def save_backbone(model: MobileNetV1, path: str | Path) -> None:

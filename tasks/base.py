@@ -107,6 +107,7 @@ class BaseTask(pl.LightningModule, ABC):
         self.configure_models()
         if freeze_backbone:
             self.backbone.requires_grad_(False)
+            self.backbone.eval()
 
     @abstractmethod
     def configure_models(self) -> None:

@@ -1,0 +1,102 @@
+"""BaseTask: the paper's optimizer, weight-decay groups, freezing, schedules, normalisation."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mobilenets.backbone import BackboneConfig, MobileNetV1, save_backbone
+from mobilenets.tasks.base import parameter_groups
+
+from tiny_task import TinyDataModule, TinyTask
+
+SMALL = BackboneConfig(alpha=0.25)
+
+
+def _trainer(tmp_path, **kwargs) -> pl.Trainer:
+    defaults = dict(default_root_dir=tmp_path, max_epochs=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    return pl.Trainer(**{**defaults, **kwargs})
+
+
+def test_weight_decay_groups():
+    task = TinyTask(backbone=SMALL, weight_decay=1e-4, lr=0.1, backbone_lr_mult=0.1)
+    groups = {g["name"]: g for g in parameter_groups(task, task.backbone, 0.1, 1e-4, 0.1)}
+    assert set(groups) == {"backbone/decay", "backbone/no_decay", "head/decay", "head/no_decay"}
+    model = task.model
+    ids = {name: {id(p) for p in g["params"]} for name, g in groups.items()}
+    assert id(model.backbone.features.layer3.dw.conv.weight) in ids["backbone/no_decay"]  # depthwise filter
+    assert id(model.backbone.features.layer3.dw.bn.weight) in ids["backbone/no_decay"]
+    assert id(model.backbone.features.layer3.pw.conv.weight) in ids["backbone/decay"]
+    assert id(model.backbone.features.layer0.conv.weight) in ids["backbone/decay"]
+    assert id(model.head.weight) in ids["head/decay"] and id(model.head.bias) in ids["head/no_decay"]
+    assert groups["backbone/decay"]["lr"] == pytest.approx(0.01) and groups["head/decay"]["lr"] == 0.1
+    assert groups["backbone/no_decay"]["weight_decay"] == 0.0 and groups["head/decay"]["weight_decay"] == 1e-4
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(task.parameters()))
+
+
+def test_paper_rmsprop_and_cosine_schedule(tmp_path):
+    task = TinyTask(backbone=SMALL)
+    trainer = _trainer(tmp_path, max_epochs=3)
+    trainer.fit(task, TinyDataModule())
+    optimizer = trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    assert (optimizer.defaults["alpha"], optimizer.defaults["momentum"], optimizer.defaults["eps"]) == (0.9, 0.9, 1.0)
+    scheduler = trainer.lr_scheduler_configs[0]
+    assert isinstance(scheduler.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert scheduler.scheduler.T_max == 6 and scheduler.interval == "step"  # 3 epochs x 2 batches
+
+
+def test_any_torch_optimizer_and_scheduler(tmp_path):
+    task = TinyTask(backbone=SMALL, optimizer="torch.optim.SGD", optimizer_kwargs={"momentum": 0.5},
+                    lr_scheduler="StepLR", lr_scheduler_kwargs={"step_size": 1}, lr_scheduler_interval="epoch")
+    trainer = _trainer(tmp_path)
+    trainer.fit(task, TinyDataModule())
+    assert isinstance(trainer.optimizers[0], torch.optim.SGD) and trainer.optimizers[0].defaults["momentum"] == 0.5
+    assert isinstance(trainer.lr_scheduler_configs[0].scheduler, torch.optim.lr_scheduler.StepLR)
+    with pytest.raises(ValueError, match="'Nadamax' is not in torch.optim"):
+        TinyTask(backbone=SMALL, optimizer="Nadamax").configure_optimizers()
+
+
+def test_training_lowers_the_loss(tmp_path):
+    pl.seed_everything(0)
+    task = TinyTask(backbone=SMALL, lr=0.1, lr_scheduler=None)  # the paper's RMSprop (eps=1.0) wants a large lr
+    data = TinyDataModule(size=32)
+    batch = next(iter(data.train_dataloader()))
+    task.eval()
+
+    def loss() -> float:
+        with torch.no_grad():
+            normalized = task.on_after_batch_transfer(dict(batch), 0)
+            return torch.nn.functional.cross_entropy(task.model(normalized["image"]), batch["label"]).item()
+
+    before = loss()
+    _trainer(tmp_path, max_epochs=10).fit(task, data)
+    task.eval()
+    assert loss() < 0.5 * before
+
+
+def test_frozen_backbone_stays_fixed(tmp_path):
+    task = TinyTask(backbone=SMALL, freeze_backbone=True, lr_scheduler=None)
+    backbone_before = {k: v.clone() for k, v in task.backbone.state_dict().items()}
+    head_before = task.model.head.weight.clone()
+    _trainer(tmp_path).fit(task, TinyDataModule())
+    after = task.backbone.state_dict()
+    assert all(torch.equal(backbone_before[k], after[k]) for k in backbone_before)  # BN statistics included
+    assert not torch.equal(head_before, task.model.head.weight)
+    assert [g["name"] for g in parameter_groups(task, task.backbone, 0.1, 0.0)] == ["head/decay", "head/no_decay"]
+
+
+def test_pretrained_backbone_and_its_normalisation(tmp_path):
+    source = MobileNetV1(alpha=0.25, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    save_backbone(source, tmp_path / "b.pth")
+    task = TinyTask(backbone=BackboneConfig(alpha=0.25, pretrained=str(tmp_path / "b.pth")))
+    assert torch.equal(task.backbone.features.layer5.pw.conv.weight, source.features.layer5.pw.conv.weight)
+    batch = task.on_after_batch_transfer({"image": torch.ones(1, 3, 32, 32)}, 0)
+    assert torch.allclose(batch["image"], torch.ones(1, 3, 32, 32))  # (1 - 0.5) / 0.5
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="resolution must be an integer >= 32"):
+        TinyTask(backbone=SMALL, resolution=16)
+    with pytest.raises(ValueError, match="lr_scheduler_interval must be 'step' or 'epoch'"):
+        TinyTask(backbone=SMALL, lr_scheduler_interval="batch")
