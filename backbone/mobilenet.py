@@ -258,7 +258,7 @@ class MobileNetV1(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackboneConfig:
     """The one ``backbone:`` block every task config shares.
 

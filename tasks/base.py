@@ -86,7 +86,7 @@ class BaseTask(pl.LightningModule, ABC):
 
     def __init__(
         self,
-        backbone: BackboneConfig | None = None,
+        backbone: BackboneConfig = BackboneConfig(),
         resolution: int = 224,
         lr: float = 0.01,
         weight_decay: float = 4e-5,
@@ -103,7 +103,7 @@ class BaseTask(pl.LightningModule, ABC):
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         self.save_hyperparameters()
-        self.backbone_config = backbone if backbone is not None else BackboneConfig()
+        self.backbone_config = backbone
         self.configure_models()
         if freeze_backbone:
             self.backbone.requires_grad_(False)

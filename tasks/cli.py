@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mobilenets`` and ``python -m mobilenets.tasks``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        MobileNetsCLI(args=argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
+        MobileNetsCLI(args=argv)  # None: LightningCLI reads sys.argv itself
         return 0
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(args_list)
     return args.handler(args)

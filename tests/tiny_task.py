@@ -49,7 +49,7 @@ class TinyModel(nn.Module):
 
 
 class TinyTask(BaseTask):
-    def __init__(self, num_classes: int = 2, backbone: BackboneConfig | None = None, resolution: int = 32,
+    def __init__(self, num_classes: int = 2, backbone: BackboneConfig = BackboneConfig(), resolution: int = 32,
                  **kwargs) -> None:
         self.num_classes = num_classes
         super().__init__(backbone=backbone, resolution=resolution, **kwargs)

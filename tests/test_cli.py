@@ -1,0 +1,82 @@
+"""The ``mobilenets`` command: help, profile, and Lightning's subcommands through the real entry point."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mobilenets.tasks.cli import main
+
+from tiny_task import TinyTask
+
+
+def test_help_lists_lightning_and_suite_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "profile", "bench"):
+        assert f"    {command} " in out
+
+
+def test_console_script_and_module_entry_points():
+    for command in (["mobilenets", "--help"], [sys.executable, "-m", "mobilenets.tasks", "--help"]):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "profile" in result.stdout
+
+
+def test_profile_prints_every_paper_table(capsys):
+    assert main(["profile"]) == 0
+    out = capsys.readouterr().out
+    assert "Table 2" in out and "Table 3" in out and "Tables 4-9" in out
+    assert "| 1.0 MobileNet-224 | 4,6,7,8 | 568.7 | 569 | 4.232 | 4.2 | yes |" in out
+    assert "| conv 3x3 (stem) | 1.91% | 1.19% |" in out
+
+
+def test_profile_json_and_single_table(capsys):
+    assert main(["profile", "--format", "json", "--table", "table3"]) == 0
+    tables = json.loads(capsys.readouterr().out)
+    assert [t["key"] for t in tables] == ["table3"] and len(tables[0]["rows"]) == 4
+
+
+def test_profile_one_model(capsys):
+    assert main(["profile", "--model", "alpha=0.75,resolution=192"]) == 0
+    out = capsys.readouterr().out
+    assert "at 192x192" in out and "| total |  |  | 239.273 |" in out  # 0.75 MobileNet-192, 1000 classes
+
+
+def test_profile_bad_arguments():
+    with pytest.raises(SystemExit, match="expected key=value"):
+        main(["profile", "--model", "alpha"])
+    with pytest.raises(SystemExit, match="unexpected keyword argument 'beta'"):
+        main(["profile", "--model", "beta=2"])
+    with pytest.raises(SystemExit, match="unknown \\['table99'\\]"):
+        main(["profile", "--table", "table99"])
+    with pytest.raises(ValueError, match="resolution must be an integer >= 32"):
+        main(["profile", "--model", "resolution=16"])
+
+
+def test_lightning_fit_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "model:\n  class_path: tiny_task.TinyTask\n  init_args:\n    backbone: {alpha: 0.25}\n"
+        "data:\n  class_path: tiny_task.TinyDataModule\n"
+        f"trainer:\n  max_epochs: 1\n  default_root_dir: {tmp_path}\n  enable_progress_bar: false\n"
+    )
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "2"])
+    metrics = list(tmp_path.rglob("metrics.csv")) + list(tmp_path.rglob("events.out.tfevents*"))
+    assert metrics, "Lightning's default logger wrote nothing"
+    assert list(tmp_path.rglob("config.yaml"))
+    (checkpoint,) = tmp_path.rglob("*.ckpt")
+    restored = TinyTask.load_from_checkpoint(checkpoint)
+    assert restored.backbone_config.alpha == 0.25 and restored.backbone.alpha == 0.25
+
+
+def test_print_config(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model", "tiny_task.TinyTask", "--data", "tiny_task.TinyDataModule", "--print_config"])
+    out = capsys.readouterr().out
+    assert "alpha: 1.0" in out and "optimizer: RMSprop" in out
