@@ -7,6 +7,7 @@ from mobilenets.backbone.mobilenet import (
     BackboneConfig,
     MobileNetV1,
     check_resolution,
+    fold_batchnorm,
 )
 from mobilenets.backbone.profile import ModelProfile, profile_model
 from mobilenets.backbone.weights import convert_timm_state_dict, load_backbone, load_pretrained, save_backbone
@@ -19,6 +20,7 @@ __all__ = [
     "MobileNetV1",
     "ModelProfile",
     "check_resolution",
+    "fold_batchnorm",
     "convert_timm_state_dict",
     "load_backbone",
     "load_pretrained",

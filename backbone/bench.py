@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mobilenets.backbone.mobilenet import MobileNetV1
+from mobilenets.backbone.mobilenet import MobileNetV1, fold_batchnorm
 from mobilenets.backbone.profile import ProfileTable
 
-__all__ = ["BenchRow", "bench_backbone", "fold_batchnorm"]
+__all__ = ["BenchRow", "bench_backbone", "bench_table"]
 
 
 @dataclass
@@ -33,13 +33,6 @@ class BenchRow:
         return self.timm_ms / self.ours_ms
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An inference copy with every BN folded into the conv before it (torch.fx's fuser)."""
-    from torch.fx.experimental.optimization import fuse
-
-    return fuse(model.eval())
-
-
 def _time_once(model: nn.Module, x: torch.Tensor) -> float:
     start = time.perf_counter()
     model(x)
@@ -47,7 +40,7 @@ def _time_once(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def bench_backbone(
-    batch_sizes: tuple[int, ...] = (1, 32), rounds: int = 15, warmup: int = 3, threads: int = 2, resolution: int = 224
+    batch_sizes: tuple[int, ...] = (1, 32), rounds: int = 20, warmup: int = 3, threads: int = 2, resolution: int = 224
 ) -> list[BenchRow]:
     """Median ms per batch for ours (eager and BN-folded) and timm, NCHW and channels_last."""
     try:
@@ -55,29 +48,31 @@ def bench_backbone(
     except ImportError:
         raise SystemExit("the backbone benchmark compares against timm: pip install 'mobilenet-suite[dev]'") from None
     torch.set_num_threads(threads)
+    ours = MobileNetV1(alpha=1.0).eval()
+    models = {
+        "eager": ours,
+        "BN folded": fold_batchnorm(ours),
+        "timm": timm.create_model("mobilenetv1_100", pretrained=False).eval(),
+    }
     rows = []
-    ours_eager = MobileNetV1(alpha=1.0).eval()
-    reference = timm.create_model("mobilenetv1_100", pretrained=False).eval()
-    candidates = {"eager": ours_eager, "BN folded": fold_batchnorm(ours_eager)}
     for batch_size in batch_sizes:
         for memory_format in ("NCHW", "channels_last"):
             fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
             x = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=fmt)
-            reference_fmt = reference.to(memory_format=fmt)
-            for variant, ours in candidates.items():
-                ours_fmt = ours.to(memory_format=fmt)
-                with torch.inference_mode():
-                    for _ in range(warmup):
-                        ours_fmt(x)
-                        reference_fmt(x)
-                    ours_times, timm_times = [], []
-                    for _ in range(rounds):
-                        ours_times.append(_time_once(ours_fmt, x))
-                        timm_times.append(_time_once(reference_fmt, x))
-                rows.append(
-                    BenchRow(batch_size, memory_format, variant, statistics.median(ours_times),
-                             statistics.median(timm_times))
-                )
+            for model in models.values():
+                model.to(memory_format=fmt)
+            times: dict[str, list[float]] = {name: [] for name in models}
+            with torch.inference_mode():
+                for round_index in range(warmup + rounds):
+                    for name, model in models.items():  # interleaved: noise hits every model alike
+                        elapsed = _time_once(model, x)
+                        if round_index >= warmup:
+                            times[name].append(elapsed)
+            timm_ms = statistics.median(times["timm"])
+            rows += [
+                BenchRow(batch_size, memory_format, variant, statistics.median(times[variant]), timm_ms)
+                for variant in ("eager", "BN folded")
+            ]
     return rows
 
 

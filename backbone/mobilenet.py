@@ -27,6 +27,7 @@ __all__ = [
     "MobileNetV1",
     "BackboneConfig",
     "check_resolution",
+    "fold_batchnorm",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -286,6 +287,16 @@ class BackboneConfig:
         if pretrained:
             load_pretrained(model, pretrained)
         return model
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy with every BN folded into the conv before it (torch.fx's fuser does the folding).
+
+    Same outputs as ``model.eval()`` up to float rounding, with a third fewer layers to run.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    return fuse(model.eval())
 
 
 def check_resolution(resolution: int) -> int:

@@ -116,7 +116,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
     parser.add_argument("target", choices=["backbone"], help="what to benchmark")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     parser.set_defaults(handler=run_bench)

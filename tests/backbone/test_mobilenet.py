@@ -128,3 +128,18 @@ def test_normalize_uses_the_weights_statistics():
     model = MobileNetV1(alpha=0.25, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     assert torch.allclose(model.normalize(torch.ones(1, 3, 4, 4)), torch.ones(1, 3, 4, 4))
     assert "input_mean" in model.state_dict()
+
+
+def test_fold_batchnorm_keeps_outputs():
+    from mobilenets.backbone import fold_batchnorm
+
+    model = MobileNetV1(alpha=0.25, num_classes=5)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    folded = fold_batchnorm(model)
+    x = torch.randn(2, 3, 64, 64)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert torch.allclose(folded(x), model(x), atol=1e-5)
