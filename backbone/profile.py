@@ -30,6 +30,7 @@ __all__ = [
     "compare_rows",
     "imagenet_table",
     "layer_table",
+    "model_rows_table",
     "profile_model",
     "register_table",
     "registered_tables",
@@ -287,7 +288,8 @@ IMAGENET_ROWS: list[PaperRow] = [
 ]
 
 
-def _model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> ProfileTable:
+def model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> ProfileTable:
+    """Profile each paper row and lay the result out beside the paper's values, notes for disagreements."""
     table_rows, notes = [], []
     for result in compare_rows(rows):
         row: PaperRow = result["row"]
@@ -312,7 +314,7 @@ def _model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> Profile
 @register_table("imagenet")
 def imagenet_table() -> ProfileTable:
     """Tables 4-9: the ImageNet models' MACs and parameters."""
-    return _model_rows_table("imagenet", "Tables 4-9: ImageNet models (1000 classes)", IMAGENET_ROWS)
+    return model_rows_table("imagenet", "Tables 4-9: ImageNet models (1000 classes)", IMAGENET_ROWS)
 
 
 def layer_table(model: MobileNetV1, resolution: int) -> ProfileTable:

@@ -6,8 +6,11 @@ subclass says only what is particular to it (``configure_models``, the loss, the
 
 from __future__ import annotations
 
+import csv
 import importlib
+import logging
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,7 +20,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
 
-__all__ = ["BaseTask", "parameter_groups", "resolve_class"]
+__all__ = ["BaseTask", "parameter_groups", "resolve_class", "write_csv"]
+
+log = logging.getLogger(__name__)
 
 # The paper's RMSprop (TF's decay 0.9, momentum 0.9, epsilon 1.0), used unless the config says otherwise.
 RMSPROP_DEFAULTS = {"alpha": 0.9, "momentum": 0.9, "eps": 1.0}
@@ -32,6 +37,17 @@ def resolve_class(name: str, module: Any) -> type:
         return getattr(module, name)
     except AttributeError:
         raise ValueError(f"{name!r} is not in {module.__name__}; give its name there or a full import path") from None
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows (dicts with the same keys) as CSV; via a temporary file, so no half-written file remains."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def _skips_weight_decay(module: nn.Module, param_name: str) -> bool:
@@ -78,6 +94,7 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_interval: step the schedule every ``"step"`` or every ``"epoch"``.
         freeze_backbone: train only the head; the backbone (and its BN statistics) stays fixed.
         backbone_lr_mult: backbone learning rate = lr x this (fine-tuning often uses 0.1).
+        predictions_file: where ``predict`` writes its CSV; ``<log dir>/predictions.csv`` by default.
     """
 
     #: the metric checkpoints and early stopping watch, and whether higher is better
@@ -97,6 +114,7 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_interval: str = "step",
         freeze_backbone: bool = False,
         backbone_lr_mult: float = 1.0,
+        predictions_file: str | None = None,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -133,6 +151,19 @@ class BaseTask(pl.LightningModule, ABC):
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
             batch["image"] = self.backbone.normalize(batch["image"])
         return batch
+
+    def on_predict_epoch_start(self) -> None:
+        self._prediction_rows: list[dict[str, Any]] = []
+
+    def on_predict_batch_end(self, outputs: list[dict[str, Any]], batch: Any, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
+        """``predict_step`` returns one dict per sample; they are gathered for the CSV."""
+        self._prediction_rows.extend(outputs)
+
+    def on_predict_epoch_end(self) -> None:
+        path = Path(self.hparams.predictions_file or Path(self.trainer.log_dir or ".") / "predictions.csv")
+        write_csv(path, self._prediction_rows)
+        log.info("wrote %d predictions to %s", len(self._prediction_rows), path)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hparams = self.hparams

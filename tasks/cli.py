@@ -17,8 +17,15 @@ from pytorch_lightning.cli import LightningCLI
 from mobilenets.backbone import MobileNetV1, check_resolution
 from mobilenets.backbone.profile import layer_table, registered_tables, render
 from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
 
-__all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "build_parser", "main"]
+__all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
+
+# Importing the tasks registers their classes (short names in configs) and their profile tables.
+TASKS = (ClassificationTask,)
+DATAMODULES = (DogsDataModule,)
+#: ``mobilenets synth TASK ROOT``: each task's writer of a synthetic dataset in its real on-disk layout.
+SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {"classification": write_stanford_dogs}
 
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a task from a YAML config (Lightning)",
@@ -47,36 +54,34 @@ class MobileNetsCLI(LightningCLI):
             run=run,
         )
 
+    def add_arguments_to_parser(self, parser: pl.cli.LightningArgumentParser) -> None:
+        # One resolution for model and data: the model's is the source, the data module follows it.
+        parser.link_arguments("model.init_args.resolution", "data.init_args.resolution")
 
-def parse_model_spec(spec: str) -> tuple[dict, int]:
-    """``"alpha=0.75,resolution=192,shallow=true"`` -> (MobileNetV1 kwargs, resolution)."""
-    kwargs: dict = {}
-    resolution = 224
+
+def parse_key_values(spec: str) -> dict:
+    """``"alpha=0.75,shallow=true,name=x"`` -> {"alpha": 0.75, "shallow": True, "name": "x"}."""
+    parsed: dict = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, found, value = item.partition("=")
         if not found:
-            raise SystemExit(f"--model: expected key=value, got {item!r}")
-        parsed: object
+            raise SystemExit(f"expected key=value, got {item!r}")
         if value.lower() in ("true", "false"):
-            parsed = value.lower() == "true"
-        else:
+            parsed[key] = value.lower() == "true"
+            continue
+        for convert in (int, float, str):
             try:
-                parsed = int(value)
+                parsed[key] = convert(value)
+                break
             except ValueError:
-                try:
-                    parsed = float(value)
-                except ValueError:
-                    parsed = value
-        if key == "resolution":
-            resolution = check_resolution(parsed)  # type: ignore[arg-type]
-        else:
-            kwargs[key] = parsed
-    return kwargs, resolution
+                continue
+    return parsed
 
 
 def run_profile(args: argparse.Namespace) -> int:
     if args.model is not None:
-        kwargs, resolution = parse_model_spec(args.model)
+        kwargs = parse_key_values(args.model)
+        resolution = check_resolution(kwargs.pop("resolution", 224))
         try:
             model = MobileNetV1(**kwargs)
         except TypeError as error:
@@ -98,6 +103,22 @@ def run_bench(args: argparse.Namespace) -> int:
     rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads)
     print(render([bench_table(rows, args.threads)], args.format))
     return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    options = parse_key_values(",".join(args.option or []))
+    root = SYNTHETIC_WRITERS[args.task](args.root, seed=args.seed, **options)
+    print(f"wrote synthetic {args.task} data to {root}")
+    return 0
+
+
+def _add_synth(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("synth", help="write a task's synthetic dataset in the real on-disk layout")
+    parser.add_argument("task", choices=sorted(SYNTHETIC_WRITERS))
+    parser.add_argument("root", help="folder to write into")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--option", action="append", help="writer argument as key=value, e.g. num_classes=8")
+    parser.set_defaults(handler=run_synth)
 
 
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
@@ -123,7 +144,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 
 #: The suite's own subcommands; task issues add theirs here.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_bench]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_synth, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

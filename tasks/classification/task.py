@@ -1,0 +1,101 @@
+"""ClassificationTask: cross-entropy fine-tuning with top-1 / top-5 accuracy (the paper's Table 10 metric)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.classification.model import MobileNetClassifier
+
+__all__ = ["ClassificationTask"]
+
+
+class ClassificationTask(BaseTask):
+    """Single-label image classification on the MobileNet backbone.
+
+    Args:
+        num_classes: classes in the data (120 for Stanford Dogs); checked against the data module.
+        label_smoothing: cross-entropy label smoothing.
+        top_k: the second accuracy reported (``top5``) and the classes listed per image by ``predict``.
+        **kwargs: the shared task arguments (``backbone``, ``resolution``, optimizer, ...), see ``BaseTask``.
+    """
+
+    monitor = "val/top1"
+    mode = "max"
+
+    def __init__(self, num_classes: int = 120, label_smoothing: float = 0.0, top_k: int = 5, **kwargs: Any) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        super().__init__(**kwargs)
+        self.class_names = [str(index) for index in range(num_classes)]
+        k = min(top_k, num_classes)
+        metrics = MetricCollection({
+            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro"),
+        })
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def configure_models(self) -> None:
+        self.model = MobileNetClassifier(self.build_backbone(), self.hparams.num_classes)
+
+    def setup(self, stage: str) -> None:
+        """Take the class names from the data, and refuse data with another number of classes."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "class_names", None)
+        if names:
+            if len(names) != self.hparams.num_classes:
+                raise ValueError(
+                    f"the data has {len(names)} classes ({', '.join(names[:5])}, ...) but the model was built for "
+                    f"num_classes={self.hparams.num_classes}; set model.init_args.num_classes: {len(names)}"
+                )
+            self.class_names = list(names)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch["image"])
+        return F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing), logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def _evaluate(self, batch: dict, stage: str, metrics: MetricCollection) -> None:
+        loss, logits = self._loss(batch)
+        metrics.update(logits, batch["label"])
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]))
+        self.log_dict(metrics, prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+        """Per image: the file and the top-k class names with their probabilities."""
+        probabilities = self.model(batch["image"]).softmax(dim=1)
+        k = min(self.hparams.top_k, self.hparams.num_classes)
+        top_probs, top_classes = probabilities.topk(k, dim=1)
+        rows = []
+        for file, probs, classes in zip(batch["file"], top_probs.tolist(), top_classes.tolist()):
+            row: dict[str, Any] = {"file": file}
+            for rank, (prob, cls) in enumerate(zip(probs, classes), start=1):
+                row[f"class_{rank}"] = self.class_names[cls]
+                row[f"prob_{rank}"] = round(prob, 6)
+            rows.append(row)
+        return rows
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_names"] = self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = checkpoint.get("class_names", self.class_names)
