@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
 
-__all__ = ["BaseTask", "parameter_groups", "resolve_class", "write_csv"]
+__all__ = ["BaseTask", "PredictionWriter", "parameter_groups", "resolve_class", "write_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,28 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what every task's ``predict_step`` returns (one dict per sample) as one CSV.
+
+    The ``mobilenets`` command adds it to every run (``--predictions.output_file``); in plain Python, pass it
+    in the trainer's callbacks.
+
+    Args:
+        output_file: the CSV to write; ``<log dir>/predictions.csv`` by default.
+    """
+
+    def __init__(self, output_file: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_file = output_file
+
+    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any,
+                           batch_indices: Any) -> None:
+        rows = [row for batch in predictions for row in batch]
+        path = Path(self.output_file or Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv")
+        write_csv(path, rows)
+        log.info("wrote %d predictions to %s", len(rows), path)
 
 
 def _skips_weight_decay(module: nn.Module, param_name: str) -> bool:
@@ -94,7 +117,6 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_interval: step the schedule every ``"step"`` or every ``"epoch"``.
         freeze_backbone: train only the head; the backbone (and its BN statistics) stays fixed.
         backbone_lr_mult: backbone learning rate = lr x this (fine-tuning often uses 0.1).
-        predictions_file: where ``predict`` writes its CSV; ``<log dir>/predictions.csv`` by default.
     """
 
     #: the metric checkpoints and early stopping watch, and whether higher is better
@@ -114,7 +136,6 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_interval: str = "step",
         freeze_backbone: bool = False,
         backbone_lr_mult: float = 1.0,
-        predictions_file: str | None = None,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -151,19 +172,6 @@ class BaseTask(pl.LightningModule, ABC):
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
             batch["image"] = self.backbone.normalize(batch["image"])
         return batch
-
-    def on_predict_epoch_start(self) -> None:
-        self._prediction_rows: list[dict[str, Any]] = []
-
-    def on_predict_batch_end(self, outputs: list[dict[str, Any]], batch: Any, batch_idx: int,
-                             dataloader_idx: int = 0) -> None:
-        """``predict_step`` returns one dict per sample; they are gathered for the CSV."""
-        self._prediction_rows.extend(outputs)
-
-    def on_predict_epoch_end(self) -> None:
-        path = Path(self.hparams.predictions_file or Path(self.trainer.log_dir or ".") / "predictions.csv")
-        write_csv(path, self._prediction_rows)
-        log.info("wrote %d predictions to %s", len(self._prediction_rows), path)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hparams = self.hparams

@@ -16,7 +16,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from mobilenets.backbone import MobileNetV1, check_resolution
 from mobilenets.backbone.profile import layer_table, registered_tables, render
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, PredictionWriter
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
@@ -57,6 +57,8 @@ class MobileNetsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: pl.cli.LightningArgumentParser) -> None:
         # One resolution for model and data: the model's is the source, the data module follows it.
         parser.link_arguments("model.init_args.resolution", "data.init_args.resolution")
+        # predict writes a CSV in every task; --predictions.output_file chooses where.
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
 
 
 def parse_key_values(spec: str) -> dict:

@@ -16,10 +16,10 @@ import numpy as np
 import pytorch_lightning as pl
 import scipy.io
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
@@ -56,10 +56,11 @@ class BadRecordError(ValueError):
 
 
 def read_image(path: Path, source: str) -> torch.Tensor:
-    """Decode an image as an RGB uint8 tensor, or raise naming the file and where it was listed."""
+    """Decode an image as an RGB uint8 (C, H, W) tensor, or raise naming the file and where it was listed."""
     try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError) as error:
+        with Image.open(path) as image:
+            return v2.functional.pil_to_tensor(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise BadRecordError(f"{path} ({source}): unreadable image: {error}") from None
 
 

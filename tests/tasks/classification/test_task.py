@@ -1,0 +1,110 @@
+"""ClassificationTask end to end through the real CLI, its model's size against Table 10, and learning."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mobilenets.backbone import BackboneConfig, MobileNetV1, profile_model
+from mobilenets.backbone.profile import agrees
+from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, MobileNetClassifier, table10
+from mobilenets.tasks.classification.model import TABLE10_ROWS
+from mobilenets.tasks.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _metrics(root: Path) -> list[dict]:
+    rows = []
+    for path in sorted(root.rglob("metrics.csv")):
+        rows += list(csv.DictReader(path.open()))
+    return rows
+
+
+def test_classifier_counts_equal_the_plain_network():
+    ours = profile_model(MobileNetClassifier(MobileNetV1(alpha=0.75), 120), 192)
+    plain = profile_model(MobileNetV1(alpha=0.75, num_classes=120), 192)
+    assert (ours.macs, ours.params) == (plain.macs, plain.params)
+
+
+def test_table10_rows_and_notes():
+    table = table10()
+    assert [row[-1] for row in table.rows] == ["no, see [1]", "yes", "no, see [2]", "yes"]
+    assert [row[4] for row in table.rows] == ["3.330", "1.909", "3.330", "1.909"]
+    for row in TABLE10_ROWS:  # the disagreeing rows print the 1000-class model's MACs, as the notes say
+        if row.note:
+            imagenet = profile_model(MobileNetV1(alpha=row.model["alpha"]), row.resolution)
+            assert agrees(imagenet.macs / 1e6, row.paper_macs)
+
+
+def test_num_classes_must_match_the_data(tmp_path):
+    data = DogsDataModule(str(tmp_path / "d"), synthetic=True, resolution=32, num_workers=0,
+                          synthetic_options=dict(num_classes=3, train_per_class=2, test_per_class=1))
+    task = ClassificationTask(num_classes=5, backbone=BackboneConfig(alpha=0.25), resolution=32)
+    trainer = pl.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="the data has 3 classes .* num_classes=5; set model.init_args.num_classes: 3"):
+        trainer.fit(task, data)
+
+
+def test_bad_num_classes():
+    with pytest.raises(ValueError, match="num_classes must be >= 2"):
+        ClassificationTask(num_classes=1)
+
+
+def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["synth", "classification", "dogs", "--option", "num_classes=3", "--option", "train_per_class=6",
+                 "--option", "test_per_class=3"]) == 0
+    common = ["--model", "ClassificationTask", "--model.num_classes", "3", "--model.backbone.alpha", "0.25",
+              "--model.resolution", "64", "--data", "DogsDataModule", "--data.root", "dogs",
+              "--data.batch_size", "4", "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", "run", "--trainer.log_every_n_steps", "1"]
+    main(["fit", *common, "--trainer.max_epochs", "1"])
+    (checkpoint,) = Path("run").rglob("*.ckpt")
+    fit_keys = set().union(*(row.keys() for row in _metrics(Path("run"))))
+    assert {"train/loss", "val/loss", "val/top1", "val/top3"} <= fit_keys  # top-k is clamped to 3 classes
+    main(["test", *common, "--ckpt_path", str(checkpoint)])
+    test_rows = [row for row in _metrics(Path("run")) if row.get("test/top1")]
+    assert test_rows and 0.0 <= float(test_rows[-1]["test/top1"]) <= 1.0 and "test/top3" in test_rows[-1]
+    main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "predictions.csv"])
+    predictions = list(csv.DictReader(open("predictions.csv")))
+    assert len(predictions) == 9  # the 3 x 3 test images
+    assert set(predictions[0]) == {"file", "class_1", "prob_1", "class_2", "prob_2", "class_3", "prob_3"}
+    assert {row["class_1"] for row in predictions} <= {"Chihuahua", "Japanese_spaniel", "Dalmatian"}
+    assert abs(sum(float(predictions[0][f"prob_{k}"]) for k in (1, 2, 3)) - 1) < 1e-4
+    restored = ClassificationTask.load_from_checkpoint(checkpoint)
+    assert restored.class_names == ["Chihuahua", "Japanese_spaniel", "Dalmatian"]  # travels in the checkpoint
+
+
+@pytest.mark.slow
+def test_demo_config_learns_the_breeds(tmp_path, monkeypatch):
+    """The demo config itself, unchanged: val top-1 rises far above chance (1/6)."""
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "dogs.yaml"), "--trainer.enable_progress_bar", "false"])
+    top1 = [float(row["val/top1"]) for row in _metrics(tmp_path / "runs") if row.get("val/top1")]
+    assert len(top1) == 30
+    assert top1[0] < 0.4 and max(top1[-5:]) >= 0.75, top1
+
+
+def test_training_lowers_the_loss_on_synthetic_dogs(tmp_path):
+    pl.seed_everything(0)
+    data = DogsDataModule(str(tmp_path / "d"), synthetic=True, resolution=64, batch_size=16, num_workers=0,
+                          val_fraction=0, synthetic_options=dict(num_classes=3, train_per_class=24, test_per_class=6))
+    task = ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25), resolution=64, lr=0.05,
+                              lr_scheduler=None)
+    data.prepare_data()
+    data.setup("fit")
+    batch = next(iter(torch.utils.data.DataLoader(data.datasets["test"], batch_size=18)))
+
+    def loss() -> float:
+        task.eval()
+        with torch.no_grad():
+            images = task.on_after_batch_transfer(dict(batch), 0)["image"]
+            return torch.nn.functional.cross_entropy(task(images), batch["label"]).item()
+
+    before = loss()
+    pl.Trainer(max_epochs=12, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               limit_val_batches=0).fit(task, data)
+    assert loss() < 0.7 * before
