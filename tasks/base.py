@@ -117,6 +117,8 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_interval: step the schedule every ``"step"`` or every ``"epoch"``.
         freeze_backbone: train only the head; the backbone (and its BN statistics) stays fixed.
         backbone_lr_mult: backbone learning rate = lr x this (fine-tuning often uses 0.1).
+        channels_last: keep weights and images in channels-last memory layout (measured faster for
+            MobileNet on CPU, see README; also the layout GPUs' mixed precision prefers).
     """
 
     #: the metric checkpoints and early stopping watch, and whether higher is better
@@ -136,6 +138,7 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_interval: str = "step",
         freeze_backbone: bool = False,
         backbone_lr_mult: float = 1.0,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -144,6 +147,8 @@ class BaseTask(pl.LightningModule, ABC):
         self.save_hyperparameters()
         self.backbone_config = backbone
         self.configure_models()
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         if freeze_backbone:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
@@ -170,7 +175,10 @@ class BaseTask(pl.LightningModule, ABC):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalise ``batch["image"]`` (floats in [0, 1]) with the statistics the backbone's weights expect."""
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
-            batch["image"] = self.backbone.normalize(batch["image"])
+            images = self.backbone.normalize(batch["image"])
+            if self.hparams.channels_last and images.dim() == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
+            batch["image"] = images
         return batch
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -100,10 +100,20 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from mobilenets.backbone.bench import bench_backbone, bench_table
+    if args.target == "backbone":
+        from mobilenets.backbone.bench import bench_backbone, bench_table
 
-    rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads)
-    print(render([bench_table(rows, args.threads)], args.format))
+        rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads)
+        table = bench_table(rows, args.threads)
+    elif args.target == "train":
+        from mobilenets.tasks.bench import bench_training
+
+        table = bench_training(batch_size=args.batch_sizes[-1], rounds=args.rounds, threads=args.threads)
+    else:
+        from mobilenets.tasks.bench import bench_data
+
+        table = bench_data(root=args.root, batch_size=args.batch_sizes[-1], num_workers=args.num_workers)
+    print(render([table], args.format))
     return 0
 
 
@@ -137,10 +147,15 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
-    parser.add_argument("target", choices=["backbone"], help="what to benchmark")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "target", choices=["backbone", "train", "data"],
+        help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader",
+    )
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--root", help="data: a Stanford Dogs folder (default: synthetic, real-sized images)")
+    parser.add_argument("--num-workers", type=int, help="data: loader workers (default: the data module's)")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     parser.set_defaults(handler=run_bench)
 

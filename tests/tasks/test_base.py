@@ -100,3 +100,13 @@ def test_bad_settings():
         TinyTask(backbone=SMALL, resolution=16)
     with pytest.raises(ValueError, match="lr_scheduler_interval must be 'step' or 'epoch'"):
         TinyTask(backbone=SMALL, lr_scheduler_interval="batch")
+
+
+def test_channels_last_layout():
+    task = TinyTask(backbone=SMALL)
+    weight = task.backbone.features.layer1.pw.conv.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    batch = task.on_after_batch_transfer({"image": torch.rand(2, 3, 32, 32)}, 0)
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    plain = TinyTask(backbone=SMALL, channels_last=False)
+    assert plain.on_after_batch_transfer({"image": torch.rand(2, 3, 32, 32)}, 0)["image"].is_contiguous()

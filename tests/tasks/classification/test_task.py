@@ -76,6 +76,11 @@ def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
     assert abs(sum(float(predictions[0][f"prob_{k}"]) for k in (1, 2, 3)) - 1) < 1e-4
     restored = ClassificationTask.load_from_checkpoint(checkpoint)
     assert restored.class_names == ["Chihuahua", "Japanese_spaniel", "Dalmatian"]  # travels in the checkpoint
+    # fine-tuning on new classes from this task's checkpoint: the backbone transfers, the head starts fresh
+    transferred = ClassificationTask(num_classes=7, backbone=BackboneConfig(alpha=0.25, pretrained=str(checkpoint)))
+    for name, value in restored.backbone.state_dict().items():
+        assert torch.equal(transferred.backbone.state_dict()[name], value), name
+    assert transferred.model.head.out_features == 7
 
 
 @pytest.mark.slow

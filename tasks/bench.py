@@ -1,0 +1,105 @@
+"""Training-speed and data-loading benchmarks for the tasks (``mobilenets bench train`` / ``bench data``).
+
+Training speed compares one full optimizer step (forward, cross-entropy, backward, RMSprop) of our
+classifier with timm's ``mobilenetv1_100`` given the same head, in one process, interleaved round by
+round. Data speed measures decode + augmentation of the real data pipeline with its default workers, to show
+it keeps ahead of training. Benchmarks only: nothing here is asserted in tests.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mobilenets.backbone import MobileNetV1
+from mobilenets.backbone.profile import ProfileTable
+from mobilenets.tasks.base import RMSPROP_DEFAULTS
+from mobilenets.tasks.classification import DogsDataModule, MobileNetClassifier, write_stanford_dogs
+
+__all__ = ["bench_data", "bench_training"]
+
+
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                labels: torch.Tensor) -> float:
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+    return time.perf_counter() - start
+
+
+def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int = 120, rounds: int = 8,
+                   warmup: int = 2, threads: int = 2) -> ProfileTable:
+    """Images per second of a training step, ours vs timm, NCHW and channels_last."""
+    try:
+        import timm
+    except ImportError:
+        raise SystemExit("the training benchmark compares against timm: pip install 'mobilenet-suite[dev]'") from None
+    torch.set_num_threads(threads)
+    rows = []
+    for memory_format in ("NCHW", "channels_last"):
+        fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+        models = {
+            "ours": MobileNetClassifier(MobileNetV1(alpha=1.0), num_classes),
+            "timm": timm.create_model("mobilenetv1_100", pretrained=False, num_classes=num_classes),
+        }
+        optimizers = {}
+        for name, model in models.items():
+            model.train().to(memory_format=fmt)
+            optimizers[name] = torch.optim.RMSprop(model.parameters(), lr=1e-3, **RMSPROP_DEFAULTS)
+        images = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=fmt)
+        labels = torch.randint(0, num_classes, (batch_size,))
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for round_index in range(warmup + rounds):
+            for name, model in models.items():
+                elapsed = _train_step(model, optimizers[name], images, labels)
+                if round_index >= warmup:
+                    times[name].append(elapsed)
+        ours, reference = statistics.median(times["ours"]), statistics.median(times["timm"])
+        rows.append([batch_size, memory_format, f"{batch_size / ours:.1f}", f"{batch_size / reference:.1f}",
+                     f"{reference / ours:.2f}"])
+    return ProfileTable(
+        key="bench_train",
+        title=f"Training step, 1.0 MobileNet-{resolution}, {num_classes} classes, RMSprop ({threads} threads, median)",
+        columns=["batch", "layout", "ours img/s", "timm img/s", "ours/timm speed"],
+        rows=rows,
+    )
+
+
+def bench_data(root: str | None = None, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
+               batches: int = 20) -> ProfileTable:
+    """Images per second of the Stanford Dogs training loader (decode + random resized crop + flip).
+
+    Without ``root``, a synthetic Stanford Dogs with real-sized images (500 x 375) is written to a
+    temporary folder first. ``num_workers`` defaults to the data module's default.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        if root is None:
+            root = str(write_stanford_dogs(Path(scratch) / "dogs", num_classes=4, train_per_class=40,
+                                           test_per_class=1, image_size=(500, 375)))
+        kwargs = {} if num_workers is None else {"num_workers": num_workers}
+        data = DogsDataModule(root, resolution=resolution, batch_size=batch_size, val_fraction=0, **kwargs)
+        data.setup("fit")
+        loader = data.train_dataloader()
+        seen, start, first = 0, None, True
+        while seen < batches * batch_size:
+            for batch in loader:
+                if first:  # start the clock once the workers are up
+                    start, first = time.perf_counter(), False
+                    continue
+                seen += len(batch["label"])
+                if seen >= batches * batch_size:
+                    break
+        elapsed = time.perf_counter() - start
+    return ProfileTable(
+        key="bench_data",
+        title=f"Stanford Dogs training loader at {resolution} px, batch {batch_size}",
+        columns=["num_workers", "images/s"],
+        rows=[[data.hparams.num_workers, f"{seen / elapsed:.1f}"]],
+    )
