@@ -118,6 +118,7 @@ def write_stanford_dogs(
     test_per_class: int = 8,
     image_size: tuple[int, int] = (112, 96),
     seed: int = 0,
+    breeds: list[str] | None = None,
 ) -> Path:
     """Write a synthetic Stanford Dogs under ``root``; returns ``root``.
 
@@ -126,14 +127,24 @@ def write_stanford_dogs(
         train_per_class, test_per_class: images per breed in ``train_list.mat`` / ``test_list.mat``.
         image_size: (width, height) of every image; the real dataset's are about 500 x 375.
         seed: the same seed writes byte-identical files.
+        breeds: names from ``BREEDS`` to use instead of the first ``num_classes`` (which come in
+            look-alike pairs, the fine-grained case).
     """
-    if not 1 <= num_classes <= len(BREEDS):
+    by_name = {breed[0]: breed for breed in BREEDS}
+    if breeds is not None:
+        unknown = [name for name in breeds if name not in by_name]
+        if unknown:
+            raise ValueError(f"unknown breeds {unknown}; choose from {list(by_name)}")
+        chosen = [by_name[name] for name in breeds]
+    elif 1 <= num_classes <= len(BREEDS):
+        chosen = BREEDS[:num_classes]
+    else:
         raise ValueError(f"num_classes must be in 1..{len(BREEDS)}, got {num_classes}")
     root = Path(root)
     rng = np.random.default_rng(seed)
     lists: dict[str, tuple[list[str], list[str], list[int]]] = {"train": ([], [], []), "test": ([], [], [])}
-    for label, breed in enumerate(BREEDS[:num_classes], start=1):
-        wnid = f"n{2085620 + label:08d}"
+    for label, breed in enumerate(chosen, start=1):
+        wnid = f"n{2085620 + BREEDS.index(breed) + 1:08d}"
         folder = f"{wnid}-{breed[0]}"
         (root / "Images" / folder).mkdir(parents=True, exist_ok=True)
         (root / "Annotation" / folder).mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,15 @@ def test_synthetic_is_deterministic(tmp_path):
     assert digest(a) == digest(b) != digest(c)
 
 
+def test_synthetic_breed_choice(tmp_path):
+    root = write_stanford_dogs(tmp_path / "d", train_per_class=1, test_per_class=1, breeds=["Pug", "Boxer"])
+    assert stanford_dogs_classes(root) == ["Pug", "Boxer"]
+    with pytest.raises(ValueError, match=r"unknown breeds \['Poodle'\]"):
+        write_stanford_dogs(tmp_path / "e", breeds=["Poodle"])
+    with pytest.raises(ValueError, match="num_classes must be in 1..10"):
+        write_stanford_dogs(tmp_path / "f", num_classes=11)
+
+
 def test_reads_lists_and_class_names(dogs_root):
     assert stanford_dogs_classes(dogs_root) == ["Chihuahua", "Japanese_spaniel", "Dalmatian"]
     train, skipped = read_stanford_dogs(dogs_root, "train", 3)

@@ -88,28 +88,8 @@ def test_demo_config_learns_the_breeds(tmp_path, monkeypatch):
     """The demo config itself, unchanged: val top-1 rises far above chance (1/6)."""
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(REPO / "configs" / "demo" / "dogs.yaml"), "--trainer.enable_progress_bar", "false"])
-    top1 = [float(row["val/top1"]) for row in _metrics(tmp_path / "runs") if row.get("val/top1")]
+    rows = [row for row in _metrics(tmp_path / "runs") if row.get("val/top1")]
+    top1, loss = [float(row["val/top1"]) for row in rows], [float(row["val/loss"]) for row in rows]
     assert len(top1) == 30
     assert top1[0] < 0.4 and max(top1[-5:]) >= 0.75, top1
-
-
-def test_training_lowers_the_loss_on_synthetic_dogs(tmp_path):
-    pl.seed_everything(0)
-    data = DogsDataModule(str(tmp_path / "d"), synthetic=True, resolution=64, batch_size=16, num_workers=0,
-                          val_fraction=0, synthetic_options=dict(num_classes=3, train_per_class=24, test_per_class=6))
-    task = ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25), resolution=64, lr=0.05,
-                              lr_scheduler=None)
-    data.prepare_data()
-    data.setup("fit")
-    batch = next(iter(torch.utils.data.DataLoader(data.datasets["test"], batch_size=18)))
-
-    def loss() -> float:
-        task.eval()
-        with torch.no_grad():
-            images = task.on_after_batch_transfer(dict(batch), 0)["image"]
-            return torch.nn.functional.cross_entropy(task(images), batch["label"]).item()
-
-    before = loss()
-    pl.Trainer(max_epochs=12, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               limit_val_batches=0).fit(task, data)
-    assert loss() < 0.7 * before
+    assert min(loss[-5:]) < 0.5 * loss[0], loss
