@@ -1,67 +1,26 @@
 """Fine-grained classification data: Stanford Dogs in its published layout, or any ImageFolder tree.
 
-Both readers produce the same ``ImageRecord`` list, read by one ``ClassificationDataset``, so errors name
+Both readers produce the same ``ImageRecord`` list, read by the shared ``ImageDataset``, so errors name
 the same things (the file and its list index) whichever layout the data came in.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from xml.etree import ElementTree
 
 import numpy as np
-import pytorch_lightning as pl
 import scipy.io
-import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms import v2
 
-from mobilenets.backbone import check_resolution
+from mobilenets.tasks.classification.synthetic import write_stanford_dogs
+from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord
 
-__all__ = [
-    "ClassificationDataset",
-    "DogsDataModule",
-    "ImageRecord",
-    "eval_transform",
-    "read_image",
-    "read_image_folder",
-    "read_stanford_dogs",
-    "train_transform",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["DogsDataModule", "read_image_folder", "read_stanford_dogs", "stanford_dogs_classes"]
 
 STANFORD_DOGS_CLASSES = 120
 MAT_KEYS = ("file_list", "annotation_list", "labels")
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One labelled image; ``source`` says where it was listed (for error messages)."""
-
-    path: Path
-    label: int
-    source: str
-    box: tuple[int, int, int, int] | None = None
-
-
-class BadRecordError(ValueError):
-    """A dataset record that cannot be used; the message names the file and the record."""
-
-
-def read_image(path: Path, source: str) -> torch.Tensor:
-    """Decode an image as an RGB uint8 (C, H, W) tensor, or raise naming the file and where it was listed."""
-    try:
-        with Image.open(path) as image:
-            return v2.functional.pil_to_tensor(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise BadRecordError(f"{path} ({source}): unreadable image: {error}") from None
 
 
 def _mat_strings(column: np.ndarray) -> list[str]:
@@ -155,125 +114,43 @@ def read_image_folder(root: str | Path) -> tuple[list[ImageRecord], list[str]]:
     return [ImageRecord(Path(path), label, f"{root.name}/[{i}]") for i, (path, label) in enumerate(samples)], classes
 
 
-def train_transform(resolution: int) -> v2.Transform:
-    """Light augmentation, as the paper advises for small models: random resized crop and flip."""
-    return v2.Compose([
-        v2.RandomResizedCrop(resolution, scale=(0.25, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-    ])
-
-
-def eval_transform(resolution: int, crop_fraction: float = 0.875) -> v2.Transform:
-    """Resize the short side to resolution / crop_fraction, then the central resolution x resolution."""
-    return v2.Compose([
-        v2.Resize(round(resolution / crop_fraction), antialias=True),
-        v2.CenterCrop(resolution),
-        v2.ToDtype(torch.float32, scale=True),
-    ])
-
-
-class ClassificationDataset(Dataset):
-    """Images in [0, 1] with their labels: ``{"image", "label", "file"}``; normalisation is the model's."""
-
-    def __init__(self, records: list[ImageRecord], transform: v2.Transform | None = None) -> None:
-        self.records = records
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict:
-        record = self.records[index]
-        image = read_image(record.path, record.source)
-        if record.box is not None:
-            x0, y0, x1, y1 = record.box
-            image = image[:, y0:y1, x0:x1]
-        image = tv_tensors.Image(image)
-        if self.transform is not None:
-            image = self.transform(image)
-        return {"image": image.as_subclass(torch.Tensor), "label": record.label, "file": str(record.path)}
-
-
-def drop_unreadable(records: list[ImageRecord]) -> tuple[list[ImageRecord], list[str]]:
-    """Decode every image once; keep the readable ones (for ``skip_bad``: bad files counted, not crashed on)."""
-    kept, skipped = [], []
-    for record in records:
-        try:
-            read_image(record.path, record.source)
-            kept.append(record)
-        except BadRecordError as error:
-            skipped.append(str(error))
-    return kept, skipped
-
-
-class DogsDataModule(pl.LightningDataModule):
+class DogsDataModule(BaseDataModule):
     """Stanford Dogs (``layout: stanford_dogs``) or any ImageFolder tree (``layout: imagefolder``).
 
     Args:
         root: the dataset folder (for Stanford Dogs: the one holding Images/, Annotation/, lists/).
-        synthetic: write the built-in synthetic Stanford Dogs into ``root`` first if it is empty.
-        synthetic_options: arguments for ``write_stanford_dogs`` (num_classes, train_per_class, ...).
         layout: ``stanford_dogs``, or ``imagefolder`` with ``root/train``, ``root/val`` (``root/test``)
             split folders, or a single ``root/<class>/`` tree split by ``val_fraction``.
-        resolution: training and evaluation input size.
-        val_fraction: part of the training list held out for validation (seeded, stratified by nothing).
         crop_to_box: crop each image to its annotated dog first (Stanford Dogs only).
-        skip_bad: skip, count and log bad records (missing files, bad labels, unreadable images; every
-            image is decoded once at setup to find them) instead of raising.
-        predict_dir: images to predict (any folder tree); the test split if not given.
+        **kwargs: the shared data arguments (``synthetic``, ``resolution``, ``batch_size``, ``skip_bad``,
+            ``val_fraction``, ...), see ``BaseDataModule``.
     """
 
     def __init__(
         self,
         root: str,
-        synthetic: bool = False,
-        synthetic_options: dict | None = None,
         layout: Literal["stanford_dogs", "imagefolder"] = "stanford_dogs",
-        resolution: int = 224,
-        batch_size: int = 32,
-        num_workers: int = 2,
-        val_fraction: float = 0.1,
-        seed: int = 0,
         crop_to_box: bool = False,
-        skip_bad: bool = False,
-        predict_dir: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        check_resolution(resolution)
-        if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        self.save_hyperparameters()
-        self.root = Path(root)
+        super().__init__(root, **kwargs)
         self.class_names: list[str] = []
-        self.skipped: list[str] = []
-        self.datasets: dict[str, ClassificationDataset] = {}
-
-    def prepare_data(self) -> None:
-        """Write the synthetic dataset once, if asked for and the root is empty (rank 0 only)."""
-        if self.hparams.synthetic and not (self.root.exists() and any(self.root.iterdir())):
-            from mobilenets.tasks.classification.synthetic import write_stanford_dogs
-
-            log.info("writing synthetic Stanford Dogs to %s", self.root)
-            write_stanford_dogs(self.root, **(self.hparams.synthetic_options or {}))
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def _split(self, records: list[ImageRecord]) -> tuple[list[ImageRecord], list[ImageRecord]]:
-        order = np.random.default_rng(self.hparams.seed).permutation(len(records))
-        n_val = int(round(len(records) * self.hparams.val_fraction))
-        return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
+    def write_synthetic(self, root: Path, **options: Any) -> None:
+        write_stanford_dogs(root, **options)
 
-    def _read(self) -> dict[str, list[ImageRecord]]:
+    def read_splits(self) -> dict[str, list[ImageRecord]]:
         hp = self.hparams
         if hp.layout == "stanford_dogs":
             self.class_names = stanford_dogs_classes(self.root)
             train, skipped_train = read_stanford_dogs(self.root, "train", self.num_classes, hp.crop_to_box, hp.skip_bad)
             test, skipped_test = read_stanford_dogs(self.root, "test", self.num_classes, hp.crop_to_box, hp.skip_bad)
             self.skipped = skipped_train + skipped_test
-            train, val = self._split(train)
+            train, val = self.split_off_validation(train)
             return {"train": train, "val": val, "test": test}
         if (self.root / "train").is_dir():
             train, self.class_names = read_image_folder(self.root / "train")
@@ -282,55 +159,9 @@ class DogsDataModule(pl.LightningDataModule):
                 if val_classes != self.class_names:
                     raise ValueError(f"{self.root / 'val'}: classes {val_classes} differ from train's")
             else:
-                train, val = self._split(train)
+                train, val = self.split_off_validation(train)
             test = read_image_folder(self.root / "test")[0] if (self.root / "test").is_dir() else val
             return {"train": train, "val": val, "test": test}
         everything, self.class_names = read_image_folder(self.root)
-        train, val = self._split(everything)
+        train, val = self.split_off_validation(everything)
         return {"train": train, "val": val, "test": val}
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        splits = self._read()
-        if self.hparams.skip_bad:
-            for name in list(splits):
-                splits[name], skipped = drop_unreadable(splits[name])
-                self.skipped += skipped
-            if self.skipped:
-                log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
-        resolution = self.hparams.resolution
-        self.datasets = {
-            "train": ClassificationDataset(splits["train"], train_transform(resolution)),
-            "val": ClassificationDataset(splits["val"], eval_transform(resolution)),
-            "test": ClassificationDataset(splits["test"], eval_transform(resolution)),
-        }
-        if self.hparams.predict_dir:
-            records = [ImageRecord(Path(p), -1, f"predict_dir[{i}]") for i, p in
-                       enumerate(sorted(p for p in Path(self.hparams.predict_dir).rglob("*")
-                                        if p.suffix.lower() in IMG_EXTENSIONS))]
-            self.datasets["predict"] = ClassificationDataset(records, eval_transform(resolution))
-        else:
-            self.datasets["predict"] = self.datasets["test"]
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")

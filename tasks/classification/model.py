@@ -1,32 +1,11 @@
-"""The classifier: the MobileNet backbone, dropout and one FC, as the paper fine-tunes it for Stanford Dogs."""
+"""The Stanford Dogs classifier (the shared backbone + FC head, as the paper fine-tunes it) and Table 10."""
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-from mobilenets.backbone import MobileNetV1
 from mobilenets.backbone.profile import PaperRow, ProfileTable, model_rows_table, register_table
+from mobilenets.tasks.heads import MobileNetClassifier
 
 __all__ = ["MobileNetClassifier", "TABLE10_ROWS", "table10"]
-
-
-class MobileNetClassifier(nn.Module):
-    """Backbone (no classifier of its own) -> global pool -> dropout -> FC to ``num_classes`` logits."""
-
-    def __init__(self, backbone: MobileNetV1, num_classes: int, drop_rate: float | None = None) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        backbone.reset_classifier(0)
-        self.backbone = backbone
-        self.dropout = nn.Dropout(backbone.drop_rate if drop_rate is None else drop_rate)
-        self.head = nn.Linear(backbone.num_features, num_classes)
-        nn.init.normal_(self.head.weight, 0, 0.01)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Logits for normalised images."""
-        return self.head(self.dropout(self.backbone(images)))
 
 
 TABLE10_NOTE = "the paper prints the 1000-class ImageNet model's MACs ({:.1f}M); a 120-class FC has 0.9M fewer"

@@ -9,13 +9,8 @@ import pytest
 import scipy.io
 import torch
 
-from mobilenets.tasks.classification.data import (
-    BadRecordError,
-    ClassificationDataset,
-    DogsDataModule,
-    read_stanford_dogs,
-    stanford_dogs_classes,
-)
+from mobilenets.tasks.classification.data import DogsDataModule, read_stanford_dogs, stanford_dogs_classes
+from mobilenets.tasks.datamodule import BadRecordError, ImageDataset
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
 
 SMALL = dict(num_classes=3, train_per_class=4, test_per_class=2)
@@ -74,7 +69,7 @@ def test_reads_lists_and_class_names(dogs_root):
 def test_crop_to_box(dogs_root):
     records, _ = read_stanford_dogs(dogs_root, "train", 3, crop_to_box=True)
     x0, y0, x1, y1 = records[0].box
-    sample = ClassificationDataset(records[:1])[0]
+    sample = ImageDataset(records[:1])[0]
     assert sample["image"].shape == (3, y1 - y0, x1 - x0)
     assert sample["image"].dtype == torch.uint8 and sample["label"] == 0
 
@@ -134,7 +129,7 @@ def test_corrupt_jpeg_names_file(dogs_root, tmp_path, caplog):
     victim = root / "Images" / "n02085622-Japanese_spaniel" / "n02085622_00001.jpg"
     victim.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     records, _ = read_stanford_dogs(root, "train", 3)
-    dataset = ClassificationDataset(records)
+    dataset = ImageDataset(records)
     index = next(i for i, r in enumerate(records) if r.path == victim)
     with pytest.raises(BadRecordError, match=rf"n02085622_00001\.jpg \(train_list\.mat\[{index}\]\): unreadable image"):
         dataset[index]

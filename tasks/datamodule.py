@@ -1,0 +1,226 @@
+"""What every task's data shares: image records, decoding with errors that name the record, transforms,
+``skip_bad`` accounting, and a LightningDataModule base that owns splits, synthetic data and loaders.
+
+Each task's ``data.py`` only reads its dataset's on-disk format into ``ImageRecord`` lists
+(``read_splits``) and names its synthetic writer (``write_synthetic``).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.transforms import v2
+
+from mobilenets.backbone import check_resolution
+
+__all__ = [
+    "BadRecordError",
+    "BaseDataModule",
+    "ImageDataset",
+    "ImageRecord",
+    "drop_unreadable",
+    "eval_transform",
+    "read_image",
+    "train_transform",
+]
+
+log = logging.getLogger(__name__)
+
+
+class BadRecordError(ValueError):
+    """A dataset record that cannot be used; the message names the file and the record."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image and its label (a class index, an attribute vector, ...); ``source`` says where it was listed."""
+
+    path: Path
+    label: Any
+    source: str
+    box: tuple[int, int, int, int] | None = None
+
+
+def read_image(path: Path, source: str) -> torch.Tensor:
+    """Decode an image as an RGB uint8 (C, H, W) tensor, or raise naming the file and where it was listed."""
+    try:
+        with Image.open(path) as image:
+            return v2.functional.pil_to_tensor(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise BadRecordError(f"{path} ({source}): unreadable image: {error}") from None
+
+
+def drop_unreadable(records: list[ImageRecord]) -> tuple[list[ImageRecord], list[str]]:
+    """Decode every image once; keep the readable ones (for ``skip_bad``: bad files counted, not crashed on)."""
+    kept, skipped = [], []
+    for record in records:
+        try:
+            read_image(record.path, record.source)
+            kept.append(record)
+        except BadRecordError as error:
+            skipped.append(str(error))
+    return kept, skipped
+
+
+def train_transform(resolution: int) -> v2.Transform:
+    """Light augmentation, as the paper advises for small models: random resized crop and flip."""
+    return v2.Compose([
+        v2.RandomResizedCrop(resolution, scale=(0.25, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+def eval_transform(resolution: int, crop_fraction: float = 0.875) -> v2.Transform:
+    """Resize the short side to resolution / crop_fraction, then the central resolution x resolution."""
+    return v2.Compose([
+        v2.Resize(round(resolution / crop_fraction), antialias=True),
+        v2.CenterCrop(resolution),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+class ImageDataset(Dataset):
+    """Images in [0, 1] with their labels: ``{"image", "label", "file"}``; normalisation is the model's."""
+
+    def __init__(self, records: list[ImageRecord], transform: v2.Transform | None = None) -> None:
+        self.records = records
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        image = read_image(record.path, record.source)
+        if record.box is not None:
+            x0, y0, x1, y1 = record.box
+            image = image[:, y0:y1, x0:x1]
+        image = tv_tensors.Image(image)
+        if self.transform is not None:
+            image = self.transform(image)
+        label = record.label
+        if isinstance(label, (list, tuple, np.ndarray)):
+            label = torch.as_tensor(np.asarray(label))
+        return {"image": image.as_subclass(torch.Tensor), "label": label, "file": str(record.path)}
+
+
+class BaseDataModule(pl.LightningDataModule, ABC):
+    """Splits, synthetic data, ``skip_bad`` and loaders for every task.
+
+    Args:
+        root: the dataset folder, in the dataset's published layout.
+        synthetic: write the task's built-in synthetic dataset into ``root`` first if it is empty.
+        synthetic_options: arguments for the task's synthetic writer.
+        resolution: input size; the ``mobilenets`` command links it to the model's.
+        batch_size, num_workers: the loaders'.
+        val_fraction: share of the training records held out for validation where the dataset has no
+            validation split of its own (seeded by ``seed``).
+        skip_bad: skip, count and log bad records (missing files, malformed entries, unreadable images;
+            every image is decoded once at setup to find them) instead of raising.
+        predict_dir: images to predict (any folder tree); the test split if not given.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        synthetic: bool = False,
+        synthetic_options: dict | None = None,
+        resolution: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        skip_bad: bool = False,
+        predict_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_resolution(resolution)
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.skipped: list[str] = []
+        self.datasets: dict[str, ImageDataset] = {}
+
+    @abstractmethod
+    def write_synthetic(self, root: Path, **options: Any) -> None:
+        """Write the task's synthetic dataset in the real layout."""
+
+    @abstractmethod
+    def read_splits(self) -> dict[str, list[ImageRecord]]:
+        """Read the dataset into ``train``, ``val`` and ``test`` records (raising ``BadRecordError`` on bad
+        records, or adding their messages to ``self.skipped`` when ``skip_bad``)."""
+
+    def prepare_data(self) -> None:
+        """Write the synthetic dataset once, if asked for and the root is empty (rank 0 only)."""
+        if self.hparams.synthetic and not (self.root.exists() and any(self.root.iterdir())):
+            log.info("writing synthetic data to %s", self.root)
+            self.write_synthetic(self.root, **(self.hparams.synthetic_options or {}))
+
+    def split_off_validation(self, records: list[ImageRecord]) -> tuple[list[ImageRecord], list[ImageRecord]]:
+        """Seeded random (train, val) split by ``val_fraction``."""
+        order = np.random.default_rng(self.hparams.seed).permutation(len(records))
+        n_val = int(round(len(records) * self.hparams.val_fraction))
+        return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
+
+    def train_transform(self) -> v2.Transform:
+        return train_transform(self.hparams.resolution)
+
+    def eval_transform(self) -> v2.Transform:
+        return eval_transform(self.hparams.resolution)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        splits = self.read_splits()
+        if self.hparams.skip_bad:
+            for name in list(splits):
+                splits[name], skipped = drop_unreadable(splits[name])
+                self.skipped += skipped
+            if self.skipped:
+                log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
+        self.datasets = {
+            "train": ImageDataset(splits["train"], self.train_transform()),
+            "val": ImageDataset(splits["val"], self.eval_transform()),
+            "test": ImageDataset(splits["test"], self.eval_transform()),
+        }
+        if self.hparams.predict_dir:
+            files = sorted(p for p in Path(self.hparams.predict_dir).rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+            records = [ImageRecord(path, -1, f"predict_dir[{i}]") for i, path in enumerate(files)]
+            self.datasets["predict"] = ImageDataset(records, self.eval_transform())
+        else:
+            self.datasets["predict"] = self.datasets["test"]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
