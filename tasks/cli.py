@@ -18,14 +18,18 @@ from mobilenets.backbone import MobileNetV1, check_resolution
 from mobilenets.backbone.profile import layer_table, registered_tables, render
 from mobilenets.tasks.base import BaseTask, PredictionWriter
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
+from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask, write_celeba
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
 
 # Importing the tasks registers their classes (short names in configs) and their profile tables.
-TASKS = (ClassificationTask,)
-DATAMODULES = (DogsDataModule,)
+TASKS = (ClassificationTask, FaceAttributesTask)
+DATAMODULES = (DogsDataModule, CelebADataModule)
 #: ``mobilenets synth TASK ROOT``: each task's writer of a synthetic dataset in its real on-disk layout.
-SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {"classification": write_stanford_dogs}
+SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {
+    "classification": write_stanford_dogs,
+    "face_attributes": write_celeba,
+}
 
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a task from a YAML config (Lightning)",

@@ -73,10 +73,10 @@ def drop_unreadable(records: list[ImageRecord]) -> tuple[list[ImageRecord], list
     return kept, skipped
 
 
-def train_transform(resolution: int) -> v2.Transform:
+def train_transform(resolution: int, min_scale: float = 0.25) -> v2.Transform:
     """Light augmentation, as the paper advises for small models: random resized crop and flip."""
     return v2.Compose([
-        v2.RandomResizedCrop(resolution, scale=(0.25, 1.0), antialias=True),
+        v2.RandomResizedCrop(resolution, scale=(min_scale, 1.0), antialias=True),
         v2.RandomHorizontalFlip(),
         v2.ToDtype(torch.float32, scale=True),
     ])

@@ -1,0 +1,133 @@
+"""FaceAttributesTask: multi-label attributes with masked BCE and mean average precision (paper Table 12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MultilabelAveragePrecision,
+    MultilabelRecall,
+    MultilabelSpecificity,
+)
+
+from mobilenets.tasks.base import BaseTask, write_csv
+from mobilenets.tasks.face_attributes.model import MobileNetClassifier
+
+__all__ = ["FaceAttributesTask", "masked_bce"]
+
+UNKNOWN = -1
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy averaged over the known labels only (targets -1 are unknown)."""
+    known = (targets != UNKNOWN).to(logits.dtype)
+    losses = F.binary_cross_entropy_with_logits(
+        logits, targets.clamp(min=0).to(logits.dtype), pos_weight=pos_weight, reduction="none"
+    )
+    return (losses * known).sum() / known.sum().clamp(min=1)
+
+
+class FaceAttributesTask(BaseTask):
+    """One sigmoid per attribute on the MobileNet backbone.
+
+    Args:
+        num_attributes: attributes in the data (40 for CelebA); checked against the data module.
+        pos_weight: weight each attribute's positives by negatives / positives of the training labels,
+            for very imbalanced attributes.
+        **kwargs: the shared task arguments, see ``BaseTask``.
+    """
+
+    monitor = "val/mAP"
+    mode = "max"
+
+    def __init__(self, num_attributes: int = 40, pos_weight: bool = False, **kwargs: Any) -> None:
+        if num_attributes < 1:
+            raise ValueError(f"num_attributes must be >= 1, got {num_attributes}")
+        super().__init__(**kwargs)
+        self.attribute_names = [f"attribute_{i}" for i in range(num_attributes)]
+        self.register_buffer("positive_weight", torch.ones(num_attributes), persistent=False)
+        self.val_metrics = MetricCollection(
+            {"mAP": MultilabelAveragePrecision(num_attributes, average="macro", ignore_index=UNKNOWN)}, prefix="val/"
+        )
+        self.test_metrics = MetricCollection({
+            "mAP": MultilabelAveragePrecision(num_attributes, average="macro", ignore_index=UNKNOWN),
+            "AP": MultilabelAveragePrecision(num_attributes, average=None, ignore_index=UNKNOWN),
+            "recall": MultilabelRecall(num_attributes, average=None, ignore_index=UNKNOWN),
+            "specificity": MultilabelSpecificity(num_attributes, average=None, ignore_index=UNKNOWN),
+        }, prefix="test/")
+
+    def configure_models(self) -> None:
+        self.model = MobileNetClassifier(self.build_backbone(), self.hparams.num_attributes)
+
+    def setup(self, stage: str) -> None:
+        """Take attribute names (and, for ``pos_weight``, label balance) from the data; refuse a mismatch."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "attribute_names", None)
+        if not names:
+            return
+        if len(names) != self.hparams.num_attributes:
+            raise ValueError(
+                f"the data has {len(names)} attributes ({', '.join(names[:5])}, ...) but the model was built for "
+                f"num_attributes={self.hparams.num_attributes}; set model.init_args.num_attributes: {len(names)}"
+            )
+        self.attribute_names = list(names)
+        if self.hparams.pos_weight and stage == "fit":
+            positives, negatives = datamodule.label_counts("train")
+            weight = torch.as_tensor(negatives, dtype=torch.float32) / torch.as_tensor(positives).clamp(min=1)
+            self.positive_weight.copy_(weight)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch["image"])
+        pos_weight = self.positive_weight if self.hparams.pos_weight else None
+        return masked_bce(logits, batch["label"], pos_weight), logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits = self._loss(batch)
+        self.val_metrics.update(logits.sigmoid(), batch["label"].long())
+        self.log("val/loss", loss, batch_size=len(batch["label"]))
+        self.log_dict(self.val_metrics, prog_bar=True)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits = self._loss(batch)
+        self.test_metrics.update(logits.sigmoid(), batch["label"].long())
+        self.log("test/loss", loss, batch_size=len(batch["label"]))
+
+    def on_test_epoch_end(self) -> None:
+        """Log test/mAP and test/balanced_accuracy; write the per-attribute table as ``attributes.csv``."""
+        results = self.test_metrics.compute()
+        balanced = (results["test/recall"] + results["test/specificity"]) / 2
+        self.log("test/mAP", results["test/mAP"])
+        self.log("test/balanced_accuracy", balanced.nanmean())
+        if self.trainer.is_global_zero:
+            rows = [
+                {"attribute": name, "AP": round(float(ap), 6), "balanced_accuracy": round(float(acc), 6)}
+                for name, ap, acc in zip(self.attribute_names, results["test/AP"], balanced)
+            ]
+            write_csv(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "attributes.csv", rows)
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+        """Per image: the file and every attribute's probability."""
+        probabilities = self.model(batch["image"]).sigmoid().tolist()
+        return [
+            {"file": file, **{name: round(p, 6) for name, p in zip(self.attribute_names, probs)}}
+            for file, probs in zip(batch["file"], probabilities)
+        ]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["attribute_names"] = self.attribute_names
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.attribute_names = checkpoint.get("attribute_names", self.attribute_names)
