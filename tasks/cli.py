@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -19,16 +20,18 @@ from mobilenets.backbone.profile import layer_table, registered_tables, render
 from mobilenets.tasks.base import BaseTask, PredictionWriter
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
 from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask, write_celeba
+from mobilenets.tasks.face_embedding import FaceEmbeddingTask, FaceIdentityDataModule, write_faces
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
 
 # Importing the tasks registers their classes (short names in configs) and their profile tables.
-TASKS = (ClassificationTask, FaceAttributesTask)
-DATAMODULES = (DogsDataModule, CelebADataModule)
+TASKS = (ClassificationTask, FaceAttributesTask, FaceEmbeddingTask)
+DATAMODULES = (DogsDataModule, CelebADataModule, FaceIdentityDataModule)
 #: ``mobilenets synth TASK ROOT``: each task's writer of a synthetic dataset in its real on-disk layout.
 SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {
     "classification": write_stanford_dogs,
     "face_attributes": write_celeba,
+    "face_embedding": write_faces,
 }
 
 LIGHTNING_SUBCOMMANDS = {
@@ -137,6 +140,34 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_synth)
 
 
+def run_verify(args: argparse.Namespace) -> int:
+    import torch
+
+    from mobilenets.tasks.datamodule import eval_transform, read_image
+    from mobilenets.tasks.face_embedding.metrics import squared_distances
+
+    task = FaceEmbeddingTask.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
+    transform = eval_transform(task.hparams.resolution, crop_fraction=1.0)
+    images = torch.stack([transform(read_image(Path(path), "command line")) for path in (args.image_a, args.image_b)])
+    with torch.no_grad():
+        embeddings = task(task.backbone.normalize(images)).numpy()
+    distance = float(squared_distances(embeddings[:1], embeddings[1:])[0])
+    threshold = task.threshold if args.threshold is None else args.threshold
+    verdict = "same person" if distance < threshold else "different people"
+    print(f"squared distance {distance:.4f}, threshold {threshold:.4f}: {verdict}")
+    return 0
+
+
+def _add_verify(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("verify", help="face verification of two images with a face_embedding checkpoint")
+    parser.add_argument("image_a")
+    parser.add_argument("image_b")
+    parser.add_argument("--ckpt", required=True, help="a FaceEmbeddingTask checkpoint")
+    parser.add_argument("--threshold", type=float, help="squared-distance threshold (default: the checkpoint's, "
+                        "chosen on the verification pairs in its last evaluation)")
+    parser.set_defaults(handler=run_verify)
+
+
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
@@ -165,7 +196,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 
 #: The suite's own subcommands; task issues add theirs here.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_synth, _add_bench]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_synth, _add_verify, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,181 @@
+"""Face embedding data: identity folders for training (P x K batches) and LFW-style pairs for verification.
+
+Training reads ``root/<train_dir>/<identity>/<image>`` (VGGFace2, CASIA-WebFace, LFW layout). Batches hold P
+identities x K images each (pytorch-metric-learning's ``MPerClassSampler``), so every batch has positives for
+triplet mining. Verification reads LFW's ``pairs.txt`` (``10<TAB>300`` header, or a single-set ``300``) with
+images at ``<pairs_dir>/<name>/<name>_%04d.jpg``; validation and test both evaluate on those pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytorch_metric_learning.samplers import MPerClassSampler
+from torch.utils.data import DataLoader
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms import v2
+
+from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord, eval_transform, train_transform
+from mobilenets.tasks.face_embedding.synthetic import write_faces
+
+__all__ = ["FaceIdentityDataModule", "Pair", "read_identity_folders", "read_pairs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two images, whether they show the same person, the fold, and the pairs.txt line."""
+
+    first: Path
+    second: Path
+    same: bool
+    fold: int
+    source: str
+
+
+def read_pairs(path: Path, image_root: Path, skip_bad: bool = False) -> tuple[list[Pair], list[str]]:
+    """Parse an LFW ``pairs.txt``: matched ``name n1 n2``, mismatched ``name1 n1 name2 n2``, per fold."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pairs file not found")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    header = lines[0].split() if lines else []
+    if len(header) == 2 and all(f.isdigit() for f in header):
+        folds, per_fold = int(header[0]), int(header[1])
+    elif len(header) == 1 and header[0].isdigit():
+        folds, per_fold = 1, int(header[0])
+    else:
+        raise BadRecordError(f"{path}:1: expected a header '<folds> <pairs per fold>' or '<pairs>', got {lines[:1]}")
+    if len(lines) - 1 != folds * 2 * per_fold:
+        raise BadRecordError(f"{path}: header announces {folds * 2 * per_fold} pairs, file has {len(lines) - 1}")
+
+    def image(name: str, number: str, source: str) -> Path:
+        if not number.isdigit():
+            raise BadRecordError(f"{path}:{source}: image number {number!r} is not a number")
+        file = image_root / name / f"{name}_{int(number):04d}.jpg"
+        if not file.is_file():
+            raise BadRecordError(f"{file} ({path.name}:{source}): image file not found")
+        return file
+
+    pairs, skipped = [], []
+    for index, line in enumerate(lines[1:]):
+        line_number = index + 2
+        fold, same = index // (2 * per_fold), index % (2 * per_fold) < per_fold
+        fields = line.split()
+        try:
+            expected = 3 if same else 4
+            if len(fields) != expected:
+                kind = "matched 'name n1 n2'" if same else "mismatched 'name1 n1 name2 n2'"
+                raise BadRecordError(f"{path}:{line_number}: expected {expected} fields ({kind}), got {len(fields)}")
+            if same:
+                first, second = image(fields[0], fields[1], str(line_number)), image(fields[0], fields[2], str(line_number))
+            else:
+                first, second = image(fields[0], fields[1], str(line_number)), image(fields[2], fields[3], str(line_number))
+            pairs.append(Pair(first, second, same, fold, f"{path.name}:{line_number}"))
+        except BadRecordError as error:
+            if not skip_bad:
+                raise
+            skipped.append(str(error))
+    return pairs, skipped
+
+
+def read_identity_folders(root: Path) -> tuple[list[ImageRecord], list[str]]:
+    """Records of ``root/<identity>/<image>`` with identity indices; an identity without images is an error."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: identity folder root not found")
+    identities, index_of = find_classes(str(root))
+    samples = make_dataset(str(root), index_of, extensions=IMG_EXTENSIONS, allow_empty=True)
+    found = {label for _, label in samples}
+    empty = [name for name in identities if index_of[name] not in found]
+    if empty:
+        raise BadRecordError(f"{root}: identity folders without any image: {empty[:10]}")
+    records = [ImageRecord(Path(p), label, f"{Path(p).parent.name}/[{i}]") for i, (p, label) in enumerate(samples)]
+    return records, identities
+
+
+class FaceIdentityDataModule(BaseDataModule):
+    """Identity folders for triplet training, LFW pairs for verification.
+
+    Args:
+        root: the folder holding ``train_dir``, ``pairs_dir`` and ``pairs_file``.
+        train_dir, pairs_dir, pairs_file: paths relative to ``root`` (or absolute).
+        images_per_identity: K of the P x K batches (``batch_size`` must be a multiple of it). Identities
+            with fewer than K images are kept and repeated within their batch; identities with a single
+            image cannot form a positive pair and are left out of training. Both are counted and logged.
+        **kwargs: the shared data arguments, see ``BaseDataModule``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_dir: str = "train",
+        pairs_dir: str = "lfw",
+        pairs_file: str = "pairs.txt",
+        images_per_identity: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, **kwargs)
+        if images_per_identity < 2 or self.hparams.batch_size % images_per_identity:
+            raise ValueError(
+                f"images_per_identity must be >= 2 and divide batch_size ({self.hparams.batch_size}), "
+                f"got {images_per_identity}"
+            )
+        self.identity_names: list[str] = []
+        self.pairs: list[Pair] = []
+        self.pair_indices: list[tuple[int, int]] = []
+
+    def write_synthetic(self, root: Path, **options: Any) -> None:
+        write_faces(root, **options)
+
+    def train_transform(self) -> v2.Transform:
+        return train_transform(self.hparams.resolution, min_scale=0.7)
+
+    def eval_transform(self) -> v2.Transform:
+        return eval_transform(self.hparams.resolution, crop_fraction=1.0)
+
+    def read_splits(self) -> dict[str, list[ImageRecord]]:
+        hp = self.hparams
+        train, self.identity_names = read_identity_folders(self.root / hp.train_dir)
+        counts: dict[int, int] = {}
+        for record in train:
+            counts[record.label] = counts.get(record.label, 0) + 1
+        single = {label for label, count in counts.items() if count < 2}
+        few = sum(1 for count in counts.values() if 2 <= count < hp.images_per_identity)
+        if single:
+            log.warning("%d identities have a single image and cannot form positives; left out of training", len(single))
+            train = [record for record in train if record.label not in single]
+        if few:
+            log.warning("%d identities have fewer than %d images; their images repeat within a batch",
+                        few, hp.images_per_identity)
+        self.pairs, skipped = read_pairs(self.root / hp.pairs_file, self.root / hp.pairs_dir, hp.skip_bad)
+        self.skipped += skipped
+        if skipped:
+            log.warning("skip_bad: %d of the pairs were skipped; the metrics use the remaining %d",
+                        len(skipped), len(self.pairs))
+        index: dict[Path, int] = {}
+        for pair in self.pairs:
+            for path in (pair.first, pair.second):
+                index.setdefault(path, len(index))
+        self.pair_indices = [(index[p.first], index[p.second]) for p in self.pairs]
+        pair_images = [ImageRecord(path, i, f"{hp.pairs_file}") for path, i in index.items()]
+        return {"train": train, "val": pair_images, "test": pair_images}
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        sampler = MPerClassSampler(
+            [record.label for record in dataset.records],
+            m=self.hparams.images_per_identity,
+            batch_size=self.hparams.batch_size,
+            length_before_new_iter=len(dataset),
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            drop_last=True,
+        )
