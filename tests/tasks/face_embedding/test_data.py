@@ -1,0 +1,92 @@
+"""LFW pairs.txt parsing (both headers), identity folders, P x K batches, bad input."""
+
+import logging
+import shutil
+
+import pytest
+
+from mobilenets.tasks.datamodule import BadRecordError
+from mobilenets.tasks.face_embedding.data import FaceIdentityDataModule, read_identity_folders, read_pairs
+from mobilenets.tasks.face_embedding.synthetic import write_faces
+
+SMALL = dict(train_identities=6, train_images=4, test_identities=20, test_images=3, pairs_per_fold=2)
+
+
+@pytest.fixture(scope="module")
+def faces_root(tmp_path_factory):
+    return write_faces(tmp_path_factory.mktemp("faces"), **SMALL)
+
+
+def _lfw(tmp_path, faces_root, pairs_text):
+    root = tmp_path / "lfw_copy"
+    if not root.exists():
+        shutil.copytree(faces_root, root)
+    (root / "pairs.txt").write_text(pairs_text)
+    return root
+
+
+def test_real_lfw_format(faces_root, tmp_path):
+    # LFW's own lines: tab-separated, header "<folds>\t<pairs per fold>", matched then mismatched per fold
+    text = "2\t1\nTest_Person_0000\t1\t2\nTest_Person_0000\t1\tTest_Person_0001\t3\n" \
+           "Test_Person_0002\t2\t3\nTest_Person_0002\t1\tTest_Person_0003\t1\n"
+    root = _lfw(tmp_path, faces_root, text)
+    pairs, skipped = read_pairs(root / "pairs.txt", root / "lfw")
+    assert skipped == [] and [(p.same, p.fold) for p in pairs] == [(True, 0), (False, 0), (True, 1), (False, 1)]
+    assert pairs[0].first.name == "Test_Person_0000_0001.jpg" and pairs[0].second.name == "Test_Person_0000_0002.jpg"
+    assert pairs[1].second.name == "Test_Person_0001_0003.jpg" and pairs[3].source == "pairs.txt:5"
+
+
+def test_single_set_header(faces_root, tmp_path):
+    root = _lfw(tmp_path, faces_root, "1\nTest_Person_0000\t1\t2\nTest_Person_0000\t1\tTest_Person_0001\t3\n")
+    pairs, _ = read_pairs(root / "pairs.txt", root / "lfw")
+    assert [(p.same, p.fold) for p in pairs] == [(True, 0), (False, 0)]
+
+
+def test_synthetic_pairs_file_has_ten_folds(faces_root):
+    pairs, _ = read_pairs(faces_root / "pairs.txt", faces_root / "lfw")
+    assert (faces_root / "pairs.txt").read_text().splitlines()[0] == "10\t2"
+    assert len(pairs) == 40 and sorted({p.fold for p in pairs}) == list(range(10))
+    assert sum(p.same for p in pairs) == 20
+
+
+def test_bad_pair_lines(faces_root, tmp_path):
+    root = _lfw(tmp_path, faces_root, "1\t1\nTest_Person_0000\t1\nTest_Person_0000\t1\tTest_Person_0001\t3\n")
+    with pytest.raises(BadRecordError, match=r"pairs\.txt:2: expected 3 fields \(matched 'name n1 n2'\), got 2"):
+        read_pairs(root / "pairs.txt", root / "lfw")
+    (root / "pairs.txt").write_text("1\t1\nTest_Person_0000\t1\t9\nTest_Person_0000\t1\tTest_Person_0001\t3\n")
+    with pytest.raises(BadRecordError, match=r"Test_Person_0000_0009\.jpg \(pairs\.txt:2\): image file not found"):
+        read_pairs(root / "pairs.txt", root / "lfw")
+    pairs, skipped = read_pairs(root / "pairs.txt", root / "lfw", skip_bad=True)
+    assert len(pairs) == 1 and len(skipped) == 1
+    (root / "pairs.txt").write_text("1\t2\nTest_Person_0000\t1\t2\n")
+    with pytest.raises(BadRecordError, match="header announces 4 pairs, file has 1"):
+        read_pairs(root / "pairs.txt", root / "lfw")
+
+
+def test_identity_folders_and_their_problems(faces_root, tmp_path, caplog):
+    records, names = read_identity_folders(faces_root / "train")
+    assert len(names) == 6 and len(records) == 24
+    root = shutil.copytree(faces_root, tmp_path / "ids")
+    (root / "train" / "Nobody").mkdir()
+    with pytest.raises(BadRecordError, match=r"identity folders without any image: \['Nobody'\]"):
+        read_identity_folders(root / "train")
+    shutil.rmtree(root / "train" / "Nobody")
+    for image in sorted((root / "train" / "Train_Person_0000").iterdir())[1:]:
+        image.unlink()  # one image left: no positive possible
+    (sorted((root / "train" / "Train_Person_0001").iterdir())[0]).unlink()  # three left: fewer than K=4
+    data = FaceIdentityDataModule(str(root), resolution=32, batch_size=8, images_per_identity=4, num_workers=0)
+    with caplog.at_level(logging.WARNING):
+        data.setup("fit")
+    assert len(data.datasets["train"]) == 23 - 3 - 1  # the single-image identity is left out, and said so
+    assert "1 identities have a single image" in caplog.text and "1 identities have fewer than 4 images" in caplog.text
+
+
+def test_pk_batches(faces_root):
+    data = FaceIdentityDataModule(str(faces_root), resolution=32, batch_size=8, images_per_identity=4, num_workers=0)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    counts = batch["label"].unique(return_counts=True)[1]
+    assert batch["image"].shape == (8, 3, 32, 32) and counts.tolist() == [4, 4]  # P=2 identities x K=4
+    assert len(data.datasets["val"]) == len({p for pair in data.pairs for p in (pair.first, pair.second)})
+    with pytest.raises(ValueError, match="images_per_identity must be >= 2 and divide batch_size"):
+        FaceIdentityDataModule(str(faces_root), batch_size=10, images_per_identity=4)

@@ -1,0 +1,148 @@
+"""Verification metrics against a plain reference of the protocol, semi-hard mining, Table 14, CLI, learning."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pytorch_metric_learning import distances, miners
+
+from mobilenets.backbone import MobileNetV1, profile_model
+from mobilenets.backbone.profile import agrees
+from mobilenets.tasks.cli import main
+from mobilenets.tasks.face_embedding import FaceEmbeddingTask, table14
+from mobilenets.tasks.face_embedding.metrics import tar_at_far, verification_metrics
+from mobilenets.tasks.face_embedding.task import count_valid_triplets
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def reference_protocol(distances_, same, folds, thresholds, val_far):
+    """The LFW protocol written plainly, pair by pair and threshold by threshold."""
+    accuracies, vals = [], []
+    for fold in sorted(set(folds)):
+        train = [i for i in range(len(same)) if folds[i] != fold]
+        test = [i for i in range(len(same)) if folds[i] == fold]
+        best_threshold, best_accuracy = None, -1.0
+        for t in thresholds:
+            accuracy = sum((distances_[i] < t) == same[i] for i in train) / len(train)
+            if accuracy > best_accuracy:
+                best_threshold, best_accuracy = t, accuracy
+        accuracies.append(sum((distances_[i] < best_threshold) == same[i] for i in test) / len(test))
+        val_threshold = thresholds[0]
+        negatives = [i for i in train if not same[i]]
+        for t in thresholds:
+            if sum(distances_[i] < t for i in negatives) / len(negatives) <= val_far:
+                val_threshold = t
+        positives = [i for i in test if same[i]]
+        vals.append(sum(distances_[i] < val_threshold for i in positives) / len(positives))
+    return np.mean(accuracies), np.mean(vals)
+
+
+def test_metrics_equal_the_reference():
+    rng = np.random.default_rng(0)
+    same = np.tile(np.repeat([True, False], 15), 10)
+    folds = np.repeat(np.arange(10), 30)
+    distances_ = np.where(same, rng.normal(1.0, 0.35, 300), rng.normal(1.8, 0.35, 300)).clip(0, 4)
+    thresholds = np.arange(0, 4, 0.01)
+    ours = verification_metrics(distances_, same, folds, thresholds=thresholds, val_far=0.1)
+    accuracy, val = reference_protocol(distances_, same, folds, thresholds, val_far=0.1)
+    assert ours["accuracy"] == pytest.approx(accuracy) and ours["val"] == pytest.approx(val)
+    from sklearn.metrics import roc_auc_score
+
+    assert ours["auc"] == pytest.approx(roc_auc_score(same, -distances_)) and ours["pairs"] == 300
+
+
+def test_tar_at_far_refuses_what_the_pairs_cannot_resolve():
+    same = np.array([True] * 3000 + [False] * 3000)  # LFW: 3,000 negatives resolve FAR >= 1/3000 only
+    distances_ = np.concatenate([np.full(3000, 0.5), np.linspace(1, 3, 3000)])
+    tar, smallest = tar_at_far(distances_, same, 1e-4)
+    assert tar is None and smallest == pytest.approx(1 / 3000)
+    tar, _ = tar_at_far(distances_, same, 1e-3)  # 3 false accepts allowed: threshold at the 4th negative
+    assert tar == 1.0
+    tar, _ = tar_at_far(np.array([0.2, 0.6, 0.4, 0.5]), np.array([True, True, False, False]), 0.5)
+    assert tar == 0.5  # one false accept allowed: accept d < 0.5, so 0.2 yes, 0.6 no
+
+
+def test_semi_hard_miner_picks_only_semi_hard_negatives():
+    # anchors at the origin's neighbourhood on a circle; distances known by construction
+    angles = torch.tensor([0.0, 0.3, 0.45, 0.8, 1.6, 2.0])
+    embeddings = torch.stack([angles.cos(), angles.sin()], dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    squared = distances.LpDistance(p=2, power=2, normalize_embeddings=True)
+    anchors, positives, negatives = miners.TripletMarginMiner(
+        margin=0.2, type_of_triplets="semihard", distance=squared)(embeddings, labels)
+    assert len(anchors) > 0
+    d = torch.cdist(embeddings, embeddings) ** 2
+    for a, p, n in zip(anchors, positives, negatives):
+        assert labels[a] == labels[p] != labels[n]
+        assert d[a, p] < d[a, n] <= d[a, p] + 0.2  # semi-hard: farther than the positive, within the margin
+
+
+def test_count_valid_triplets():
+    assert count_valid_triplets(torch.tensor([0, 0, 1, 1])) == 4 * 1 * 2
+    assert count_valid_triplets(torch.tensor([0, 0, 0, 1])) == 3 * 2 * 1
+
+
+def test_table14_rows_and_notes():
+    marks = [row[-1] for row in table14().rows]
+    assert all(mark.startswith("no, see") for mark in marks)  # the paper's counts include an undescribed head
+    assert agrees(profile_model(MobileNetV1(alpha=0.75, num_classes=128), 160).macs / 1e6, "166")
+    assert int(profile_model(MobileNetV1(alpha=1.0, num_classes=128), 128).macs / 1e6) == 185
+
+
+def test_arcface_needs_identities():
+    with pytest.raises(ValueError, match="set num_identities"):
+        FaceEmbeddingTask(loss="arcface")
+    task = FaceEmbeddingTask(loss="arcface", num_identities=5, resolution=64)
+    images = task.backbone.normalize(torch.rand(4, 3, 64, 64))
+    loss = task.loss_fn(task(images), torch.tensor([0, 1, 2, 3]))
+    assert loss.item() > 0 and any(p is task.loss_fn.W for p in task.parameters())
+
+
+def _metrics(root: Path) -> list[dict]:
+    return [row for path in sorted(root.rglob("metrics.csv")) for row in csv.DictReader(path.open())]
+
+
+def test_fit_test_predict_verify_through_the_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["synth", "face_embedding", "faces", "--option", "train_identities=6", "--option",
+                 "train_images=4", "--option", "test_identities=20", "--option", "test_images=3",
+                 "--option", "pairs_per_fold=2"]) == 0
+    common = ["--model", "FaceEmbeddingTask", "--model.backbone.alpha", "0.25", "--model.resolution", "64",
+              "--data", "FaceIdentityDataModule", "--data.root", "faces", "--data.batch_size", "8",
+              "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", "run", "--trainer.log_every_n_steps", "1"]
+    main(["fit", *common, "--trainer.max_epochs", "1"])
+    (checkpoint,) = Path("run").rglob("*.ckpt")
+    keys = set().union(*(row.keys() for row in _metrics(Path("run"))))
+    assert {"train/loss", "train/active_triplets", "val/accuracy", "val/val", "val/auc", "val/pairs"} <= keys
+    assert "val/tar_at_far" not in keys  # 20 negatives cannot resolve FAR 1e-4
+    main(["test", *common, "--ckpt_path", str(checkpoint)])
+    test_row = [row for row in _metrics(Path("run")) if row.get("test/accuracy")][-1]
+    assert float(test_row["test/pairs"]) == 40 and float(test_row["test/smallest_far"]) == pytest.approx(0.05)
+    main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "embeddings.csv"])
+    rows = list(csv.DictReader(open("embeddings.csv")))
+    vectors = np.array([[float(row[f"e{i}"]) for i in range(128)] for row in rows])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    capsys.readouterr()
+    image = "faces/lfw/Test_Person_0000/Test_Person_0000_0001.jpg"
+    assert main(["verify", image, image, "--ckpt", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "squared distance 0.0000" in out and "same person" in out
+    main(["verify", image, "faces/lfw/Test_Person_0001/Test_Person_0001_0001.jpg", "--ckpt", str(checkpoint),
+          "--threshold", "-1"])
+    assert "different people" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_config_learns_identities(tmp_path, monkeypatch):
+    """The demo config itself: verification accuracy on unseen identities climbs well above 50%."""
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "face_embedding.yaml"),
+          "--trainer.enable_progress_bar", "false"])
+    rows = [row for row in _metrics(tmp_path / "runs") if row.get("val/accuracy")]
+    accuracy = [float(row["val/accuracy"]) for row in rows]
+    assert len(accuracy) == 30 and max(accuracy[-5:]) > 0.75, accuracy
+    assert float(rows[-1]["val/auc"]) > 0.8
