@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -52,13 +53,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes what every task's ``predict_step`` returns (one dict per sample) as one CSV.
+    """Writes what every task's ``predict_step`` returns (one dict per row) as one CSV or JSON file.
 
     The ``mobilenets`` command adds it to every run (``--predictions.output_file``); in plain Python, pass it
     in the trainer's callbacks.
 
     Args:
-        output_file: the CSV to write; ``<log dir>/predictions.csv`` by default.
+        output_file: the file to write, JSON if it ends in ``.json``, else CSV; by default
+            ``<log dir>/predictions.<the task's prediction_format>``.
     """
 
     def __init__(self, output_file: str | None = None) -> None:
@@ -68,8 +70,15 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any,
                            batch_indices: Any) -> None:
         rows = [row for batch in predictions for row in batch]
-        path = Path(self.output_file or Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv")
-        write_csv(path, rows)
+        default_name = f"predictions.{getattr(pl_module, 'prediction_format', 'csv')}"
+        path = Path(self.output_file or Path(trainer.log_dir or trainer.default_root_dir) / default_name)
+        if path.suffix == ".json":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(rows))
+            tmp.replace(path)
+        else:
+            write_csv(path, rows)
         log.info("wrote %d predictions to %s", len(rows), path)
 
 
@@ -124,6 +133,8 @@ class BaseTask(pl.LightningModule, ABC):
     #: the metric checkpoints and early stopping watch, and whether higher is better
     monitor: str = "val/loss"
     mode: str = "min"
+    #: the default file type ``predict`` writes (``PredictionWriter``)
+    prediction_format: str = "csv"
 
     def __init__(
         self,

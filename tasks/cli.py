@@ -19,17 +19,19 @@ from mobilenets.backbone import MobileNetV1, check_resolution
 from mobilenets.backbone.profile import layer_table, registered_tables, render
 from mobilenets.tasks.base import BaseTask, PredictionWriter
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
+from mobilenets.tasks.detection import CocoDataModule, DetectionTask, write_coco
 from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask, write_celeba
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask, FaceIdentityDataModule, write_faces
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
 
 # Importing the tasks registers their classes (short names in configs) and their profile tables.
-TASKS = (ClassificationTask, FaceAttributesTask, FaceEmbeddingTask)
-DATAMODULES = (DogsDataModule, CelebADataModule, FaceIdentityDataModule)
+TASKS = (ClassificationTask, DetectionTask, FaceAttributesTask, FaceEmbeddingTask)
+DATAMODULES = (DogsDataModule, CocoDataModule, CelebADataModule, FaceIdentityDataModule)
 #: ``mobilenets synth TASK ROOT``: each task's writer of a synthetic dataset in its real on-disk layout.
 SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {
     "classification": write_stanford_dogs,
+    "detection": write_coco,
     "face_attributes": write_celeba,
     "face_embedding": write_faces,
 }
@@ -168,6 +170,29 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_verify)
 
 
+def run_evaluate_coco(args: argparse.Namespace) -> int:
+    import json
+
+    from mobilenets.tasks.detection.data import load_coco
+    from mobilenets.tasks.detection.metrics import coco_evaluate
+
+    ground_truth = load_coco(Path(args.gt))
+    try:
+        detections = json.loads(Path(args.dt).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{args.dt}: cannot read detections: {error}") from None
+    for name, value in coco_evaluate(ground_truth, detections).items():
+        print(f"{name:<10} {value:.4f}")
+    return 0
+
+
+def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate-coco", help="COCOeval (bbox) of any detections JSON: the 12 stats")
+    parser.add_argument("--gt", required=True, help="COCO instances JSON (ground truth)")
+    parser.add_argument("--dt", required=True, help="COCO results JSON (a list of detections)")
+    parser.set_defaults(handler=run_evaluate_coco)
+
+
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
@@ -196,7 +221,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 
 #: The suite's own subcommands; task issues add theirs here.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_synth, _add_verify, _add_bench]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_profile, _add_synth, _add_evaluate_coco, _add_verify, _add_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -152,16 +152,16 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         self.save_hyperparameters()
         self.root = Path(root)
         self.skipped: list[str] = []
-        self.datasets: dict[str, ImageDataset] = {}
+        self.datasets: dict[str, Dataset] = {}
 
     @abstractmethod
     def write_synthetic(self, root: Path, **options: Any) -> None:
         """Write the task's synthetic dataset in the real layout."""
 
-    @abstractmethod
     def read_splits(self) -> dict[str, list[ImageRecord]]:
         """Read the dataset into ``train``, ``val`` and ``test`` records (raising ``BadRecordError`` on bad
         records, or adding their messages to ``self.skipped`` when ``skip_bad``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement read_splits or build_datasets")
 
     def prepare_data(self) -> None:
         """Write the synthetic dataset once, if asked for and the root is empty (rank 0 only)."""
@@ -182,8 +182,11 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         return eval_transform(self.hparams.resolution)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
+        if not self.datasets:
+            self.datasets = self.build_datasets()
+
+    def build_datasets(self) -> dict[str, Dataset]:
+        """``train``/``val``/``test``/``predict`` datasets of ``ImageRecord``s from ``read_splits``."""
         splits = self.read_splits()
         if self.hparams.skip_bad:
             for name in list(splits):
@@ -191,23 +194,31 @@ class BaseDataModule(pl.LightningDataModule, ABC):
                 self.skipped += skipped
             if self.skipped:
                 log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
-        self.datasets = {
+        datasets: dict[str, Dataset] = {
             "train": ImageDataset(splits["train"], self.train_transform()),
             "val": ImageDataset(splits["val"], self.eval_transform()),
             "test": ImageDataset(splits["test"], self.eval_transform()),
         }
-        if self.hparams.predict_dir:
-            files = sorted(p for p in Path(self.hparams.predict_dir).rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
-            records = [ImageRecord(path, -1, f"predict_dir[{i}]") for i, path in enumerate(files)]
-            self.datasets["predict"] = ImageDataset(records, self.eval_transform())
-        else:
-            self.datasets["predict"] = self.datasets["test"]
+        predict = self.predict_records()
+        datasets["predict"] = ImageDataset(predict, self.eval_transform()) if predict else datasets["test"]
+        return datasets
+
+    def predict_records(self) -> list[ImageRecord]:
+        """The images of ``predict_dir`` (any folder tree), label -1; empty without ``predict_dir``."""
+        if not self.hparams.predict_dir:
+            return []
+        files = sorted(p for p in Path(self.hparams.predict_dir).rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        return [ImageRecord(path, -1, f"predict_dir[{i}]") for i, path in enumerate(files)]
+
+    #: how samples become a batch (detection keeps images and targets as lists)
+    collate_fn: Any = None
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            collate_fn=self.collate_fn,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
             drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,

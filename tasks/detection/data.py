@@ -1,0 +1,211 @@
+"""COCO-format detection data, read with pycocotools, augmented the SSD way with transforms.v2.
+
+Category ids (COCO's 1..90 with gaps) map to contiguous labels 1..K (0 is SSD's background) and back in
+every output. Crowd annotations never become training targets; evaluation leaves them to pycocotools, which
+treats them as regions to ignore. Images without annotations are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, read_image
+from mobilenets.tasks.detection.synthetic import write_coco
+
+__all__ = ["CocoDataModule", "CocoDetectionDataset", "collate_detection", "load_coco"]
+
+log = logging.getLogger(__name__)
+# A box may overhang its image by this many pixels (annotation tools round); beyond it is an error.
+EDGE_TOLERANCE = 1.0
+
+
+def load_coco(path: Path) -> COCO:
+    """Load an instances JSON into pycocotools, with an error naming the file if it is malformed."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: COCO annotation file not found")
+    try:
+        dataset = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise BadRecordError(f"{path}: malformed JSON: {error}") from None
+    missing = [key for key in ("images", "annotations", "categories") if key not in dataset]
+    if missing:
+        raise BadRecordError(f"{path}: not a COCO instances file, missing {missing}")
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco
+
+
+def validate_coco(coco: COCO, path: Path, image_dir: Path, skip_bad: bool) -> list[str]:
+    """Check every annotation and image; drop bad ones from ``coco`` when ``skip_bad``, else raise."""
+    skipped, bad_annotations, bad_images = [], set(), set()
+    for image_id, image in coco.imgs.items():
+        file = image_dir / image["file_name"]
+        if not file.is_file():
+            message = f"{file} (image id {image_id} in {path.name}): image file not found"
+            if not skip_bad:
+                raise BadRecordError(message)
+            skipped.append(message)
+            bad_images.add(image_id)
+    for annotation_id, annotation in coco.anns.items():
+        where = f"{path}: annotation id {annotation_id}"
+        image = coco.imgs.get(annotation["image_id"])
+        problem = None
+        if image is None:
+            problem = f"{where} refers to missing image id {annotation['image_id']}"
+        elif annotation["category_id"] not in coco.cats:
+            problem = f"{where} has unknown category id {annotation['category_id']}"
+        else:
+            x, y, w, h = annotation["bbox"]
+            if not (w > 0 and h > 0):
+                problem = f"{where} (image {image['file_name']}): degenerate box {annotation['bbox']}"
+            elif x < -EDGE_TOLERANCE or y < -EDGE_TOLERANCE or x + w > image["width"] + EDGE_TOLERANCE \
+                    or y + h > image["height"] + EDGE_TOLERANCE:
+                problem = f"{where} (image {image['file_name']}): box {annotation['bbox']} outside the " \
+                          f"{image['width']}x{image['height']} image"
+        if problem:
+            if not skip_bad:
+                raise BadRecordError(problem)
+            skipped.append(problem)
+            bad_annotations.add(annotation_id)
+    if bad_annotations or bad_images:
+        dataset = coco.dataset
+        dataset["images"] = [i for i in dataset["images"] if i["id"] not in bad_images]
+        dataset["annotations"] = [a for a in dataset["annotations"]
+                                  if a["id"] not in bad_annotations and a["image_id"] not in bad_images]
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco.createIndex()
+    return skipped
+
+
+class CocoDetectionDataset(Dataset):
+    """``{"image", "target": {"boxes" (xyxy), "labels"}, "image_id", "file"}`` per COCO image."""
+
+    def __init__(self, coco: COCO, image_dir: Path, label_of: dict[int, int], transform: v2.Transform,
+                 source: str) -> None:
+        self.coco, self.image_dir, self.label_of, self.transform = coco, image_dir, label_of, transform
+        self.image_ids = sorted(coco.imgs)
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.image_ids[index]
+        info = self.coco.imgs[image_id]
+        path = self.image_dir / info["file_name"]
+        image = tv_tensors.Image(read_image(path, f"image id {image_id} in {self.source}"))
+        annotations = [a for a in self.coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=image.shape[-2:]),
+            "labels": torch.tensor([self.label_of[a["category_id"]] for a in annotations], dtype=torch.int64),
+        }
+        image, target = self.transform(image, target)
+        target["boxes"] = target["boxes"].clamp(min=0).as_subclass(torch.Tensor)
+        return {"image": image.as_subclass(torch.Tensor), "target": target, "image_id": image_id, "file": str(path)}
+
+
+class ImageFolderForDetection(Dataset):
+    """Images of a folder for ``predict``: no targets, ids by position."""
+
+    def __init__(self, records: list, transform: v2.Transform) -> None:
+        self.records, self.transform = records, transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        image = self.transform(tv_tensors.Image(read_image(record.path, record.source)))
+        return {"image": image.as_subclass(torch.Tensor), "target": None, "image_id": index, "file": str(record.path)}
+
+
+def collate_detection(samples: list[dict[str, Any]]) -> dict[str, list]:
+    """Images differ in size and targets in length: keep each field as a list (torchvision detection's input)."""
+    return {key: [sample[key] for sample in samples] for key in samples[0]}
+
+
+class CocoDataModule(BaseDataModule):
+    """A COCO-format dataset: ``<root>/annotations/instances_<split>.json`` and images in ``<root>/<split>/``.
+
+    Args:
+        root: the dataset folder (COCO 2017's layout, or any dataset laid out the same way).
+        train_split, val_split: split names (``train2017``, ``val2017``).
+        test_split: the test split's name; the validation split if not given.
+        **kwargs: the shared data arguments, see ``BaseDataModule`` (``resolution`` is the SSD input size).
+    """
+
+    collate_fn = staticmethod(collate_detection)
+
+    def __init__(self, root: str, train_split: str = "train2017", val_split: str = "val2017",
+                 test_split: str | None = None, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.coco: dict[str, COCO] = {}
+        self.category_ids: list[int] = []
+        self.class_names: list[str] = []
+
+    def write_synthetic(self, root: Path, **options: Any) -> None:
+        write_coco(root, **options)
+
+    @property
+    def num_classes(self) -> int:
+        """Object categories (without SSD's background)."""
+        return len(self.category_ids)
+
+    def train_transform(self) -> v2.Transform:
+        """SSD's augmentation: photometric distortion, zoom out, IoU crop, flip; boxes follow the image."""
+        return v2.Compose([
+            v2.RandomPhotometricDistort(p=0.5),
+            v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.5),
+            v2.RandomIoUCrop(),
+            v2.RandomHorizontalFlip(),
+            v2.SanitizeBoundingBoxes(),  # drops boxes the crop made degenerate: never let one reach the loss
+            v2.ToDtype(torch.float32, scale=True),
+        ])
+
+    def eval_transform(self) -> v2.Transform:
+        """Original size (the SSD transform resizes, and maps detections back to these coordinates)."""
+        return v2.ToDtype(torch.float32, scale=True)
+
+    def build_datasets(self) -> dict[str, Dataset]:
+        hp = self.hparams
+        splits = {"train": hp.train_split, "val": hp.val_split, "test": hp.test_split or hp.val_split}
+        datasets: dict[str, Dataset] = {}
+        for stage, split in splits.items():
+            path = self.root / "annotations" / f"instances_{split}.json"
+            if split not in self.coco:
+                self.coco[split] = load_coco(path)
+                self.skipped += validate_coco(self.coco[split], path, self.root / split, hp.skip_bad)
+            coco = self.coco[split]
+            if stage == "train":
+                self.category_ids = sorted(coco.cats)
+                self.class_names = [coco.cats[i]["name"] for i in self.category_ids]
+            elif sorted(coco.cats) != self.category_ids:
+                raise BadRecordError(f"{path}: categories {sorted(coco.cats)} differ from training's {self.category_ids}")
+            label_of = {category: label for label, category in enumerate(self.category_ids, start=1)}
+            transform = self.train_transform() if stage == "train" else self.eval_transform()
+            datasets[stage] = CocoDetectionDataset(coco, self.root / split, label_of, transform, path.name)
+        if self.skipped:
+            log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
+        predict = self.predict_records()
+        datasets["predict"] = ImageFolderForDetection(predict, self.eval_transform()) if predict else datasets["test"]
+        return datasets
+
+    def coco_for(self, stage: str) -> COCO:
+        """The ground truth pycocotools object of a stage's split (for COCOeval)."""
+        hp = self.hparams
+        return self.coco[{"val": hp.val_split, "test": hp.test_split or hp.val_split}[stage]]

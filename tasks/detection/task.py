@@ -1,0 +1,155 @@
+"""DetectionTask: SSD / SSDLite on MobileNet, trained with torchvision's SSD loss, evaluated with COCOeval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torchvision.utils import draw_bounding_boxes
+
+from mobilenets.backbone import MobileNetV1
+from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
+from mobilenets.tasks.detection.model import EXTRA_DEPTHS, ssd_mobilenet
+from mobilenets.tasks.base import BaseTask
+
+__all__ = ["DetectionTask"]
+
+
+class DetectionTask(BaseTask):
+    """Object detection with SSD on the MobileNet backbone (``resolution`` is the SSD input size, 300 in the paper).
+
+    Args:
+        num_classes: object categories (COCO: 80 used, ids up to 90), without the background.
+        lite: SSDLite (depthwise-separable extra layers and heads) instead of SSD.
+        extra_depths: depths of the four extra layers (TF SSD-MobileNet: 512, 256, 256, 128).
+        score_thresh, nms_thresh, detections_per_img: post-processing.
+        draw_dir: where ``predict`` draws its boxes onto copies of the images (nothing drawn if unset).
+        resolution: the SSD input size (the paper's 300).
+        **kwargs: the shared task arguments, see ``BaseTask``.
+    """
+
+    monitor = "val/mAP"
+    mode = "max"
+    prediction_format = "json"
+
+    def __init__(self, num_classes: int = 90, lite: bool = False, extra_depths: Sequence[int] = EXTRA_DEPTHS,
+                 score_thresh: float = 0.01, nms_thresh: float = 0.6, detections_per_img: int = 100,
+                 draw_dir: str | None = None, resolution: int = 300, **kwargs: Any) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        super().__init__(resolution=resolution, **kwargs)
+        self.category_ids = list(range(1, num_classes + 1))
+        self.class_names = [str(i) for i in self.category_ids]
+        self._detections: list[dict[str, Any]] = []
+        self._image_ids: list[int] = []
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.model = ssd_mobilenet(self.build_backbone(), hp.num_classes + 1, size=hp.resolution, lite=hp.lite,
+                                   extra_depths=hp.extra_depths, score_thresh=hp.score_thresh,
+                                   nms_thresh=hp.nms_thresh, detections_per_img=hp.detections_per_img)
+
+    @property
+    def backbone(self) -> MobileNetV1:
+        return self.model.backbone.body
+
+    def setup(self, stage: str) -> None:
+        """Take category ids and names from the data; refuse a different number of classes."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        ids = getattr(datamodule, "category_ids", None)
+        if not ids:
+            return
+        if len(ids) != self.hparams.num_classes:
+            raise ValueError(f"the data has {len(ids)} categories but the model was built for num_classes="
+                             f"{self.hparams.num_classes}; set model.init_args.num_classes: {len(ids)}")
+        self.category_ids, self.class_names = list(ids), list(datamodule.class_names)
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Detections (boxes xyxy in each image's own pixels, labels 1..K, scores) for images in [0, 1]."""
+        return self.model(images)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self.model(batch["image"], batch["target"])
+        loss = losses["bbox_regression"] + losses["classification"]
+        size = len(batch["image"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/loss_box", losses["bbox_regression"], batch_size=size)
+        self.log("train/loss_cls", losses["classification"], batch_size=size)
+        return loss
+
+    def _to_coco(self, detections: list[dict], image_ids: list[int]) -> list[dict[str, Any]]:
+        results = []
+        for image_id, found in zip(image_ids, detections):
+            boxes = found["boxes"].tolist()
+            for (x0, y0, x1, y1), label, score in zip(boxes, found["labels"].tolist(), found["scores"].tolist()):
+                results.append({"image_id": int(image_id), "category_id": self.category_ids[label - 1],
+                                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                                "score": round(score, 5)})
+        return results
+
+    def _collect(self, batch: dict) -> None:
+        self._detections += self._to_coco(self.model(batch["image"]), batch["image_id"])
+        self._image_ids += list(batch["image_id"])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch)
+
+    def _evaluate(self, stage: str) -> None:
+        detections, image_ids = self._detections, self._image_ids
+        self._detections, self._image_ids = [], []
+        if dist.is_available() and dist.is_initialized():  # every rank's detections before evaluating
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (detections, image_ids))
+            detections = [d for part, _ in gathered for d in part]
+            image_ids = [i for _, part in gathered for i in part]
+        datamodule = self.trainer.datamodule
+        if not image_ids or datamodule is None:
+            return
+        stats = coco_evaluate(datamodule.coco_for(stage), detections, image_ids)
+        for name in STAT_NAMES:
+            self.log(f"{stage}/{name}", stats[name], prog_bar=name in ("mAP", "mAP50"))
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / f"detections_{stage}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(detections))
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+        """COCO results rows (with the file name and category name added); boxes drawn if ``draw_dir``."""
+        found = self.model(batch["image"])
+        rows = []
+        for image, file, image_id, detections in zip(batch["image"], batch["file"], batch["image_id"], found):
+            for row in self._to_coco([detections], [image_id]):
+                rows.append({"file_name": Path(file).name, **row,
+                             "category": self.class_names[self.category_ids.index(row["category_id"])]})
+            if self.hparams.draw_dir:
+                self._draw(image, detections, Path(self.hparams.draw_dir) / Path(file).name)
+        return rows
+
+    def _draw(self, image: torch.Tensor, detections: dict, path: Path, min_score: float = 0.3) -> None:
+        keep = detections["scores"] >= min_score
+        labels = [f"{self.class_names[label - 1]} {score:.2f}"
+                  for label, score in zip(detections["labels"][keep].tolist(), detections["scores"][keep].tolist())]
+        drawn = draw_bounding_boxes((image * 255).to(torch.uint8).cpu(), detections["boxes"][keep].cpu(), labels,
+                                    colors="red", width=2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(path)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["category_ids"], checkpoint["class_names"] = self.category_ids, self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.category_ids = checkpoint.get("category_ids", self.category_ids)
+        self.class_names = checkpoint.get("class_names", self.class_names)
