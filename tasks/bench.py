@@ -22,7 +22,7 @@ from mobilenets.backbone.profile import ProfileTable
 from mobilenets.tasks.base import RMSPROP_DEFAULTS
 from mobilenets.tasks.classification import DogsDataModule, MobileNetClassifier, write_stanford_dogs
 
-__all__ = ["bench_data", "bench_training"]
+__all__ = ["bench_data", "bench_detection", "bench_training"]
 
 
 def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
@@ -102,4 +102,41 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
         title=f"Stanford Dogs training loader at {resolution} px, batch {batch_size}",
         columns=["num_workers", "images/s"],
         rows=[[data.hparams.num_workers, f"{seen / elapsed:.1f}"]],
+    )
+
+
+def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, threads: int = 2) -> ProfileTable:
+    """End-to-end detection latency at batch 1 (preprocess + network + box decoding + NMS): our SSD300 and
+    SSDLite on 1.0 MobileNet beside torchvision's ``ssdlite320_mobilenet_v3_large``, random weights, interleaved."""
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+    from mobilenets.tasks.detection.model import ssd_mobilenet
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    models = {
+        "SSD300 MobileNet (ours)": ssd_mobilenet(MobileNetV1(num_classes=0), 91, size=resolution),
+        "SSDLite MobileNet (ours)": ssd_mobilenet(MobileNetV1(num_classes=0), 91, size=resolution, lite=True),
+        "torchvision ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=91),
+    }
+    images = [torch.rand(3, resolution, resolution)]
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for model in models.values():
+            model.eval()
+        for round_index in range(warmup + rounds):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(images)
+                if round_index >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    reference = statistics.median(times["torchvision ssdlite320_mobilenet_v3_large"])
+    rows = [[name, f"{statistics.median(t) * 1000:.1f}", f"{reference / statistics.median(t):.2f}"]
+            for name, t in times.items()]
+    return ProfileTable(
+        key="bench_detection",
+        title=f"Detection latency, batch 1, {resolution} px input, {threads} threads (median of {rounds})",
+        columns=["model", "ms", "torchvision ms / this ms"],
+        rows=rows,
     )

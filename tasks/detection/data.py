@@ -12,7 +12,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pycocotools.coco import COCO
@@ -146,13 +146,15 @@ class CocoDataModule(BaseDataModule):
         root: the dataset folder (COCO 2017's layout, or any dataset laid out the same way).
         train_split, val_split: split names (``train2017``, ``val2017``).
         test_split: the test split's name; the validation split if not given.
+        augment: ``ssd`` (photometric distortion, zoom out, IoU crop, flip: SSD's recipe for long runs) or
+            ``light`` (photometric distortion and flip: for short runs, such as the demo's).
         **kwargs: the shared data arguments, see ``BaseDataModule`` (``resolution`` is the SSD input size).
     """
 
     collate_fn = staticmethod(collate_detection)
 
     def __init__(self, root: str, train_split: str = "train2017", val_split: str = "val2017",
-                 test_split: str | None = None, **kwargs: Any) -> None:
+                 test_split: str | None = None, augment: Literal["ssd", "light"] = "ssd", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.coco: dict[str, COCO] = {}
         self.category_ids: list[int] = []
@@ -168,10 +170,13 @@ class CocoDataModule(BaseDataModule):
 
     def train_transform(self) -> v2.Transform:
         """SSD's augmentation: photometric distortion, zoom out, IoU crop, flip; boxes follow the image."""
-        return v2.Compose([
-            v2.RandomPhotometricDistort(p=0.5),
+        geometric = [
             v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.5),
             v2.RandomIoUCrop(),
+        ] if self.hparams.augment == "ssd" else []
+        return v2.Compose([
+            v2.RandomPhotometricDistort(p=0.5),
+            *geometric,
             v2.RandomHorizontalFlip(),
             v2.SanitizeBoundingBoxes(),  # drops boxes the crop made degenerate: never let one reach the loss
             v2.ToDtype(torch.float32, scale=True),

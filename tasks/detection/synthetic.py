@@ -62,7 +62,7 @@ def _split(root: Path, split: str, count: int, first_id: int, size: int, rng: np
             x, y = rng.uniform(0, size - w), rng.uniform(0, size - h)
             colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
             _draw_object(draw, category["name"], (x, y, x + w, y + h), colour)
-            crowd = int(rng.random() < 0.05)
+            crowd = int(len(annotations) % 20 == 7)  # one object in twenty is a crowd region
             annotations.append({
                 "id": len(annotations) + first_id * 10, "image_id": image_id, "category_id": category["id"],
                 "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)], "area": round(w * h, 2),

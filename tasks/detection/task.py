@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from PIL import Image
+from pytorch_lightning.callbacks import BasePredictionWriter
 from torchvision.utils import draw_bounding_boxes
 
 from mobilenets.backbone import MobileNetV1
@@ -16,7 +18,7 @@ from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
 from mobilenets.tasks.detection.model import EXTRA_DEPTHS, ssd_mobilenet
 from mobilenets.tasks.base import BaseTask
 
-__all__ = ["DetectionTask"]
+__all__ = ["DetectionTask", "DrawDetections"]
 
 
 class DetectionTask(BaseTask):
@@ -27,7 +29,6 @@ class DetectionTask(BaseTask):
         lite: SSDLite (depthwise-separable extra layers and heads) instead of SSD.
         extra_depths: depths of the four extra layers (TF SSD-MobileNet: 512, 256, 256, 128).
         score_thresh, nms_thresh, detections_per_img: post-processing.
-        draw_dir: where ``predict`` draws its boxes onto copies of the images (nothing drawn if unset).
         resolution: the SSD input size (the paper's 300).
         **kwargs: the shared task arguments, see ``BaseTask``.
     """
@@ -38,7 +39,7 @@ class DetectionTask(BaseTask):
 
     def __init__(self, num_classes: int = 90, lite: bool = False, extra_depths: Sequence[int] = EXTRA_DEPTHS,
                  score_thresh: float = 0.01, nms_thresh: float = 0.6, detections_per_img: int = 100,
-                 draw_dir: str | None = None, resolution: int = 300, **kwargs: Any) -> None:
+                 resolution: int = 300, **kwargs: Any) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         super().__init__(resolution=resolution, **kwargs)
@@ -127,25 +128,13 @@ class DetectionTask(BaseTask):
         self._evaluate("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
-        """COCO results rows (with the file name and category name added); boxes drawn if ``draw_dir``."""
-        found = self.model(batch["image"])
+        """COCO results rows, with the file name and the category name added."""
         rows = []
-        for image, file, image_id, detections in zip(batch["image"], batch["file"], batch["image_id"], found):
+        for file, image_id, detections in zip(batch["file"], batch["image_id"], self.model(batch["image"])):
             for row in self._to_coco([detections], [image_id]):
                 rows.append({"file_name": Path(file).name, **row,
                              "category": self.class_names[self.category_ids.index(row["category_id"])]})
-            if self.hparams.draw_dir:
-                self._draw(image, detections, Path(self.hparams.draw_dir) / Path(file).name)
         return rows
-
-    def _draw(self, image: torch.Tensor, detections: dict, path: Path, min_score: float = 0.3) -> None:
-        keep = detections["scores"] >= min_score
-        labels = [f"{self.class_names[label - 1]} {score:.2f}"
-                  for label, score in zip(detections["labels"][keep].tolist(), detections["scores"][keep].tolist())]
-        drawn = draw_bounding_boxes((image * 255).to(torch.uint8).cpu(), detections["boxes"][keep].cpu(), labels,
-                                    colors="red", width=2)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(path)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["category_ids"], checkpoint["class_names"] = self.category_ids, self.class_names
@@ -153,3 +142,28 @@ class DetectionTask(BaseTask):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.category_ids = checkpoint.get("category_ids", self.category_ids)
         self.class_names = checkpoint.get("class_names", self.class_names)
+
+
+class DrawDetections(BasePredictionWriter):
+    """Draws ``predict``'s boxes onto copies of the images (what people look at first).
+
+    Add it to the trainer's callbacks: ``--trainer.callbacks+=DrawDetections --trainer.callbacks.output_dir DIR``.
+
+    Args:
+        output_dir: where the drawn copies go, under the images' own file names.
+        min_score: boxes scoring lower are not drawn.
+    """
+
+    def __init__(self, output_dir: str, min_score: float = 0.3) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir, self.min_score = Path(output_dir), min_score
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: list[dict],
+                           batch_indices: Any, batch: dict, batch_idx: int, dataloader_idx: int) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for image, file in zip(batch["image"], batch["file"]):
+            rows = [r for r in prediction if r["file_name"] == Path(file).name and r["score"] >= self.min_score]
+            boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in rows)]).reshape(-1, 4)
+            labels = [f"{r['category']} {r['score']:.2f}" for r in rows]
+            drawn = draw_bounding_boxes((image * 255).to(torch.uint8).cpu(), boxes, labels, colors="red", width=2)
+            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(self.output_dir / Path(file).name)

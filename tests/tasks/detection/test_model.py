@@ -1,0 +1,77 @@
+"""SSD-MobileNet as the TF detection API built it: maps, 1917 anchors, Table 13's size, torchvision's machinery."""
+
+import math
+
+import pytest
+import torch
+from torchvision.models.detection.image_list import ImageList
+
+from mobilenets.backbone import MobileNetV1, profile_model
+from mobilenets.tasks.detection.model import SSDNetwork, TFAnchorGenerator, ssd_mobilenet, table13
+
+
+def _anchors(ssd, size):
+    features = list(ssd.backbone(torch.zeros(1, 3, size, size)).values())
+    images = ImageList(torch.zeros(1, 3, size, size), [(size, size)])
+    return features, ssd.anchor_generator(images, features)[0]
+
+
+def test_feature_maps_and_1917_anchors_at_300():
+    ssd = ssd_mobilenet(MobileNetV1(alpha=0.25, num_classes=0), 91).eval()
+    features, anchors = _anchors(ssd, 300)
+    assert [tuple(f.shape[-2:]) for f in features] == [(19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+    assert [f.shape[1] for f in features] == [128, 256, 512, 256, 256, 128]  # layer 11, 13 at alpha 0.25, extras
+    assert ssd.anchor_generator.num_anchors_per_location() == [3, 6, 6, 6, 6, 6]
+    assert anchors.shape == (1917, 4)
+
+
+def test_tf_anchor_layout():
+    generator = TFAnchorGenerator()
+    lowest = generator._wh_pairs[0]
+    assert torch.allclose(lowest, torch.tensor([[0.1, 0.1], [0.2 * math.sqrt(2), 0.2 / math.sqrt(2)],
+                                                [0.2 / math.sqrt(2), 0.2 * math.sqrt(2)]]))
+    second = generator._wh_pairs[1]
+    assert second.shape == (6, 2) and torch.allclose(second[0], torch.tensor([0.35, 0.35]))
+    assert torch.allclose(second[-1], torch.full((2,), math.sqrt(0.35 * 0.5)))  # the interpolated scale
+    assert torch.allclose(generator._wh_pairs[5][-1], torch.full((2,), math.sqrt(0.95 * 1.0)))
+    ssd = ssd_mobilenet(MobileNetV1(alpha=0.25, num_classes=0), 5).eval()
+    _, anchors = _anchors(ssd, 300)
+    first = anchors[0]  # the first cell's first box: centre (0.5/19) * 300, side 0.1 * 300
+    centre, side = 0.5 / 19 * 300, 30.0
+    assert torch.allclose(first, torch.tensor([centre - side / 2, centre - side / 2, centre + side / 2,
+                                               centre + side / 2]), atol=1e-4)
+
+
+def test_table13_size():
+    profile = profile_model(SSDNetwork(ssd_mobilenet(MobileNetV1(num_classes=0), 91)), 300)
+    assert round(profile.macs / 1e9, 1) == 1.2 and round(profile.params / 1e6, 1) == 6.8
+    assert table13().rows[0][-1] == "yes"
+
+
+def test_ssdlite_is_smaller():
+    ssd = SSDNetwork(ssd_mobilenet(MobileNetV1(num_classes=0), 91))
+    lite = SSDNetwork(ssd_mobilenet(MobileNetV1(num_classes=0), 91, lite=True))
+    assert profile_model(lite, 300).params < profile_model(ssd, 300).params
+    convs = [m for m in lite.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(m.groups > 1 for m in convs) > 13 + 4  # depthwise in the body, the extras and the heads
+
+
+@pytest.mark.parametrize("lite", [False, True])
+def test_uses_torchvision_ssd_loss_and_postprocess(lite):
+    ssd = ssd_mobilenet(MobileNetV1(alpha=0.25, num_classes=0), 4, size=128, lite=lite, extra_depths=(64, 32, 32, 16))
+    assert ssd.box_coder.weights == (10.0, 10.0, 5.0, 5.0) and ssd.neg_to_pos_ratio == 3.0
+    images = [torch.rand(3, 100, 140), torch.rand(3, 128, 128)]
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([2])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]  # an empty image
+    losses = ssd.train()(images, targets)
+    assert set(losses) == {"bbox_regression", "classification"} and all(torch.isfinite(v) for v in losses.values())
+    detections = ssd.eval()(images)
+    assert len(detections) == 2 and detections[0]["boxes"].shape[1] == 4
+    if len(detections[0]["boxes"]):  # mapped back to the original 140x100 image
+        assert detections[0]["boxes"][:, 2].max() <= 140 + 1e-3 and detections[0]["boxes"][:, 3].max() <= 100 + 1e-3
+
+
+def test_any_size_and_classes():
+    ssd = ssd_mobilenet(MobileNetV1(alpha=0.5, num_classes=0), 11, size=224).eval()
+    out = ssd.head(list(ssd.backbone(torch.zeros(1, 3, 224, 224)).values()))
+    assert out["cls_logits"].shape[-1] == 11 and out["cls_logits"].shape[1] == out["bbox_regression"].shape[1]
