@@ -134,6 +134,7 @@ def ssd_mobilenet(
         features, anchors, (size, size), num_classes,
         image_mean=body.input_mean.flatten().tolist(), image_std=body.input_std.flatten().tolist(),
         head=head, score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
+        topk_candidates=100,  # TF SSD-MobileNet's max_detections_per_class
     )
 
 
