@@ -168,6 +168,20 @@ class BaseTask(pl.LightningModule, ABC):
     def configure_models(self) -> None:
         """Build ``self.model``, an ``nn.Module`` with a ``backbone`` attribute (use ``build_backbone``)."""
 
+    def names_from_data(self, names_attribute: str, size_argument: str, what: str) -> list | None:
+        """The data module's label names (``class_names``, ``attribute_names`` ...), refused if their number
+        differs from the model's ``size_argument``; None when the data module has none (plain Python use)."""
+        names = getattr(getattr(self.trainer, "datamodule", None), names_attribute, None)
+        if not names:
+            return None
+        expected = self.hparams[size_argument]
+        if len(names) != expected:
+            raise ValueError(
+                f"the data has {len(names)} {what} ({', '.join(map(str, names[:5]))}, ...) but the model was built "
+                f"for {size_argument}={expected}; set model.init_args.{size_argument}: {len(names)}"
+            )
+        return list(names)
+
     def build_backbone(self, num_classes: int = 0) -> MobileNetV1:
         """The backbone described by the ``backbone:`` config block, pretrained weights loaded."""
         return self.backbone_config.build(num_classes)

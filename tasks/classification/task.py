@@ -46,15 +46,9 @@ class ClassificationTask(BaseTask):
 
     def setup(self, stage: str) -> None:
         """Take the class names from the data, and refuse data with another number of classes."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = getattr(datamodule, "class_names", None)
+        names = self.names_from_data("class_names", "num_classes", "classes")
         if names:
-            if len(names) != self.hparams.num_classes:
-                raise ValueError(
-                    f"the data has {len(names)} classes ({', '.join(names[:5])}, ...) but the model was built for "
-                    f"num_classes={self.hparams.num_classes}; set model.init_args.num_classes: {len(names)}"
-                )
-            self.class_names = list(names)
+            self.class_names = names
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)

@@ -60,14 +60,9 @@ class DetectionTask(BaseTask):
 
     def setup(self, stage: str) -> None:
         """Take category ids and names from the data; refuse a different number of classes."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        ids = getattr(datamodule, "category_ids", None)
-        if not ids:
-            return
-        if len(ids) != self.hparams.num_classes:
-            raise ValueError(f"the data has {len(ids)} categories but the model was built for num_classes="
-                             f"{self.hparams.num_classes}; set model.init_args.num_classes: {len(ids)}")
-        self.category_ids, self.class_names = list(ids), list(datamodule.class_names)
+        ids = self.names_from_data("category_ids", "num_classes", "categories")
+        if ids:
+            self.category_ids, self.class_names = ids, list(self.trainer.datamodule.class_names)
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Detections (boxes xyxy in each image's own pixels, labels 1..K, scores) for images in [0, 1]."""

@@ -65,18 +65,12 @@ class FaceAttributesTask(BaseTask):
 
     def setup(self, stage: str) -> None:
         """Take attribute names (and, for ``pos_weight``, label balance) from the data; refuse a mismatch."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = getattr(datamodule, "attribute_names", None)
+        names = self.names_from_data("attribute_names", "num_attributes", "attributes")
         if not names:
             return
-        if len(names) != self.hparams.num_attributes:
-            raise ValueError(
-                f"the data has {len(names)} attributes ({', '.join(names[:5])}, ...) but the model was built for "
-                f"num_attributes={self.hparams.num_attributes}; set model.init_args.num_attributes: {len(names)}"
-            )
-        self.attribute_names = list(names)
+        self.attribute_names = names
         if self.hparams.pos_weight and stage == "fit":
-            positives, negatives = datamodule.label_counts("train")
+            positives, negatives = self.trainer.datamodule.label_counts("train")
             weight = torch.as_tensor(negatives, dtype=torch.float32) / torch.as_tensor(positives).clamp(min=1)
             self.positive_weight.copy_(weight)
 

@@ -13,14 +13,9 @@ from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, 
 from mobilenets.tasks.classification.model import TABLE10_ROWS
 from mobilenets.tasks.cli import main
 
+from helpers import logged_metrics
+
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _metrics(root: Path) -> list[dict]:
-    rows = []
-    for path in sorted(root.rglob("metrics.csv")):
-        rows += list(csv.DictReader(path.open()))
-    return rows
 
 
 def test_classifier_counts_equal_the_plain_network():
@@ -63,10 +58,10 @@ def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
               "--trainer.default_root_dir", "run", "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
     (checkpoint,) = Path("run").rglob("*.ckpt")
-    fit_keys = set().union(*(row.keys() for row in _metrics(Path("run"))))
+    fit_keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "val/loss", "val/top1", "val/top3"} <= fit_keys  # top-k is clamped to 3 classes
     main(["test", *common, "--ckpt_path", str(checkpoint)])
-    test_rows = [row for row in _metrics(Path("run")) if row.get("test/top1")]
+    test_rows = [row for row in logged_metrics(Path("run")) if row.get("test/top1")]
     assert test_rows and 0.0 <= float(test_rows[-1]["test/top1"]) <= 1.0 and "test/top3" in test_rows[-1]
     main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "predictions.csv"])
     predictions = list(csv.DictReader(open("predictions.csv")))
@@ -88,7 +83,7 @@ def test_demo_config_learns_the_breeds(tmp_path, monkeypatch):
     """The demo config itself, unchanged: val top-1 rises far above chance (1/6)."""
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(REPO / "configs" / "demo" / "dogs.yaml"), "--trainer.enable_progress_bar", "false"])
-    rows = [row for row in _metrics(tmp_path / "runs") if row.get("val/top1")]
+    rows = [row for row in logged_metrics(tmp_path / "runs") if row.get("val/top1")]
     top1, loss = [float(row["val/top1"]) for row in rows], [float(row["val/loss"]) for row in rows]
     assert len(top1) == 30
     assert top1[0] < 0.4 and max(top1[-5:]) >= 0.75, top1

@@ -1,7 +1,6 @@
 """COCO evaluation equals pycocotools; the detection task end to end through the CLI; learning."""
 
 import contextlib
-import csv
 import io
 import json
 from pathlib import Path
@@ -16,6 +15,8 @@ from mobilenets.tasks.cli import main
 from mobilenets.tasks.detection import CocoDataModule, DetectionTask
 from mobilenets.tasks.detection.data import load_coco
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
+
+from helpers import logged_metrics
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -71,10 +72,6 @@ def test_bad_num_classes():
         DetectionTask(num_classes=0)
 
 
-def _metrics(root: Path) -> list[dict]:
-    return [row for path in sorted(root.rglob("metrics.csv")) for row in csv.DictReader(path.open())]
-
-
 def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["synth", "detection", "coco", "--option", "train_images=8", "--option", "val_images=4",
@@ -86,13 +83,13 @@ def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys
               "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
     (checkpoint,) = Path("run").rglob("*.ckpt")
-    keys = set().union(*(row.keys() for row in _metrics(Path("run"))))
+    keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "train/loss_box", "train/loss_cls"} | {f"val/{n}" for n in STAT_NAMES} <= keys
     main(["test", *common, "--ckpt_path", str(checkpoint)])
     (results,) = Path("run").rglob("detections_test.json")
     detections = json.loads(results.read_text())
     assert detections and {d["category_id"] for d in detections} <= {3, 7, 11, 42}  # original COCO ids
-    test_row = [row for row in _metrics(Path("run")) if row.get("test/mAP")][-1]
+    test_row = [row for row in logged_metrics(Path("run")) if row.get("test/mAP")][-1]
     capsys.readouterr()
     main(["evaluate-coco", "--gt", "coco/annotations/instances_val2017.json", "--dt", str(results)])
     printed = dict(line.split() for line in capsys.readouterr().out.strip().splitlines())

@@ -17,11 +17,9 @@ from mobilenets.tasks.face_attributes import FaceAttributesTask, table12
 from mobilenets.tasks.face_attributes.model import TABLE12_ROWS
 from mobilenets.tasks.face_attributes.task import masked_bce
 
+from helpers import logged_metrics
+
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _metrics(root: Path) -> list[dict]:
-    return [row for path in sorted(root.rglob("metrics.csv")) for row in csv.DictReader(path.open())]
 
 
 def test_masked_bce_by_hand():
@@ -79,10 +77,10 @@ def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
               "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
     checkpoint = next(Path("run").rglob("last.ckpt"), None) or next(Path("run").rglob("*.ckpt"))
-    keys = set().union(*(row.keys() for row in _metrics(Path("run"))))
+    keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "val/loss", "val/mAP"} <= keys
     main(["test", *common, "--ckpt_path", str(checkpoint)])
-    test_row = [row for row in _metrics(Path("run")) if row.get("test/mAP")][-1]
+    test_row = [row for row in logged_metrics(Path("run")) if row.get("test/mAP")][-1]
     assert 0 <= float(test_row["test/mAP"]) <= 1 and 0 <= float(test_row["test/balanced_accuracy"]) <= 1
     (table,) = Path("run").rglob("attributes.csv")
     rows = list(csv.DictReader(table.open()))
@@ -112,5 +110,5 @@ def test_demo_config_learns_the_attributes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(REPO / "configs" / "demo" / "face_attributes.yaml"),
           "--trainer.enable_progress_bar", "false"])
-    maps = [float(row["val/mAP"]) for row in _metrics(tmp_path / "runs") if row.get("val/mAP")]
+    maps = [float(row["val/mAP"]) for row in logged_metrics(tmp_path / "runs") if row.get("val/mAP")]
     assert len(maps) == 25 and maps[0] < 0.6 and max(maps[-5:]) > 0.8, maps

@@ -15,6 +15,8 @@ from mobilenets.tasks.face_embedding import FaceEmbeddingTask, table14
 from mobilenets.tasks.face_embedding.metrics import tar_at_far, verification_metrics
 from mobilenets.tasks.face_embedding.task import count_valid_triplets
 
+from helpers import logged_metrics
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -101,10 +103,6 @@ def test_arcface_needs_identities():
     assert loss.item() > 0 and any(p is task.loss_fn.W for p in task.parameters())
 
 
-def _metrics(root: Path) -> list[dict]:
-    return [row for path in sorted(root.rglob("metrics.csv")) for row in csv.DictReader(path.open())]
-
-
 def test_fit_test_predict_verify_through_the_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["synth", "face_embedding", "faces", "--option", "train_identities=6", "--option",
@@ -116,11 +114,11 @@ def test_fit_test_predict_verify_through_the_cli(tmp_path, monkeypatch, capsys):
               "--trainer.default_root_dir", "run", "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
     (checkpoint,) = Path("run").rglob("*.ckpt")
-    keys = set().union(*(row.keys() for row in _metrics(Path("run"))))
+    keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "train/active_triplets", "val/accuracy", "val/val", "val/auc", "val/pairs"} <= keys
     assert "val/tar_at_far" not in keys  # 20 negatives cannot resolve FAR 1e-4
     main(["test", *common, "--ckpt_path", str(checkpoint)])
-    test_row = [row for row in _metrics(Path("run")) if row.get("test/accuracy")][-1]
+    test_row = [row for row in logged_metrics(Path("run")) if row.get("test/accuracy")][-1]
     assert float(test_row["test/pairs"]) == 40 and float(test_row["test/smallest_far"]) == pytest.approx(0.05)
     main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "embeddings.csv"])
     rows = list(csv.DictReader(open("embeddings.csv")))
@@ -142,7 +140,7 @@ def test_demo_config_learns_identities(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(REPO / "configs" / "demo" / "face_embedding.yaml"),
           "--trainer.enable_progress_bar", "false"])
-    rows = [row for row in _metrics(tmp_path / "runs") if row.get("val/accuracy")]
+    rows = [row for row in logged_metrics(tmp_path / "runs") if row.get("val/accuracy")]
     accuracy = [float(row["val/accuracy"]) for row in rows]
     assert len(accuracy) == 30 and max(accuracy[-5:]) > 0.75, accuracy
     assert float(rows[-1]["val/auc"]) > 0.8
