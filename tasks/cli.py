@@ -22,18 +22,20 @@ from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, 
 from mobilenets.tasks.detection import CocoDataModule, DetectionTask, write_coco
 from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask, write_celeba
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask, FaceIdentityDataModule, write_faces
+from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask, write_geotagged
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
 
 # Importing the tasks registers their classes (short names in configs) and their profile tables.
-TASKS = (ClassificationTask, DetectionTask, FaceAttributesTask, FaceEmbeddingTask)
-DATAMODULES = (DogsDataModule, CocoDataModule, CelebADataModule, FaceIdentityDataModule)
+TASKS = (ClassificationTask, DetectionTask, FaceAttributesTask, FaceEmbeddingTask, GeolocationTask)
+DATAMODULES = (DogsDataModule, CocoDataModule, CelebADataModule, FaceIdentityDataModule, GeoDataModule)
 #: ``mobilenets synth TASK ROOT``: each task's writer of a synthetic dataset in its real on-disk layout.
 SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {
     "classification": write_stanford_dogs,
     "detection": write_coco,
     "face_attributes": write_celeba,
     "face_embedding": write_faces,
+    "geolocation": write_geotagged,
 }
 
 LIGHTNING_SUBCOMMANDS = {
@@ -197,6 +199,40 @@ def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_evaluate_coco)
 
 
+def run_partition(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mobilenets.tasks.geolocation.data import read_geotagged_csv
+    from mobilenets.tasks.geolocation.partition import build_partitions, write_partition
+
+    _, lat, lon, skipped = read_geotagged_csv(Path(args.csv), tuple(args.columns), args.skip_bad)
+    if skipped:
+        print(f"skipped {len(skipped)} rows with bad coordinates, e.g. {skipped[0]}")
+    thresholds = [tuple(int(v) for v in pair.split(",")) for pair in args.thresholds]
+    partitions, parents = build_partitions(lat, lon, thresholds, args.min_level, args.max_level)
+    for (t1, t2), partition in zip(sorted(thresholds, reverse=True), partitions):
+        path = Path(args.output) / f"partition_t1-{t1}_t2-{t2}.csv"
+        write_partition(partition, path)
+        print(f"{path}: {len(partition)} cells holding {int(partition.counts.sum())} of {len(lat)} photos")
+    for level, parent in enumerate(parents, start=1):
+        np.save(Path(args.output) / f"parents_{level}.npy", parent)
+    return 0
+
+
+def _add_partition(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("partition", help="PlaNet's adaptive S2 partition of a geotagged CSV")
+    parser.add_argument("csv", help="IMG_ID,LAT,LON rows")
+    parser.add_argument("--output", default=".", help="folder for partition_t1-<t1>_t2-<t2>.csv files")
+    parser.add_argument("--thresholds", nargs="+", default=["10000,50"],
+                        help="t1,t2 pairs; several give the hierarchical multi-partition (parents_<k>.npy "
+                        "maps each cell of the k-th finer partition to its enclosing coarser cell)")
+    parser.add_argument("--min-level", type=int, default=2)
+    parser.add_argument("--max-level", type=int, default=13)
+    parser.add_argument("--columns", nargs=3, default=["IMG_ID", "LAT", "LON"])
+    parser.add_argument("--skip-bad", action="store_true", help="skip rows with bad coordinates instead of failing")
+    parser.set_defaults(handler=run_partition)
+
+
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
@@ -227,7 +263,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_profile, _add_synth, _add_evaluate_coco, _add_verify, _add_bench,
+    _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_bench,
 ]
 
 

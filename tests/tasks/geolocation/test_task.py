@@ -1,0 +1,100 @@
+"""Haversine, the geolocation task through the CLI, Table 11, bad CSV rows, and learning beyond the baseline."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mobilenets.tasks.cli import main
+from mobilenets.tasks.datamodule import BadRecordError
+from mobilenets.tasks.geolocation import table11
+from mobilenets.tasks.geolocation.data import read_geotagged_csv
+from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy, haversine_km
+
+from helpers import logged_metrics
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("a,b,km", [
+    ((51.5074, -0.1278), (48.8566, 2.3522), 343.5),    # London - Paris
+    ((40.7128, -74.0060), (34.0522, -118.2437), 3935.7),  # New York - Los Angeles
+    ((-33.8688, 151.2093), (35.6762, 139.6503), 7823.0),  # Sydney - Tokyo
+    ((0.0, 179.5), (0.0, -179.5), 111.2),               # across the antimeridian
+])
+def test_haversine_known_distances(a, b, km):
+    distance = haversine_km(torch.tensor([a[0]]), torch.tensor([a[1]]), torch.tensor([b[0]]), torch.tensor([b[1]]))
+    assert distance.item() == pytest.approx(km, rel=2e-3)
+
+
+def test_accuracy_scales():
+    metric = GeolocationAccuracy()
+    metric.update(torch.tensor([0.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 0.0]),
+                  torch.tensor([0.0, 1.0, 30.0]), torch.tensor([0.0, 0.0, 0.0]))  # 0 km, 111 km, 3336 km
+    result = metric.compute()
+    assert result["acc_1km"].item() == pytest.approx(1 / 3) and result["acc_200km"].item() == pytest.approx(2 / 3)
+    assert result["acc_2500km"].item() == pytest.approx(2 / 3) and result["median_km"].item() == pytest.approx(111.19, 0.01)
+
+
+def test_table11_row():
+    row = table11().rows[0]
+    assert row[-1] == "yes" and row[2] == "577.5" and row[4] == "13.000"
+
+
+def test_bad_csv_rows(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("IMG_ID,LAT,LON\na,10,20\nb,north,20\nc,10,200\n")
+    with pytest.raises(ValueError, match=r"train\.csv row 1: coordinate \(nan, 20\.0\)"):
+        read_geotagged_csv(path, ("IMG_ID", "LAT", "LON"))
+    ids, lat, lon, skipped = read_geotagged_csv(path, ("IMG_ID", "LAT", "LON"), skip_bad=True)
+    assert ids == ["a"] and len(skipped) == 2
+    with pytest.raises(BadRecordError, match=r"missing columns \['latitude'\]"):
+        read_geotagged_csv(path, ("IMG_ID", "latitude", "LON"))
+
+
+def test_partition_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["synth", "geolocation", "geo", "--option", "num_images=120", "--option", "num_regions=4"]) == 0
+    assert main(["partition", "geo/train.csv", "--output", "geo", "--thresholds", "40,5", "--max-level", "8"]) == 0
+    with open("geo/partition_t1-40_t2-5.csv") as handle:
+        cells = len(list(csv.DictReader(handle)))
+    common = ["--model", "GeolocationTask", "--model.num_cells", str(cells), "--model.backbone.alpha", "0.25",
+              "--model.resolution", "32", "--data", "GeoDataModule", "--data.root", "geo", "--data.t1", "40",
+              "--data.t2", "5", "--data.batch_size", "8", "--data.num_workers", "0",
+              "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "run",
+              "--trainer.log_every_n_steps", "1"]
+    main(["fit", *common, "--trainer.max_epochs", "1"])
+    (checkpoint,) = Path("run").rglob("*.ckpt")
+    keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
+    assert {"train/loss", "val/acc_1km", "val/acc_25km", "val/acc_200km", "val/acc_750km", "val/acc_2500km",
+            "val/median_km"} <= keys
+    main(["test", *common, "--ckpt_path", str(checkpoint)])
+    assert any(row.get("test/acc_2500km") for row in logged_metrics(Path("run")))
+    main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "predictions.csv"])
+    rows = list(csv.DictReader(open("predictions.csv")))
+    assert len(rows) == 18 and {"file", "lat", "lon", "cell_1", "prob_1"} <= set(rows[0])
+    assert -90 <= float(rows[0]["lat"]) <= 90
+
+
+@pytest.mark.slow
+def test_demo_config_beats_the_most_populous_cell(tmp_path, monkeypatch):
+    """The demo config itself against always answering the most populous cell's mean location."""
+    monkeypatch.chdir(tmp_path)
+    config = str(REPO / "configs" / "demo" / "geolocation.yaml")
+    main(["fit", "--config", config, "--trainer.enable_progress_bar", "false"])
+    (checkpoint,) = (tmp_path / "runs").rglob("last.ckpt")
+    main(["test", "--config", config, "--ckpt_path", str(checkpoint), "--trainer.enable_progress_bar", "false"])
+    result = [row for row in logged_metrics(tmp_path / "runs") if row.get("test/acc_750km")][-1]
+    from mobilenets.tasks.geolocation.partition import read_partition
+
+    partition = read_partition(next((tmp_path / "data" / "demo" / "geo").glob("partition_*.csv")))
+    top = int(np.argmax(partition.counts))
+    _, lat, lon, _ = read_geotagged_csv(tmp_path / "data" / "demo" / "geo" / "test.csv", ("IMG_ID", "LAT", "LON"))
+    baseline = GeolocationAccuracy()
+    baseline.update(torch.full((len(lat),), partition.lat_mean[top]), torch.full((len(lat),), partition.lon_mean[top]),
+                    torch.as_tensor(lat), torch.as_tensor(lon))
+    base = baseline.compute()
+    for scale in ("acc_750km", "acc_2500km"):
+        assert float(result[f"test/{scale}"]) > base[scale].item() + 0.15, (scale, result, base)
