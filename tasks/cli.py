@@ -116,6 +116,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
         rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads)
         table = bench_table(rows, args.threads)
+    elif args.target == "s2":
+        from mobilenets.tasks.bench import bench_s2
+
+        table = bench_s2()
     elif args.target == "detection":
         from mobilenets.tasks.bench import bench_detection
 
@@ -248,9 +252,9 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
     parser.add_argument(
-        "target", choices=["backbone", "train", "data", "detection"],
+        "target", choices=["backbone", "train", "data", "detection", "s2"],
         help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader; "
-        "detection: end-to-end SSD latency vs torchvision's SSDLite",
+        "detection: end-to-end SSD latency vs torchvision's SSDLite; s2: S2 cell ids vs s2sphere",
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--rounds", type=int, default=20)
