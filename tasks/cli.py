@@ -2,7 +2,8 @@
 
 Lightning's subcommands go to ``LightningCLI`` unchanged (``--config``, ``--print_config``, overrides such as
 ``--trainer.max_epochs 3``, ``class_path``/``init_args`` for model and data). The suite's subcommands
-(``profile``, ``bench``) are plain argparse, listed beside Lightning's in ``mobilenets --help``.
+(``profile``, ``synth``, ``partition``, ``evaluate-coco``, ``verify``, ``bench``) are plain argparse, listed
+beside Lightning's in ``mobilenets --help``.
 """
 
 from __future__ import annotations

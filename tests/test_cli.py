@@ -16,8 +16,9 @@ def test_help_lists_lightning_and_suite_subcommands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("fit", "validate", "test", "predict", "profile", "bench"):
-        assert f"    {command} " in out
+    for command in ("fit", "validate", "test", "predict", "profile", "synth", "partition", "evaluate-coco", "verify",
+                    "bench"):
+        assert f"    {command} " in out or f"    {command}\n" in out
 
 
 def test_console_script_and_module_entry_points():
