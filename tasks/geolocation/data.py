@@ -64,37 +64,58 @@ class GeoDataModule(BaseDataModule):
         partition_file: a partition CSV to use; by default ``partition_t1-<t1>_t2-<t2>.csv`` in ``root``,
             built from the training CSV on first use (rank 0 only).
         t1, t2, min_level, max_level: the partition's parameters (PlaNet: 10,000 and 50).
+        coarser: (t1, t2) pairs of coarser partitions for the hierarchical multi-partition (one softmax per
+            level); their files are built beside the finest one. Labels hold one cell per level, coarsest first.
         **kwargs: the shared data arguments, see ``BaseDataModule``.
     """
 
     def __init__(self, root: str, train_csv: str = "train.csv", val_csv: str = "val.csv", test_csv: str = "test.csv",
                  image_dir: str = "images", columns: tuple[str, str, str] = ("IMG_ID", "LAT", "LON"),
                  image_suffix: str = ".jpg", partition_file: str | None = None, t1: int = 10_000, t2: int = 50,
-                 min_level: int = 2, max_level: int = 13, **kwargs: Any) -> None:
+                 min_level: int = 2, max_level: int = 13, coarser: list[tuple[int, int]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        self.partition: Partition | None = None
+        if any(t1 <= self.hparams.t1 for t1, _ in coarser or []):
+            raise ValueError(f"coarser partitions need t1 above the finest one's ({self.hparams.t1}), got {coarser}")
+        self.partitions: list[Partition] = []
 
     @property
-    def partition_path(self) -> Path:
+    def partition_paths(self) -> list[Path]:
+        """One file per level, coarsest first; the finest is ``partition_file`` if given."""
         hp = self.hparams
-        return Path(hp.partition_file) if hp.partition_file else self.root / f"partition_t1-{hp.t1}_t2-{hp.t2}.csv"
+        finest = Path(hp.partition_file) if hp.partition_file else self.root / f"partition_t1-{hp.t1}_t2-{hp.t2}.csv"
+        coarse = sorted(hp.coarser or [], reverse=True)
+        return [self.root / f"partition_t1-{t1}_t2-{t2}.csv" for t1, t2 in coarse] + [finest]
 
     @property
-    def num_cells(self) -> int:
-        return len(self.partition) if self.partition is not None else 0
+    def partition(self) -> Partition | None:
+        """The finest partition (the one predictions are made in)."""
+        return self.partitions[-1] if self.partitions else None
+
+    @property
+    def num_cells(self) -> list[int]:
+        """Cells per level, coarsest first."""
+        return [len(p) for p in self.partitions]
+
+    def parent_indices(self) -> list[np.ndarray]:
+        """For each coarser level, the cell enclosing each finest cell (-1 where that level dropped it)."""
+        return [coarse.classify(self.partition.cells) for coarse in self.partitions[:-1]]
 
     def write_synthetic(self, root: Path, **options: Any) -> None:
         write_geotagged(root, **options)
 
     def prepare_data(self) -> None:
-        """Synthetic data if asked for, then the partition of the training photos if there is none yet."""
+        """Synthetic data if asked for, then the partitions of the training photos that do not exist yet."""
         super().prepare_data()
-        if not self.partition_path.is_file():
-            hp = self.hparams
+        hp = self.hparams
+        thresholds = sorted(hp.coarser or [], reverse=True) + [(hp.t1, hp.t2)]
+        missing = [(path, pair) for path, pair in zip(self.partition_paths, thresholds) if not path.is_file()]
+        if missing:
             _, lat, lon, _ = read_geotagged_csv(self.root / hp.train_csv, tuple(hp.columns), hp.skip_bad)
-            partition = build_partition(lat, lon, hp.t1, hp.t2, hp.min_level, hp.max_level)
-            write_partition(partition, self.partition_path)
-            log.info("partition of %d photos into %d cells written to %s", len(lat), len(partition), self.partition_path)
+            for path, (t1, t2) in missing:
+                partition = build_partition(lat, lon, t1, t2, hp.min_level, hp.max_level)
+                write_partition(partition, path)
+                log.info("partition of %d photos into %d cells written to %s", len(lat), len(partition), path)
 
     def train_transform(self) -> v2.Transform:
         return train_transform(self.hparams.resolution, min_scale=0.5)
@@ -107,9 +128,10 @@ class GeoDataModule(BaseDataModule):
         path = self.root / csv_name
         ids, lat, lon, skipped = read_geotagged_csv(path, tuple(hp.columns), hp.skip_bad)
         self.skipped += skipped
-        cells = self.partition.classify(cell_ids(lat, lon))
+        leaves = cell_ids(lat, lon)
+        cells = np.stack([partition.classify(leaves) for partition in self.partitions], axis=1)
         records = []
-        for row, (image_id, cell, la, lo) in enumerate(zip(ids, cells, lat, lon)):
+        for image_id, level_cells, la, lo in zip(ids, cells, lat, lon):
             image = self.root / hp.image_dir / f"{image_id}{hp.image_suffix}"
             if not image.is_file():
                 message = f"{image} ({path.name}, id {image_id}): image file not found"
@@ -117,14 +139,15 @@ class GeoDataModule(BaseDataModule):
                     raise BadRecordError(message)
                 self.skipped.append(message)
                 continue
-            records.append(ImageRecord(image, (float(cell), float(la), float(lo)), f"{path.name}:{image_id}"))
+            label = (float(la), float(lo), *(float(c) for c in level_cells))  # lat, lon, cells coarsest first
+            records.append(ImageRecord(image, label, f"{path.name}:{image_id}"))
         return records
 
     def read_splits(self) -> dict[str, list[ImageRecord]]:
-        self.partition = read_partition(self.partition_path)
+        self.partitions = [read_partition(path) for path in self.partition_paths]
         splits = {split: self._records(getattr(self.hparams, f"{split}_csv")) for split in ("train", "val", "test")}
-        outside = [r for r in splits["train"] if r.label[0] < 0]
+        outside = [r for r in splits["train"] if r.label[-1] < 0]
         if outside:
             log.warning("%d training photos lie in no partition cell (dropped cells); left out of training", len(outside))
-            splits["train"] = [r for r in splits["train"] if r.label[0] >= 0]
+            splits["train"] = [r for r in splits["train"] if r.label[-1] >= 0]
         return splits

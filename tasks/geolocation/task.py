@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
+import pytorch_lightning as pl
 import s2sphere
 import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.nn import functional as F
 
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy
 from mobilenets.tasks.geolocation.model import MobileNetClassifier
 
-__all__ = ["GeolocationTask"]
+__all__ = ["DrawGeoPredictions", "GeolocationTask"]
 
 
 class GeolocationTask(BaseTask):
     """Where was this photo taken: classification over the cells of an adaptive S2 partition.
 
+    With a hierarchical multi-partition there is one softmax per level (one FC, split per level) and the
+    loss is their sum; a finest cell's score is its probability times its enclosing coarser cells'
+    probabilities, and the best-scoring finest cell is the prediction.
+
     Args:
-        num_cells: cells in the partition; checked against the data module's.
+        num_cells: cells in the finest partition; checked against the data module's.
+        coarser_cells: cells of each coarser partition, coarsest first (empty: a single level, PlaNet).
         location: the predicted coordinate of a cell: the ``mean`` of its training photos (PlaNet) or its ``centre``.
         top_k: cells listed per image by ``predict``.
         **kwargs: the shared task arguments, see ``BaseTask``.
@@ -28,48 +36,72 @@ class GeolocationTask(BaseTask):
     monitor = "val/acc_2500km"
     mode = "max"
 
-    def __init__(self, num_cells: int = 1000, location: Literal["mean", "centre"] = "mean", top_k: int = 5,
-                 **kwargs: Any) -> None:
-        if num_cells < 2:
-            raise ValueError(f"num_cells must be >= 2, got {num_cells}")
+    def __init__(self, num_cells: int = 1000, coarser_cells: list[int] | None = None,
+                 location: Literal["mean", "centre"] = "mean", top_k: int = 5, **kwargs: Any) -> None:
+        if num_cells < 2 or any(n < 1 for n in coarser_cells or []):
+            raise ValueError(f"num_cells must be >= 2 and coarser_cells >= 1, got {num_cells}, {coarser_cells}")
         super().__init__(**kwargs)
-        # The partition travels in checkpoints: each cell's S2 id and its predicted coordinate.
+        self.level_sizes = [*(coarser_cells or []), num_cells]
+        # The partition travels in checkpoints: each finest cell's S2 id, its predicted coordinate, and its
+        # enclosing cell at every coarser level.
         self.register_buffer("cell_ids", torch.zeros(num_cells, dtype=torch.int64))
         self.register_buffer("cell_lat", torch.zeros(num_cells, dtype=torch.float64))
         self.register_buffer("cell_lon", torch.zeros(num_cells, dtype=torch.float64))
+        self.register_buffer("parents", torch.full((len(self.level_sizes) - 1, num_cells), -1, dtype=torch.int64))
         self.val_metrics, self.test_metrics = GeolocationAccuracy(), GeolocationAccuracy()
 
     def configure_models(self) -> None:
-        self.model = MobileNetClassifier(self.build_backbone(), self.hparams.num_cells)
+        # One FC over all levels' cells, split per level: the same as a head per level, in one matrix product.
+        levels = [*(self.hparams.coarser_cells or []), self.hparams.num_cells]
+        self.model = MobileNetClassifier(self.build_backbone(), sum(levels))
 
     def setup(self, stage: str) -> None:
-        """Take the partition from the data (cell ids and coordinates); refuse another number of cells."""
+        """Take the partitions from the data (cells, coordinates, parents); refuse other cell counts."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        partition = getattr(datamodule, "partition", None)
-        if partition is None:
+        if not getattr(datamodule, "partitions", None):
             return
-        if len(partition) != self.hparams.num_cells:
-            raise ValueError(f"the partition has {len(partition)} cells but the model was built for num_cells="
-                             f"{self.hparams.num_cells}; set model.init_args.num_cells: {len(partition)}")
+        if datamodule.num_cells != self.level_sizes:
+            raise ValueError(f"the partitions have {datamodule.num_cells} cells (coarsest first) but the model was "
+                             f"built for {self.level_sizes}; set model.init_args.num_cells: {datamodule.num_cells[-1]}"
+                             f" and coarser_cells: {datamodule.num_cells[:-1]}")
+        partition = datamodule.partition
         lat, lon = (partition.lat_mean, partition.lon_mean) if self.hparams.location == "mean" else partition.centres()
         self.cell_ids.copy_(torch.as_tensor(partition.cells.view("int64")))
         self.cell_lat.copy_(torch.as_tensor(lat))
         self.cell_lon.copy_(torch.as_tensor(lon))
+        for level, parents in enumerate(datamodule.parent_indices()):
+            self.parents[level].copy_(torch.as_tensor(parents))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        """Log-scores of the finest cells (hierarchically combined when there are coarser levels)."""
+        return self.finest_scores(self.model(images))
+
+    def finest_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """log p(finest cell) + the log-probabilities of its enclosing coarser cells (where they exist)."""
+        levels = logits.split(self.level_sizes, dim=1)
+        scores = levels[-1].log_softmax(dim=1)
+        for level, coarse in enumerate(levels[:-1]):
+            coarse_log_probs = coarse.log_softmax(dim=1)
+            parents = self.parents[level]
+            scores = scores + torch.where(parents >= 0, coarse_log_probs[:, parents.clamp(min=0)], 0.0)
+        return scores
+
+    def _loss(self, logits: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """The sum over levels of the cross-entropy (photos outside a level's cells are ignored there)."""
+        return sum(F.cross_entropy(level, cells[:, k], ignore_index=-1)
+                   for k, level in enumerate(logits.split(self.level_sizes, dim=1)))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = F.cross_entropy(self.model(batch["image"]), batch["label"][:, 0].long())
+        loss = self._loss(self.model(batch["image"]), batch["label"][:, 2:].long())
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def _evaluate(self, batch: dict, stage: str, metric: GeolocationAccuracy) -> None:
         logits = self.model(batch["image"])
-        cells, lat, lon = batch["label"][:, 0].long(), batch["label"][:, 1], batch["label"][:, 2]
-        if (cells >= 0).any():  # photos outside every cell still count in the distance metrics
-            self.log(f"{stage}/loss", F.cross_entropy(logits, cells, ignore_index=-1), batch_size=len(cells))
-        predicted = logits.argmax(dim=1)
+        lat, lon, cells = batch["label"][:, 0], batch["label"][:, 1], batch["label"][:, 2:].long()
+        if (cells[:, -1] >= 0).any():  # photos outside every cell still count in the distance metrics
+            self.log(f"{stage}/loss", self._loss(logits, cells), batch_size=len(cells))
+        predicted = self.finest_scores(logits).argmax(dim=1)
         metric.update(self.cell_lat[predicted], self.cell_lon[predicted], lat, lon)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -91,7 +123,7 @@ class GeolocationTask(BaseTask):
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Per image: the predicted coordinate and the top-k cells (S2 tokens) with probabilities."""
-        probabilities = self.model(batch["image"]).softmax(dim=1)
+        probabilities = self(batch["image"]).softmax(dim=1)
         top_probs, top_cells = probabilities.topk(min(self.hparams.top_k, self.hparams.num_cells), dim=1)
         rows = []
         for file, probs, cells in zip(batch["file"], top_probs.tolist(), top_cells.tolist()):
@@ -102,3 +134,45 @@ class GeolocationTask(BaseTask):
                 row[f"cell_{rank}"], row[f"prob_{rank}"] = token, round(prob, 6)
             rows.append(row)
         return rows
+
+
+class DrawGeoPredictions(BasePredictionWriter):
+    """Draws, per image, its top cells (S2 cell outlines, shaded by probability) on a plain longitude/latitude
+    grid with matplotlib: no map tiles, nothing fetched.
+
+    Add it to the trainer's callbacks: ``--trainer.callbacks+=DrawGeoPredictions --trainer.callbacks.output_dir DIR``.
+
+    Args:
+        output_dir: where ``<image name>.png`` maps go.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: list[dict],
+                           batch_indices: Any, batch: dict, batch_idx: int, dataloader_idx: int) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from matplotlib import pyplot as plt
+        except ImportError:
+            raise RuntimeError("DrawGeoPredictions needs matplotlib: pip install 'mobilenet-suite[plots]'") from None
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for row in prediction:
+            figure, axes = plt.subplots(figsize=(8, 4))
+            axes.set(xlim=(-180, 180), ylim=(-90, 90), xlabel="longitude", ylabel="latitude",
+                     title=Path(row["file"]).name)
+            axes.grid(True, linewidth=0.3)
+            rank = 1
+            while f"cell_{rank}" in row:
+                cell = s2sphere.Cell(s2sphere.CellId.from_token(row[f"cell_{rank}"]))
+                corners = [s2sphere.LatLng.from_point(cell.get_vertex(k)) for k in range(4)]
+                axes.fill([c.lng().degrees for c in corners], [c.lat().degrees for c in corners], color="tab:red",
+                          alpha=max(0.15, row[f"prob_{rank}"]), label=f"#{rank} p={row[f'prob_{rank}']:.2f}")
+                rank += 1
+            axes.plot(row["lon"], row["lat"], "k*", markersize=12, label="prediction")
+            axes.legend(loc="lower left", fontsize=7)
+            figure.savefig(self.output_dir / f"{Path(row['file']).stem}.png", dpi=80)
+            plt.close(figure)

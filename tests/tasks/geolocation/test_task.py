@@ -72,10 +72,12 @@ def test_partition_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
             "val/median_km"} <= keys
     main(["test", *common, "--ckpt_path", str(checkpoint)])
     assert any(row.get("test/acc_2500km") for row in logged_metrics(Path("run")))
-    main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "predictions.csv"])
+    main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "predictions.csv",
+          "--trainer.callbacks+=DrawGeoPredictions", "--trainer.callbacks.output_dir", "maps"])
     rows = list(csv.DictReader(open("predictions.csv")))
     assert len(rows) == 18 and {"file", "lat", "lon", "cell_1", "prob_1"} <= set(rows[0])
     assert -90 <= float(rows[0]["lat"]) <= 90
+    assert len(list(Path("maps").glob("*.png"))) == 18
 
 
 @pytest.mark.slow
@@ -98,3 +100,40 @@ def test_demo_config_beats_the_most_populous_cell(tmp_path, monkeypatch):
     base = baseline.compute()
     for scale in ("acc_750km", "acc_2500km"):
         assert float(result[f"test/{scale}"]) > base[scale].item() + 0.15, (scale, result, base)
+
+
+def test_hierarchical_scores_by_hand():
+    from mobilenets.tasks.geolocation import GeolocationTask
+
+    task = GeolocationTask(num_cells=3, coarser_cells=[2], resolution=32)
+    task.parents[0] = torch.tensor([0, 0, 1])  # finest cells 0 and 1 lie in coarse cell 0, cell 2 in coarse cell 1
+    logits = torch.tensor([[0.0, 2.0, 1.0, 1.0, 0.0]])  # coarse logits (0, 2), fine logits (1, 1, 0)
+    coarse = torch.tensor([0.0, 2.0]).log_softmax(0)
+    fine = torch.tensor([1.0, 1.0, 0.0]).log_softmax(0)
+    expected = torch.stack([fine[0] + coarse[0], fine[1] + coarse[0], fine[2] + coarse[1]])
+    assert torch.allclose(task.finest_scores(logits)[0], expected)
+    assert task.finest_scores(logits).argmax().item() == 2  # the coarse level overrules the fine one
+    loss = task._loss(logits, torch.tensor([[1, 2]]))
+    assert loss.item() == pytest.approx(-(coarse[1] + fine[2]).item(), rel=1e-6)
+
+
+def test_hierarchical_levels_from_data_to_training(tmp_path):
+    import pytorch_lightning as pl
+
+    from mobilenets.backbone import BackboneConfig
+    from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask
+
+    data = GeoDataModule(str(tmp_path / "geo"), synthetic=True, synthetic_options={"num_images": 160, "num_regions": 5},
+                         t1=20, t2=3, coarser=[(60, 3)], max_level=9, resolution=32, batch_size=16, num_workers=0)
+    data.prepare_data()
+    data.setup("fit")
+    coarse, fine = data.num_cells
+    assert coarse < fine and len(data.partition_paths) == 2 and all(p.is_file() for p in data.partition_paths)
+    label = data.datasets["train"][0]["label"]
+    assert label.shape == (4,) and label[3] >= 0  # lat, lon, coarse cell, finest cell
+    parents = data.parent_indices()[0]
+    task = GeolocationTask(num_cells=fine, coarser_cells=[coarse], backbone=BackboneConfig(alpha=0.25), resolution=32)
+    pl.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False).fit(task, data)
+    assert task.parents[0].tolist() == parents.tolist() and task.model.head.out_features == coarse + fine
+    with pytest.raises(ValueError, match="coarser partitions need t1 above the finest"):
+        GeoDataModule(str(tmp_path / "geo"), t1=20, coarser=[(10, 3)])
