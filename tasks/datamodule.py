@@ -175,11 +175,15 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         n_val = int(round(len(records) * self.hparams.val_fraction))
         return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
 
+    #: the smallest crop the training augmentation takes, and the central share evaluation keeps
+    train_min_scale: float = 0.25
+    eval_crop_fraction: float = 0.875
+
     def train_transform(self) -> v2.Transform:
-        return train_transform(self.hparams.resolution)
+        return train_transform(self.hparams.resolution, self.train_min_scale)
 
     def eval_transform(self) -> v2.Transform:
-        return eval_transform(self.hparams.resolution)
+        return eval_transform(self.hparams.resolution, self.eval_crop_fraction)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:

@@ -14,9 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from torchvision.transforms import v2
 
-from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord, eval_transform, train_transform
+from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
 
 __all__ = ["CelebADataModule", "read_celeba_attributes", "read_celeba_partition", "read_attribute_csv"]
@@ -153,12 +152,9 @@ class CelebADataModule(BaseDataModule):
     def write_synthetic(self, root: Path, **options: Any) -> None:
         write_celeba(root, **options)
 
-    def train_transform(self) -> v2.Transform:
-        # Milder crops than for objects: a hat or a beard must stay in the picture for its label to hold.
-        return train_transform(self.hparams.resolution, min_scale=0.6)
-
-    def eval_transform(self) -> v2.Transform:
-        return eval_transform(self.hparams.resolution, crop_fraction=1.0)
+    # Milder crops than for objects: a hat or a beard must stay in the picture for its label to hold.
+    train_min_scale = 0.6
+    eval_crop_fraction = 1.0
 
     @property
     def num_attributes(self) -> int:

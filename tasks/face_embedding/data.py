@@ -16,9 +16,8 @@ from typing import Any
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms import v2
 
-from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord, eval_transform, train_transform
+from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord
 from mobilenets.tasks.face_embedding.synthetic import write_faces
 
 __all__ = ["FaceIdentityDataModule", "Pair", "read_identity_folders", "read_pairs"]
@@ -130,11 +129,8 @@ class FaceIdentityDataModule(BaseDataModule):
     def write_synthetic(self, root: Path, **options: Any) -> None:
         write_faces(root, **options)
 
-    def train_transform(self) -> v2.Transform:
-        return train_transform(self.hparams.resolution, min_scale=0.7)
-
-    def eval_transform(self) -> v2.Transform:
-        return eval_transform(self.hparams.resolution, crop_fraction=1.0)
+    train_min_scale = 0.7  # the whole face stays in view
+    eval_crop_fraction = 1.0
 
     def read_splits(self) -> dict[str, list[ImageRecord]]:
         hp = self.hparams

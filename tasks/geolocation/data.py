@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchvision.transforms import v2
 
-from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord, eval_transform, train_transform
+from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord
 from mobilenets.tasks.geolocation.partition import (
     Partition,
     build_partition,
@@ -117,11 +116,8 @@ class GeoDataModule(BaseDataModule):
                 write_partition(partition, path)
                 log.info("partition of %d photos into %d cells written to %s", len(lat), len(partition), path)
 
-    def train_transform(self) -> v2.Transform:
-        return train_transform(self.hparams.resolution, min_scale=0.5)
-
-    def eval_transform(self) -> v2.Transform:
-        return eval_transform(self.hparams.resolution, crop_fraction=1.0)
+    train_min_scale = 0.5  # the horizon and landmark carry the location
+    eval_crop_fraction = 1.0
 
     def _records(self, csv_name: str) -> list[ImageRecord]:
         hp = self.hparams
