@@ -27,7 +27,8 @@ class EmbeddingNet(nn.Module):
         return F.normalize(self.head(self.backbone(images)), dim=1)
 
 
-_EXTRA_PARAMS = "the printed {}M exceeds backbone + 128-d head ({:.2f}M): the paper's embedding head is larger than a plain linear layer and not described"
+_EXTRA_PARAMS = ("the printed {}M exceeds backbone + 128-d head ({:.2f}M): the paper's embedding head is larger than "
+                 "a plain linear layer and not described")
 # The paper's Table 14 prints "0.75 MobileNet-128" twice; its first such row (166M MACs) is the 0.75 model at 160 px.
 TABLE14_ROWS = [
     PaperRow("1.0 MobileNet-160", "14", dict(alpha=1.0, num_classes=128), 160, "286", "4.9",

@@ -125,7 +125,7 @@ class FaceEmbeddingTask(BaseTask):
         )
         self.threshold = results["threshold"]
         for name in ("accuracy", "accuracy_std", "threshold", "val", "far", "auc", "pairs", "smallest_far"):
-            self.log(f"{stage}/{name}", float(results[name]), prog_bar=name == "accuracy", sync_dist=False)
+            self.log(f"{stage}/{name}", float(results[name]), prog_bar=name == "accuracy")
         if results["tar_at_far"] is not None:  # only where the pair set can resolve tar_far
             self.log(f"{stage}/tar_at_far", results["tar_at_far"])
 

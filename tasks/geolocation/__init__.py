@@ -9,5 +9,5 @@ from mobilenets.tasks.geolocation.partition import build_partition, cell_ids, re
 from mobilenets.tasks.geolocation.synthetic import write_geotagged
 from mobilenets.tasks.geolocation.task import DrawGeoPredictions, GeolocationTask
 
-__all__ = ["DrawGeoPredictions", "GeoDataModule", "GeolocationTask", "build_partition", "cell_ids", "read_partition", "table11",
-           "write_geotagged", "write_partition"]
+__all__ = ["DrawGeoPredictions", "GeoDataModule", "GeolocationTask", "build_partition", "cell_ids", "read_partition",
+           "table11", "write_geotagged", "write_partition"]

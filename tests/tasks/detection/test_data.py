@@ -88,7 +88,8 @@ def test_missing_image_id_file_and_malformed_json(coco_root, tmp_path):
     root2 = _copy(coco_root, tmp_path / "b")
     victim = sorted((root2 / "train2017").iterdir())[3]
     victim.unlink()
-    with pytest.raises(BadRecordError, match=rf"{victim.name} \(image id \d+ in instances_train2017\.json\): image file not found"):
+    expected = rf"{victim.name} \(image id \d+ in instances_train2017\.json\): image file not found"
+    with pytest.raises(BadRecordError, match=expected):
         CocoDataModule(str(root2), num_workers=0).setup("fit")
     data = CocoDataModule(str(root2), num_workers=0, skip_bad=True)
     data.setup("fit")
