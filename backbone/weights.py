@@ -25,6 +25,7 @@ __all__ = [
     "extract_backbone_state_dict",
     "load_backbone",
     "load_pretrained",
+    "read_state_dict_file",
     "read_weights",
     "save_backbone",
 ]
@@ -82,16 +83,11 @@ def extract_backbone_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
     return extracted
 
 
-def read_weights(path: str | Path) -> dict[str, Tensor]:
-    """Read any supported weights file and return our backbone state dict (classifier included if present).
-
-    Supported: ``save_backbone`` files, Lightning checkpoints of any task in this suite, plain state dicts
-    of ours, and timm ``mobilenetv1_*`` weights (``.pth``/``.bin`` or ``.safetensors``). The files are
-    trusted local files: ``.pth``/``.ckpt`` are unpickled.
-    """
+def read_state_dict_file(path: str | Path) -> Mapping[str, Any]:
+    """The mapping stored in a local weights file (``.safetensors``, or a trusted pickled ``.pth``/``.ckpt``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found: {path} (pretrained must be a local file path)")
+        raise FileNotFoundError(f"weights file not found: {path} (weights must be a local file path)")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -100,6 +96,18 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
         raw = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path}: expected a checkpoint or state dict, found {type(raw).__name__}")
+    return raw
+
+
+def read_weights(path: str | Path) -> dict[str, Tensor]:
+    """Read any supported weights file and return our backbone state dict (classifier included if present).
+
+    Supported: ``save_backbone`` files, Lightning checkpoints of any task in this suite, plain state dicts
+    of ours, and timm ``mobilenetv1_*`` weights (``.pth``/``.bin`` or ``.safetensors``). The files are
+    trusted local files: ``.pth``/``.ckpt`` are unpickled.
+    """
+    path = Path(path)
+    raw = read_state_dict_file(path)
     if raw.get("format") == CHECKPOINT_FORMAT:
         return dict(raw["state_dict"])
     if "state_dict" in raw and isinstance(raw["state_dict"], Mapping):  # a Lightning checkpoint

@@ -12,7 +12,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
@@ -135,6 +135,9 @@ class BaseTask(pl.LightningModule, ABC):
     mode: str = "min"
     #: the default file type ``predict`` writes (``PredictionWriter``)
     prediction_format: str = "csv"
+    #: how a teacher's outputs teach this task (``mobilenets.distill``): "soft" (single-label logits),
+    #: "multilabel" (per-label logits) or "embedding"; None where distillation is not defined
+    distill_loss: str | None = None
 
     def __init__(
         self,
@@ -182,6 +185,10 @@ class BaseTask(pl.LightningModule, ABC):
             )
         return list(names)
 
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a labeled batch and the outputs ``forward`` gives for its images."""
+        raise NotImplementedError(f"{type(self).__name__} has no supervised_loss, so it cannot be distilled")
+
     def build_backbone(self, num_classes: int = 0) -> MobileNetV1:
         """The backbone described by the ``backbone:`` config block, pretrained weights loaded."""
         return self.backbone_config.build(num_classes)
@@ -207,11 +214,17 @@ class BaseTask(pl.LightningModule, ABC):
         return batch
 
     def configure_optimizers(self) -> dict[str, Any]:
+        return self.build_optimizers()
+
+    def build_optimizers(self, extra_modules: Sequence[nn.Module] = ()) -> dict[str, Any]:
+        """The optimizer and schedule of this task's arguments, over its parameters and those of
+        ``extra_modules`` (trained as head parameters: a distiller's projection or hint adapters)."""
         hparams = self.hparams
         optimizer_class = resolve_class(hparams.optimizer, torch.optim)
         kwargs = dict(RMSPROP_DEFAULTS) if optimizer_class is torch.optim.RMSprop else {}
         kwargs.update(hparams.optimizer_kwargs or {})
-        groups = parameter_groups(self, self.backbone, hparams.lr, hparams.weight_decay, hparams.backbone_lr_mult)
+        groups = parameter_groups(nn.ModuleList([self, *extra_modules]), self.backbone, hparams.lr,
+                                  hparams.weight_decay, hparams.backbone_lr_mult)
         optimizer = optimizer_class(groups, lr=hparams.lr, **kwargs)
         if not hparams.lr_scheduler:
             return {"optimizer": optimizer}

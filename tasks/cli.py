@@ -18,7 +18,8 @@ from pytorch_lightning.cli import LightningCLI
 
 from mobilenets.backbone import MobileNetV1, check_resolution
 from mobilenets.backbone.profile import layer_table, registered_tables, render
-from mobilenets.tasks.base import BaseTask, PredictionWriter
+from mobilenets.distill import DistillationTask
+from mobilenets.tasks.base import PredictionWriter
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
 from mobilenets.tasks.detection import CocoDataModule, DetectionTask, write_coco
 from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask, write_celeba
@@ -28,7 +29,7 @@ from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask, write_g
 __all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
 
 # Importing the tasks registers their classes (short names in configs) and their profile tables.
-TASKS = (ClassificationTask, DetectionTask, FaceAttributesTask, FaceEmbeddingTask, GeolocationTask)
+TASKS = (ClassificationTask, DetectionTask, FaceAttributesTask, FaceEmbeddingTask, GeolocationTask, DistillationTask)
 DATAMODULES = (DogsDataModule, CocoDataModule, CelebADataModule, FaceIdentityDataModule, GeoDataModule)
 #: ``mobilenets synth TASK ROOT``: each task's writer of a synthetic dataset in its real on-disk layout.
 SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {
@@ -48,7 +49,7 @@ LIGHTNING_SUBCOMMANDS = {
 
 
 class MobileNetsCLI(LightningCLI):
-    """LightningCLI over every ``BaseTask`` and ``LightningDataModule`` subclass.
+    """LightningCLI over every task (``BaseTask`` subclasses and ``DistillationTask``) and data module.
 
     The optimizer comes from the task's own arguments (so depthwise filters and BN skip weight decay),
     not from LightningCLI's ``--optimizer``, so there is one way to configure it.
@@ -56,7 +57,7 @@ class MobileNetsCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
         super().__init__(
-            model_class=BaseTask,
+            model_class=pl.LightningModule,
             datamodule_class=pl.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
@@ -204,6 +205,20 @@ def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_evaluate_coco)
 
 
+def run_student(args: argparse.Namespace) -> int:
+    from mobilenets.distill import save_student
+
+    print(f"wrote {save_student(args.checkpoint, args.output)}")
+    return 0
+
+
+def _add_student(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("student", help="a distillation checkpoint's student as a checkpoint of its task")
+    parser.add_argument("checkpoint", help="a DistillationTask checkpoint (.ckpt)")
+    parser.add_argument("output", help="the student's checkpoint to write (.ckpt)")
+    parser.set_defaults(handler=run_student)
+
+
 def run_partition(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -268,7 +283,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_bench,
+    _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_bench,
 ]
 
 

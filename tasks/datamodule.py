@@ -7,14 +7,16 @@ Each task's ``data.py`` only reads its dataset's on-disk format into ``ImageReco
 
 from __future__ import annotations
 
+import csv
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import CombinedLoader
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -92,7 +94,7 @@ def eval_transform(resolution: int, crop_fraction: float = 0.875) -> v2.Transfor
 
 
 class ImageDataset(Dataset):
-    """Images in [0, 1] with their labels: ``{"image", "label", "file"}``; normalisation is the model's."""
+    """Images in [0, 1] with their labels: ``{"image", "label", "file", "index"}``; normalisation is the model's."""
 
     def __init__(self, records: list[ImageRecord], transform: v2.Transform | None = None) -> None:
         self.records = records
@@ -113,7 +115,7 @@ class ImageDataset(Dataset):
         label = record.label
         if isinstance(label, (list, tuple, np.ndarray)):
             label = torch.as_tensor(np.asarray(label))
-        return {"image": image.as_subclass(torch.Tensor), "label": label, "file": str(record.path)}
+        return {"image": image.as_subclass(torch.Tensor), "label": label, "file": str(record.path), "index": index}
 
 
 class BaseDataModule(pl.LightningDataModule, ABC):
@@ -130,6 +132,10 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         skip_bad: skip, count and log bad records (missing files, malformed entries, unreadable images;
             every image is decoded once at setup to find them) instead of raising.
         predict_dir: images to predict (any folder tree); the test split if not given.
+        label_fraction: keep the labels of this seeded share of the training records; the others become
+            unlabeled images, which only distillation (``mobilenets.distill``) uses.
+        unlabeled: more unlabeled training images for distillation: a folder (any tree) or a CSV file whose
+            ``file`` column lists image paths (relative to the CSV's folder or absolute).
     """
 
     def __init__(
@@ -144,15 +150,20 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         seed: int = 0,
         skip_bad: bool = False,
         predict_dir: str | None = None,
+        label_fraction: float = 1.0,
+        unlabeled: str | None = None,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if not 0 <= label_fraction <= 1:
+            raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
         self.save_hyperparameters()
         self.root = Path(root)
         self.skipped: list[str] = []
         self.datasets: dict[str, Dataset] = {}
+        self.distilling = False
 
     @abstractmethod
     def write_synthetic(self, root: Path, **options: Any) -> None:
@@ -188,6 +199,53 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:
             self.datasets = self.build_datasets()
+            self._split_unlabeled()
+
+    def _split_unlabeled(self) -> None:
+        """Apply ``label_fraction`` and ``unlabeled``: the ``unlabeled`` dataset distillation trains on."""
+        hp = self.hparams
+        unlabeled = self.unlabeled_records()
+        if hp.label_fraction < 1:
+            train = self.datasets["train"]
+            if not isinstance(train, ImageDataset):
+                raise ValueError(f"{type(self).__name__} does not support label_fraction")
+            order = np.random.default_rng(hp.seed + 1).permutation(len(train.records))
+            n_labeled = int(round(len(order) * hp.label_fraction))
+            keep, drop = sorted(order[:n_labeled]), sorted(order[n_labeled:])
+            self.datasets["train"] = ImageDataset([train.records[i] for i in keep], train.transform)
+            unlabeled = [replace(train.records[i], label=-1) for i in drop] + unlabeled
+            log.info("label_fraction %.3g: %d labeled and %d unlabeled training images", hp.label_fraction,
+                     n_labeled, len(drop))
+        if unlabeled:
+            self.datasets["unlabeled"] = ImageDataset(unlabeled, self.train_transform())
+
+    def unlabeled_records(self) -> list[ImageRecord]:
+        """The images ``unlabeled`` lists (a folder tree or a CSV with a ``file`` column), label -1."""
+        source = self.hparams.unlabeled
+        if not source:
+            return []
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+            return [ImageRecord(file, -1, f"{path}[{i}]") for i, file in enumerate(files)]
+        if not path.is_file():
+            raise FileNotFoundError(f"unlabeled images not found: {path} (a folder or a CSV file)")
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            if "file" not in (reader.fieldnames or []):
+                raise BadRecordError(f"{path}: needs a 'file' column, found {reader.fieldnames}")
+            return [ImageRecord(path.parent / row["file"], -1, f"{path.name} line {line}")
+                    for line, row in enumerate(reader, start=2)]
+
+    def enable_distillation(self, deterministic: bool = False) -> None:
+        """Make ``train_dataloader`` yield ``{"labeled": ..., "unlabeled": ...}`` batches (what the distiller
+        trains on); ``deterministic`` swaps the training augmentation for the evaluation transform, so that a
+        teacher's outputs can be cached."""
+        self.distilling = True
+        if deterministic:
+            for name in ("train", "unlabeled"):
+                if name in self.datasets:
+                    self.datasets[name].transform = self.eval_transform()
 
     def build_datasets(self) -> dict[str, Dataset]:
         """``train``/``val``/``test``/``predict`` datasets of ``ImageRecord``s from ``read_splits``."""
@@ -228,8 +286,23 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def labeled_train_dataloader(self) -> DataLoader:
+        """The loader of the labeled training records (tasks with their own sampler override this)."""
         return self._loader("train", shuffle=True)
+
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        """The labeled training loader; when distilling, labeled and unlabeled batches side by side (the
+        shorter cycled), either of them absent where there are no such images."""
+        if not self.distilling:
+            return self.labeled_train_dataloader()
+        loaders = {}
+        if len(self.datasets["train"]):
+            loaders["labeled"] = self.labeled_train_dataloader()
+        if "unlabeled" in self.datasets:
+            loaders["unlabeled"] = self._loader("unlabeled", shuffle=True)
+        if not loaders:
+            raise ValueError(f"{type(self).__name__}: no training images, labeled or unlabeled")
+        return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

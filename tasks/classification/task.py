@@ -27,6 +27,7 @@ class ClassificationTask(BaseTask):
 
     monitor = "val/top1"
     mode = "max"
+    distill_loss = "soft"
 
     def __init__(self, num_classes: int = 120, label_smoothing: float = 0.0, top_k: int = 5, **kwargs: Any) -> None:
         if num_classes < 2:
@@ -53,17 +54,17 @@ class ClassificationTask(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(batch["image"])
         return F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing), logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._loss(batch)
+        loss, _ = self.supervised_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def _evaluate(self, batch: dict, stage: str, metrics: MetricCollection) -> None:
-        loss, logits = self._loss(batch)
+        loss, logits = self.supervised_loss(batch)
         metrics.update(logits, batch["label"])
         self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]))
         self.log_dict(metrics, prog_bar=stage == "val")

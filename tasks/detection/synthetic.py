@@ -9,6 +9,7 @@ Objects come at many scales and aspect ratios; some images hold none; some objec
 
 from __future__ import annotations
 
+import colorsys
 import json
 from pathlib import Path
 
@@ -26,13 +27,22 @@ CATEGORIES = [
 ]
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
+def _background(rng: np.random.Generator, size: int, texture: float) -> Image.Image:
     base = rng.integers(40, 200, size=3)
     y, x = np.mgrid[0:size, 0:size]
     angle, period = rng.uniform(0, np.pi), rng.uniform(6, 24)
-    stripes = 25 * np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / period)
+    stripes = texture * np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / period)
     pixels = base + stripes[..., None] + rng.normal(0, 12, size=(size, size, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _colour(rng: np.random.Generator, category_id: int | None) -> tuple[int, ...]:
+    """A random colour, or one near the category's own hue (a cue a small network learns quickly)."""
+    if category_id is None:
+        return tuple(int(v) for v in rng.integers(0, 256, size=3))
+    hue = (CATEGORIES.index(next(c for c in CATEGORIES if c["id"] == category_id)) / len(CATEGORIES)
+           + rng.uniform(-0.04, 0.04)) % 1.0
+    return tuple(int(255 * v) for v in colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 1.0), rng.uniform(0.7, 1.0)))
 
 
 def _draw_object(draw: ImageDraw.ImageDraw, name: str, box: tuple[float, float, float, float], colour: tuple) -> None:
@@ -47,20 +57,21 @@ def _draw_object(draw: ImageDraw.ImageDraw, name: str, box: tuple[float, float, 
         draw.ellipse(box, outline=colour, width=max(2, int(min(x1 - x0, y1 - y0) / 5)))
 
 
-def _split(root: Path, split: str, count: int, first_id: int, size: int, rng: np.random.Generator) -> None:
+def _split(root: Path, split: str, count: int, first_id: int, size: int, rng: np.random.Generator,
+           scale_range: tuple[float, float], max_objects: int, texture: float, class_colours: bool) -> None:
     (root / split).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for image_id in range(first_id, first_id + count):
-        image = _background(rng, size)
+        image = _background(rng, size, texture)
         draw = ImageDraw.Draw(image)
-        n_objects = 0 if rng.random() < 0.1 else int(rng.integers(1, 4))
+        n_objects = 0 if rng.random() < 0.1 else int(rng.integers(1, max_objects + 1))
         for _ in range(n_objects):
             category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
-            scale = rng.uniform(0.15, 0.6) * size
+            scale = rng.uniform(*scale_range) * size
             aspect = rng.choice([0.5, 1.0, 2.0]) * rng.uniform(0.85, 1.15)
             w, h = min(scale * np.sqrt(aspect), size - 2), min(scale / np.sqrt(aspect), size - 2)
             x, y = rng.uniform(0, size - w), rng.uniform(0, size - h)
-            colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
+            colour = _colour(rng, category["id"] if class_colours else None)
             _draw_object(draw, category["name"], (x, y, x + w, y + h), colour)
             crowd = int(len(annotations) % 20 == 7)  # one object in twenty is a crowd region
             annotations.append({
@@ -78,10 +89,22 @@ def _split(root: Path, split: str, count: int, first_id: int, size: int, rng: np
 
 
 def write_coco(root: str | Path, train_images: int = 200, val_images: int = 50, image_size: int = 160,
-               seed: int = 0) -> Path:
-    """Write train2017 and val2017 splits with their instances JSON under ``root``; returns ``root``."""
+               scale_range: tuple[float, float] = (0.15, 0.6), max_objects: int = 3, texture: float = 25.0,
+               class_colours: bool = False, seed: int = 0) -> Path:
+    """Write train2017 and val2017 splits with their instances JSON under ``root``; returns ``root``.
+
+    ``scale_range`` bounds an object's size as a fraction of the image side; ``texture`` is the amplitude
+    (0-255 grey levels) of the background stripes; ``class_colours`` draws each category near its own hue
+    instead of in any colour (shape is then not the only cue).
+    """
+    if not 0 < scale_range[0] <= scale_range[1] < 1:
+        raise ValueError(f"scale_range must satisfy 0 < low <= high < 1, got {scale_range}")
+    if max_objects < 1:
+        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
     root = Path(root)
     rng = np.random.default_rng(seed)
-    _split(root, "train2017", train_images, 1, image_size, rng)
-    _split(root, "val2017", val_images, 100_000, image_size, rng)
+    options = dict(scale_range=tuple(scale_range), max_objects=max_objects, texture=texture,
+                   class_colours=class_colours)
+    _split(root, "train2017", train_images, 1, image_size, rng, **options)
+    _split(root, "val2017", val_images, 100_000, image_size, rng, **options)
     return root

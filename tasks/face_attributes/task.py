@@ -43,6 +43,7 @@ class FaceAttributesTask(BaseTask):
 
     monitor = "val/mAP"
     mode = "max"
+    distill_loss = "multilabel"
 
     def __init__(self, num_attributes: int = 40, pos_weight: bool = False, **kwargs: Any) -> None:
         if num_attributes < 1:
@@ -77,24 +78,24 @@ class FaceAttributesTask(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(batch["image"])
         pos_weight = self.positive_weight if self.hparams.pos_weight else None
         return masked_bce(logits, batch["label"], pos_weight), logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._loss(batch)
+        loss, _ = self.supervised_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logits = self._loss(batch)
+        loss, logits = self.supervised_loss(batch)
         self.val_metrics.update(logits.sigmoid(), batch["label"].long())
         self.log("val/loss", loss, batch_size=len(batch["label"]))
         self.log_dict(self.val_metrics, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logits = self._loss(batch)
+        loss, logits = self.supervised_loss(batch)
         self.test_metrics.update(logits.sigmoid(), batch["label"].long())
         self.log("test/loss", loss, batch_size=len(batch["label"]))
 

@@ -159,7 +159,7 @@ class FaceIdentityDataModule(BaseDataModule):
         pair_images = [ImageRecord(path, i, f"{hp.pairs_file}") for path, i in index.items()]
         return {"train": train, "val": pair_images, "test": pair_images}
 
-    def train_dataloader(self) -> DataLoader:
+    def labeled_train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
         sampler = MPerClassSampler(
             [record.label for record in dataset.records],

@@ -39,6 +39,7 @@ class FaceEmbeddingTask(BaseTask):
 
     monitor = "val/accuracy"
     mode = "max"
+    distill_loss = "embedding"
 
     def __init__(
         self,
@@ -69,17 +70,19 @@ class FaceEmbeddingTask(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Triplet (or ArcFace) loss of a P x K batch; logs the share of valid triplets the miner kept."""
         embeddings, labels = self.model(batch["image"]), batch["label"]
-        batch_size = len(labels)
-        if self.hparams.loss == "triplet":
-            triplets = self.miner(embeddings, labels)
-            loss = self.loss_fn(embeddings, labels, triplets)
-            valid = count_valid_triplets(labels)
-            self.log("train/active_triplets", len(triplets[0]) / max(valid, 1), batch_size=batch_size)
-        else:
-            loss = self.loss_fn(embeddings, labels)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        if self.hparams.loss != "triplet":
+            return self.loss_fn(embeddings, labels), embeddings
+        triplets = self.miner(embeddings, labels)
+        valid = count_valid_triplets(labels)
+        self.log("train/active_triplets", len(triplets[0]) / max(valid, 1), batch_size=len(labels))
+        return self.loss_fn(embeddings, labels, triplets), embeddings
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.supervised_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def _collect(self, batch: dict) -> None:

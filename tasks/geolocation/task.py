@@ -35,6 +35,7 @@ class GeolocationTask(BaseTask):
 
     monitor = "val/acc_2500km"
     mode = "max"
+    distill_loss = "soft"
 
     def __init__(self, num_cells: int = 1000, coarser_cells: list[int] | None = None,
                  location: Literal["mean", "centre"] = "mean", top_k: int = 5, **kwargs: Any) -> None:
@@ -91,8 +92,12 @@ class GeolocationTask(BaseTask):
         return sum(F.cross_entropy(level, cells[:, k], ignore_index=-1)
                    for k, level in enumerate(logits.split(self.level_sizes, dim=1)))
 
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch["image"])
+        return self._loss(logits, batch["label"][:, 2:].long()), self.finest_scores(logits)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self.model(batch["image"]), batch["label"][:, 2:].long())
+        loss, _ = self.supervised_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 

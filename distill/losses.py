@@ -1,0 +1,83 @@
+"""Distillation losses: what the student is asked to match of the teacher (paper Section 4.4 and 4.5).
+
+torch has the pieces (``kl_div``, ``binary_cross_entropy_with_logits``); these functions fix the recipes:
+Hinton's temperature scaling, the paper's multi-label and embedding targets, and FitNets' hints.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["EmbeddingDistillation", "HintLoss", "multilabel_distillation", "soft_target_distillation"]
+
+
+def soft_target_distillation(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0,
+                             labels: Tensor | None = None, hard_weight: float = 0.5) -> Tensor:
+    """Hinton et al.'s knowledge distillation for single-label classification.
+
+    ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` averaged over the batch; the ``T^2`` keeps the
+    soft term's gradients the same size whatever the temperature. With ``labels`` the loss is
+    ``hard_weight * cross_entropy + (1 - hard_weight) * soft``; without, the soft term alone.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _same_shape(student_logits, teacher_logits)
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature,
+                    dim=1), reduction="batchmean", log_target=True) * temperature**2
+    if labels is None:
+        return soft
+    return hard_weight * F.cross_entropy(student_logits, labels) + (1 - hard_weight) * soft
+
+
+def multilabel_distillation(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """The paper's attribute distillation: per-attribute BCE against the teacher's sigmoid probabilities."""
+    _same_shape(student_logits, teacher_logits)
+    return F.binary_cross_entropy_with_logits(student_logits, teacher_logits.sigmoid())
+
+
+class EmbeddingDistillation(nn.Module):
+    """The paper's FaceNet distillation: squared L2 distance between student and teacher embeddings.
+
+    When the dimensions differ (a 512-d teacher, a 128-d student), a learned linear map takes the student's
+    embedding into the teacher's space (and is L2-normalised there, as the teacher's embeddings are); the
+    student's own embedding is what it keeps after training.
+    """
+
+    def __init__(self, student_dim: int, teacher_dim: int, normalize: bool = True) -> None:
+        super().__init__()
+        self.projection = nn.Linear(student_dim, teacher_dim, bias=False) if student_dim != teacher_dim else None
+        self.normalize = normalize
+
+    def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        if self.projection is not None:
+            student = self.projection(student)
+            if self.normalize:
+                student = F.normalize(student, dim=1)
+        _same_shape(student, teacher)
+        return (student - teacher).pow(2).sum(dim=1).mean()
+
+
+class HintLoss(nn.Module):
+    """FitNets' hint: a 1x1 conv adapts the student's intermediate map to the teacher's; mean squared error.
+
+    The student's map is resized (bilinear) to the teacher's spatial size when they differ, e.g. when the
+    teacher runs at a higher resolution.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int) -> None:
+        super().__init__()
+        self.adapter = nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
+
+    def forward(self, student_map: Tensor, teacher_map: Tensor) -> Tensor:
+        adapted = self.adapter(student_map)
+        if adapted.shape[-2:] != teacher_map.shape[-2:]:
+            adapted = F.interpolate(adapted, size=teacher_map.shape[-2:], mode="bilinear", align_corners=False)
+        return F.mse_loss(adapted, teacher_map)
+
+
+
+def _same_shape(student: Tensor, teacher: Tensor) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(f"student outputs {tuple(student.shape)} do not match the teacher's {tuple(teacher.shape)}")

@@ -1,0 +1,300 @@
+"""DistillationTask: a student task of this suite trained to imitate a frozen teacher (paper Sections 4.4-4.5).
+
+The student keeps its own evaluation (``val/mAP``, ``val/top1`` ... stay comparable with its supervised run);
+training adds the teacher's targets on labeled and unlabeled images. Lightning drives only this module, so
+it hands the student its hooks (setup, evaluation steps, epoch ends, checkpoints) and its optimizer.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytorch_lightning as pl
+from jsonargparse import ArgumentParser
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mobilenets.backbone import check_resolution
+from mobilenets.distill.cache import TeacherCache
+from mobilenets.distill.losses import (
+    EmbeddingDistillation,
+    HintLoss,
+    multilabel_distillation,
+    soft_target_distillation,
+)
+from mobilenets.distill.teachers import TeacherConfig, load_teacher
+from mobilenets.tasks.base import BaseTask
+
+__all__ = ["DistillationTask", "HintConfig", "build_student", "save_student"]
+
+
+@dataclass(frozen=True)
+class HintConfig:
+    """A FitNets hint: the student's backbone layer ``student_layer`` (paper numbering) learns, through a 1x1
+    adapter, to match the teacher module ``teacher_module`` (its name inside the teacher model, e.g.
+    ``model.backbone.features.layer11`` for a suite checkpoint or ``layer3`` for a torchvision ResNet)."""
+
+    student_layer: int = 11
+    teacher_module: str = "model.backbone.features.layer11"
+    weight: float = 1.0
+
+
+def build_student(spec: dict[str, Any]) -> BaseTask:
+    """A task from its ``class_path`` and ``init_args`` (short names as in configs).
+
+    Built here, in a fresh context, rather than by LightningCLI, whose module instantiator would give the
+    student our hyperparameters instead of its own.
+    """
+    def build() -> BaseTask:
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_subclass_arguments(BaseTask, "student", fail_untyped=False)
+        return parser.instantiate(parser.parse_object({"student": spec})).student
+
+    return contextvars.Context().run(build)
+
+
+class _Capture:
+    """Collects a module's outputs, call after call, through a forward hook."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.maps: list[Tensor] = []
+        module.register_forward_hook(lambda _module, _args, output: self.maps.append(output))
+
+    def take(self) -> Tensor:
+        maps, self.maps = self.maps, []
+        return torch.cat(maps)
+
+
+class DistillationTask(pl.LightningModule):
+    """Train ``student`` (any task of the suite with a ``distill_loss``) from a frozen ``teacher``.
+
+    The loss comes from the student's kind: Hinton's soft targets for single-label tasks (dogs, geolocation
+    cells), per-attribute BCE against the teacher's probabilities for attributes, the squared embedding distance
+    for FaceNet. Labeled batches add the student's own loss: ``hard_weight * own + (1 - hard_weight) * distill``;
+    unlabeled batches give the distillation term alone.
+
+    Args:
+        student: the student task (its backbone, resolution, optimizer, metrics): its ``class_path`` and
+            ``init_args``, as configs give them (Python may pass a built ``BaseTask`` instead).
+        teacher: where the frozen teacher comes from and how it sees its input.
+        resolution: the size images are loaded at (the larger of the two models' is best); each model gets its
+            own resize and normalisation of the same image.
+        temperature: softmax temperature of the soft-target loss.
+        hard_weight: weight of the student's own loss on labeled images.
+        hint: an optional FitNets feature hint, added with its own weight.
+        teacher_cache: a folder for the teacher's outputs, computed once and reused every epoch; training
+            images then get the evaluation transform (deterministic inputs). Not with ``hint``.
+    """
+
+    def __init__(self, student: dict[str, str | dict[str, Any]], teacher: TeacherConfig, resolution: int = 224,
+                 temperature: float = 4.0,
+                 hard_weight: float = 0.5, hint: HintConfig | None = None,
+                 teacher_cache: str | None = None) -> None:
+        super().__init__()
+        check_resolution(resolution)
+        built_by_caller = isinstance(student, BaseTask)
+        if not built_by_caller:
+            student = build_student(student)
+        if student.distill_loss is None:
+            raise ValueError(f"{type(student).__name__} cannot be distilled: its outputs have no distillation "
+                             f"loss (supported: classification, geolocation, face attributes, face embeddings)")
+        if not 0 <= hard_weight <= 1:
+            raise ValueError(f"hard_weight must be in [0, 1], got {hard_weight}")
+        if hint is not None and teacher_cache:
+            raise ValueError("teacher_cache skips the teacher, so it cannot give hint maps; use one or the other")
+        self.save_hyperparameters(ignore=["student"] if built_by_caller else None)  # a module is not a setting
+        self.student = student
+        self.teacher = load_teacher(teacher, default_task=type(student))
+        self.kind = student.distill_loss
+        self.distill_modules = nn.ModuleDict()
+        student_out, teacher_out = self._probe()
+        if self.kind == "embedding":
+            self.distill_modules["embedding"] = EmbeddingDistillation(student_out.shape[1], teacher_out.shape[1])
+        elif student_out.shape != teacher_out.shape:
+            raise ValueError(f"the teacher gives outputs of shape {tuple(teacher_out.shape[1:])}, the student "
+                             f"{tuple(student_out.shape[1:])}: they must predict the same labels")
+        self._student_maps = self._teacher_maps = None
+        if hint is not None:
+            self._student_maps = _Capture(getattr(student.backbone.features, f"layer{hint.student_layer}"))
+            self._teacher_maps = _Capture(self.teacher.model.get_submodule(hint.teacher_module))
+            self._probe()
+            channels = self._student_maps.take().shape[1], self._teacher_maps.take().shape[1]
+            self.distill_modules["hint"] = HintLoss(*channels)
+        self.caches: dict[str, TeacherCache] = {}
+
+    def _probe(self) -> tuple[Tensor, Tensor]:
+        """One image through both models: their output shapes (and hint maps) before training builds on them."""
+        image = torch.rand(2, 3, self.hparams.resolution, self.hparams.resolution)
+        was_training = self.student.training
+        self.student.eval()
+        with torch.no_grad():
+            outputs = self.student(self.student_input(image)), self.teacher(image)
+        self.student.train(was_training)
+        return outputs
+
+    # Lightning calls only this module's hooks: the student's are handed on, with its logging enabled.
+    def _as_student(self) -> BaseTask:
+        self.student._current_fx_name = self._current_fx_name
+        return self.student
+
+    @property
+    def monitor(self) -> str:
+        return self.student.monitor
+
+    @property
+    def mode(self) -> str:
+        return self.student.mode
+
+    @property
+    def prediction_format(self) -> str:
+        return self.student.prediction_format
+
+    def student_input(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] at the loaded size -> the student's resolution and normalisation."""
+        size = self.student.hparams.resolution
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        images = self.student.backbone.normalize(images)
+        if self.student.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if stage == "fit":
+            datamodule.enable_distillation(deterministic=bool(self.hparams.teacher_cache))
+            if self.hparams.teacher_cache:
+                self._open_caches(datamodule)
+        self._as_student().setup(stage)
+
+    def _open_caches(self, datamodule: pl.LightningDataModule) -> None:
+        fingerprint = hashlib.sha256(repr((self.hparams.teacher, self.hparams.resolution)).encode()).hexdigest()
+        for source, name in (("labeled", "train"), ("unlabeled", "unlabeled")):
+            if name in datamodule.datasets:
+                dataset = datamodule.datasets[name]
+                files = "".join(str(record.path) for record in dataset.records)
+                key = hashlib.sha256((fingerprint + files).encode()).hexdigest()
+                folder = Path(self.hparams.teacher_cache) / source
+                if self.trainer.is_global_zero:
+                    TeacherCache(folder, len(dataset), key)
+                self.trainer.strategy.barrier()
+                self.caches[source] = TeacherCache(folder, len(dataset), key)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches stay in [0, 1] (each model prepares its own); evaluation batches are the student's."""
+        if self.trainer.training:
+            return batch
+        return {**batch, "image": self.student_input(batch["image"])}
+
+    def teacher_outputs(self, images: Tensor, indices: Tensor, source: str) -> Tensor:
+        """The teacher's outputs for a batch, from the cache where it has them."""
+        cache = self.caches.get(source)
+        if cache is not None:
+            cached = cache.lookup(indices)
+            if cached is not None:
+                return cached.to(self.device)
+        outputs = self.teacher(images)
+        if cache is not None:
+            cache.store(indices, outputs)
+        return outputs
+
+    def _parts(self, batch: dict) -> Iterator[tuple[str, dict]]:
+        for source in ("labeled", "unlabeled"):
+            if batch.get(source) is not None:
+                yield source, batch[source]
+
+    def distillation_loss(self, student_out: Tensor, teacher_out: Tensor) -> Tensor:
+        if self.kind == "soft":
+            return soft_target_distillation(student_out, teacher_out, self.hparams.temperature)
+        if self.kind == "multilabel":
+            return multilabel_distillation(student_out, teacher_out)
+        return self.distill_modules["embedding"](student_out, teacher_out)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        student = self._as_student()
+        student_outs, teacher_outs, own_loss = [], [], None
+        for source, part in self._parts(batch):
+            inputs = self.student_input(part["image"])
+            if source == "labeled":
+                own_loss, outputs = student.supervised_loss({**part, "image": inputs})
+            else:
+                outputs = student(inputs)
+            student_outs.append(outputs)
+            teacher_outs.append(self.teacher_outputs(part["image"], part["index"], source))
+        distill = self.distillation_loss(torch.cat(student_outs), torch.cat(teacher_outs).to(student_outs[0].dtype))
+        size = sum(len(out) for out in student_outs)
+        if own_loss is None:
+            loss = distill
+        else:
+            loss = self.hparams.hard_weight * own_loss + (1 - self.hparams.hard_weight) * distill
+            self.log("train/own_loss", own_loss, batch_size=size)
+        if self._student_maps is not None:
+            hint = self.distill_modules["hint"](self._student_maps.take(), self._teacher_maps.take())
+            self.log("train/hint_loss", hint, batch_size=size)
+            loss = loss + self.hparams.hint.weight * hint
+        self.log("train/distill_loss", distill, batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._as_student().validation_step(batch, batch_idx)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._as_student().test_step(batch, batch_idx)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Any:
+        return self._as_student().predict_step(batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._as_student().on_validation_epoch_end()
+
+    def on_test_epoch_end(self) -> None:
+        self._as_student().on_test_epoch_end()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """The student's own optimizer and schedule, over the student and the distillation adapters only."""
+        return self.student.build_optimizers(extra_modules=[self.distill_modules])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Leave the teacher out (it is rebuilt from its source); keep what the student needs to stand alone."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+        student_checkpoint: dict[str, Any] = {}
+        self.student.on_save_checkpoint(student_checkpoint)
+        checkpoint["student"] = {
+            "class_path": f"{type(self.student).__module__}.{type(self.student).__qualname__}",
+            "hyper_parameters": {k: asdict(v) if is_dataclass(v) else v for k, v in self.student.hparams.items()},
+            "extra": student_checkpoint,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"].update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
+        self.student.on_load_checkpoint(checkpoint.get("student", {}).get("extra", {}))
+
+
+def save_student(checkpoint_path: str | Path, output_path: str | Path) -> Path:
+    """Write the student of a distillation checkpoint as a checkpoint of its own task, which
+    ``mobilenets test/predict --ckpt_path``, ``load_from_checkpoint`` and ``backbone.pretrained`` all take."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if "student" not in checkpoint:
+        raise ValueError(f"{checkpoint_path}: not a DistillationTask checkpoint (no 'student' entry)")
+    student = checkpoint["student"]
+    state_dict = {k.removeprefix("student."): v for k, v in checkpoint["state_dict"].items() if k.startswith("student.")}
+    output = {
+        "state_dict": state_dict,
+        "hyper_parameters": {**student["hyper_parameters"], "_class_path": student["class_path"]},
+        "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version", pl.__version__),
+        "epoch": checkpoint.get("epoch", 0),
+        "global_step": checkpoint.get("global_step", 0),
+        **student["extra"],
+    }
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output_path.with_suffix(output_path.suffix + ".tmp")
+    torch.save(output, temporary)
+    temporary.replace(output_path)
+    return output_path

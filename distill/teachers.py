@@ -1,0 +1,152 @@
+"""Teachers: frozen models that see the student's images at their own resolution and normalisation.
+
+A teacher is a checkpoint of any task in this suite, a torchvision or timm architecture by name with a local
+weights file, or any importable ``nn.Module`` class. It stays in eval mode without gradients whatever the
+trainer does, and is left out of the optimizer and of the saved student.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mobilenets.backbone.weights import read_state_dict_file
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "load_teacher"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Where the teacher comes from (exactly one of ``checkpoint``, ``arch``, ``class_path``) and how it sees
+    its input.
+
+    Args:
+        checkpoint: a Lightning checkpoint of any task in this suite (e.g. a 1.0-224 MobileNet trained with
+            ``mobilenets fit``); its resolution and normalisation are its own unless given here.
+        task: the task class of ``checkpoint`` when the checkpoint does not name it (checkpoints written by
+            ``mobilenets fit`` do); defaults to the student's class.
+        arch: ``torchvision:<name>`` or ``timm:<name>``, built without downloading and loaded from ``weights``.
+        class_path: any importable ``nn.Module`` class, built with ``init_args`` and loaded from ``weights``.
+        init_args: keyword arguments for ``arch`` (e.g. ``num_classes``) or ``class_path``.
+        weights: a local state-dict file (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``) for ``arch`` or
+            ``class_path``.
+        resolution: the teacher's input size (default: the checkpoint's, else 224).
+        mean, std: the teacher's input normalisation (default: the checkpoint's, else ImageNet's).
+    """
+
+    checkpoint: str | None = None
+    task: str | None = None
+    arch: str | None = None
+    class_path: str | None = None
+    init_args: dict[str, Any] | None = None
+    weights: str | None = None
+    resolution: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        sources = [name for name in ("checkpoint", "arch", "class_path") if getattr(self, name)]
+        if len(sources) != 1:
+            raise ValueError(f"a teacher needs exactly one of checkpoint, arch, class_path; got {sources or 'none'}")
+        if self.checkpoint and self.weights:
+            raise ValueError("weights is for arch or class_path teachers; a checkpoint carries its own")
+
+
+class Teacher(nn.Module):
+    """A frozen model behind its own preprocessing: images in [0, 1] at any size in, outputs out.
+
+    ``prepare`` resizes (antialiased) to ``resolution`` and normalises, so a 224-px teacher and a 128-px student
+    are taught from one loaded image.
+    """
+
+    def __init__(self, model: nn.Module, resolution: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.resolution = resolution
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> Teacher:
+        """Always eval: the trainer's ``train()`` must not switch the teacher's BN or dropout on."""
+        return super().train(False)
+
+    def prepare(self, images: Tensor) -> Tensor:
+        if images.shape[-2:] != (self.resolution, self.resolution):
+            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear",
+                                   antialias=True, align_corners=False)
+        return (images - self.mean) / self.std
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(self.prepare(images))
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    if not module:
+        raise ValueError(f"{path!r} is not an import path such as 'package.module.Class'")
+    return getattr(importlib.import_module(module), name)
+
+
+def _suite_teacher(config: TeacherConfig, default_task: type | None) -> Teacher:
+    from mobilenets.tasks.base import BaseTask
+
+    path = Path(config.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
+    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    task_path = config.task or hparams.get("_class_path")
+    task_class = _import(task_path) if task_path else default_task
+    if task_class is None or not issubclass(task_class, BaseTask):
+        raise ValueError(f"{path}: cannot tell which task it holds; set teacher.task (e.g. ClassificationTask's "
+                         f"import path)")
+    # A fresh context: inside LightningCLI's instantiation of the distiller, Lightning would otherwise give the
+    # teacher the distiller's hyperparameters.
+    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu", weights_only=False)
+    backbone = task.backbone
+    return Teacher(
+        task,
+        config.resolution or task.hparams.resolution,
+        config.mean or tuple(backbone.input_mean.flatten().tolist()),
+        config.std or tuple(backbone.input_std.flatten().tolist()),
+    )
+
+
+def _built_teacher(config: TeacherConfig) -> Teacher:
+    kwargs = dict(config.init_args or {})
+    if config.arch:
+        library, _, name = config.arch.partition(":")
+        if library == "torchvision":
+            import torchvision
+
+            model = torchvision.models.get_model(name, weights=None, **kwargs)
+        elif library == "timm":
+            import timm
+
+            model = timm.create_model(name, pretrained=False, **kwargs)
+        else:
+            raise ValueError(f"teacher arch must be 'torchvision:<name>' or 'timm:<name>', got {config.arch!r}")
+    else:
+        model = _import(config.class_path)(**kwargs)
+    if config.weights:
+        state_dict = read_state_dict_file(config.weights)
+        result = model.load_state_dict(state_dict, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{config.weights} does not fit the teacher {config.arch or config.class_path}: "
+                             f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    return Teacher(model, config.resolution or 224, config.mean or IMAGENET_MEAN, config.std or IMAGENET_STD)
+
+
+def load_teacher(config: TeacherConfig, default_task: type | None = None) -> Teacher:
+    """Build the frozen teacher ``config`` describes (``default_task``: the class of an unnamed checkpoint)."""
+    return _suite_teacher(config, default_task) if config.checkpoint else _built_teacher(config)

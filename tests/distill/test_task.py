@@ -1,0 +1,152 @@
+"""DistillationTask end to end through the CLI for each experiment config; teachers, cache, student export."""
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mobilenets.backbone import BackboneConfig
+from mobilenets.distill import DistillationTask, TeacherConfig, load_teacher, save_student
+from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
+from mobilenets.tasks.cli import main
+from mobilenets.tasks.detection import DetectionTask
+from mobilenets.tasks.face_attributes import FaceAttributesTask
+from mobilenets.tasks.face_embedding import FaceEmbeddingTask
+
+from helpers import logged_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+STUDENT = {"class_path": "mobilenets.tasks.classification.ClassificationTask",
+           "init_args": {"num_classes": 3, "backbone": {"alpha": 0.25}, "resolution": 64}}
+
+
+def write_checkpoint(task: pl.LightningModule, path: Path) -> Path:
+    """A checkpoint as Lightning writes one, without training (an untrained teacher teaches the mechanics)."""
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dogs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dogs")
+    datamodule = DogsDataModule(str(root), synthetic=True, resolution=64, batch_size=8, num_workers=0,
+                                synthetic_options={"num_classes": 3, "train_per_class": 8, "test_per_class": 2},
+                                label_fraction=0.25)
+    datamodule.prepare_data()
+    return root
+
+
+def test_teacher_from_a_checkpoint_is_frozen_and_keeps_its_own_preprocessing(tmp_path):
+    task = ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25), resolution=96)
+    teacher = load_teacher(TeacherConfig(checkpoint=str(write_checkpoint(task, tmp_path / "t.ckpt"))),
+                           default_task=ClassificationTask)
+    teacher.train()
+    assert not teacher.training and not teacher.model.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    images = torch.rand(2, 3, 64, 64)  # loaded at another size: the teacher resizes to its own 96
+    task.eval()
+    expected = task(task.backbone.normalize(torch.nn.functional.interpolate(
+        images, size=(96, 96), mode="bilinear", antialias=True, align_corners=False)))
+    torch.testing.assert_close(teacher(images), expected)
+
+
+def test_teacher_by_architecture_name_with_local_weights(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.get_model("mobilenet_v2", weights=None, num_classes=3)
+    torch.save(reference.state_dict(), tmp_path / "w.pth")
+    teacher = load_teacher(TeacherConfig(arch="torchvision:mobilenet_v2", init_args={"num_classes": 3},
+                                         weights=str(tmp_path / "w.pth"), resolution=64))
+    images = torch.rand(1, 3, 64, 64)
+    reference.eval()
+    torch.testing.assert_close(teacher(images), reference(teacher.prepare(images)))
+    with pytest.raises(ValueError, match="exactly one"):
+        TeacherConfig(arch="torchvision:resnet18", checkpoint="x.ckpt")
+    with pytest.raises(ValueError, match="torchvision:<name>"):
+        load_teacher(TeacherConfig(arch="resnet18"))
+
+
+def test_students_without_a_distillation_loss_and_mismatched_teachers_are_refused(tmp_path):
+    teacher = write_checkpoint(ClassificationTask(num_classes=5, backbone=BackboneConfig(alpha=0.25),
+                                                  resolution=64), tmp_path / "t.ckpt")
+    with pytest.raises(ValueError, match="cannot be distilled"):
+        DistillationTask(DetectionTask(num_classes=2, resolution=128), TeacherConfig(checkpoint=str(teacher)))
+    with pytest.raises(ValueError, match="same labels"):
+        DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64)
+
+
+def test_label_fraction_splits_training_images_into_labeled_and_unlabeled(dogs, tmp_path):
+    full = DogsDataModule(str(dogs), resolution=64, num_workers=0)
+    full.setup("fit")
+    part = DogsDataModule(str(dogs), resolution=64, num_workers=0, label_fraction=0.25)
+    part.setup("fit")
+    n = len(full.datasets["train"])
+    assert len(part.datasets["train"]) == round(n * 0.25)
+    assert len(part.datasets["train"]) + len(part.datasets["unlabeled"]) == n
+    assert {r.label for r in part.datasets["unlabeled"].records} == {-1}
+    assert "unlabeled" not in full.datasets
+    folder = dogs / "Images"
+    (tmp_path / "more.csv").write_text("file\n" + "\n".join(str(p) for p in sorted(folder.rglob("*.jpg"))[:5]))
+    extra = DogsDataModule(str(dogs), resolution=64, num_workers=0, unlabeled=str(tmp_path / "more.csv"))
+    extra.setup("fit")
+    assert len(extra.datasets["unlabeled"]) == 5
+    from_folder = DogsDataModule(str(dogs), resolution=64, num_workers=0, unlabeled=str(folder))
+    from_folder.setup("fit")
+    assert len(from_folder.datasets["unlabeled"]) == len(list(folder.rglob("*.jpg")))
+    (tmp_path / "bad.csv").write_text("path\nx.jpg\n")
+    with pytest.raises(ValueError, match="'file' column"):
+        DogsDataModule(str(dogs), resolution=64, unlabeled=str(tmp_path / "bad.csv")).setup("fit")
+    with pytest.raises(ValueError, match="label_fraction"):
+        DogsDataModule(str(dogs), label_fraction=1.5)
+
+
+def test_teacher_cache_fills_once_and_is_reused(dogs, tmp_path):
+    teacher = write_checkpoint(ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25),
+                                                  resolution=64), tmp_path / "t.ckpt")
+    task = DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64,
+                            teacher_cache=str(tmp_path / "cache"))
+    calls = []
+    task.teacher.register_forward_hook(lambda *args: calls.append(1))
+    datamodule = DogsDataModule(str(dogs), resolution=64, batch_size=8, num_workers=0, label_fraction=0.25)
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(task, datamodule)
+    assert all(cache.complete for cache in task.caches.values()) and set(task.caches) == {"labeled", "unlabeled"}
+    # Epoch 1 runs the teacher on every batch; later epochs read the cache (the labeled loader cycles within
+    # epoch 1, so its second pass is already cached).
+    first_epoch = len(calls)
+    assert 0 < first_epoch <= 2 * trainer.num_training_batches
+    assert trainer.current_epoch == 3 and len(calls) == first_epoch
+    rows = task.caches["unlabeled"].outputs
+    assert rows.shape == (len(datamodule.datasets["unlabeled"]), 3) and torch.isfinite(torch.from_numpy(rows[:])).all()
+
+
+@pytest.mark.parametrize("name, teacher", [
+    ("dogs", lambda: ClassificationTask(num_classes=6, backbone=BackboneConfig(alpha=0.25), resolution=160)),
+    ("face_attributes", lambda: FaceAttributesTask(num_attributes=10, backbone=BackboneConfig(alpha=0.25),
+                                                   resolution=160)),
+    ("face_embedding", lambda: FaceEmbeddingTask(embedding_dim=256, backbone=BackboneConfig(alpha=0.25),
+                                                 resolution=128)),
+])
+def test_experiment_configs_fit_and_test_through_the_cli(name, teacher, tmp_path, monkeypatch):
+    """``mobilenets fit --config configs/distill/<name>.yaml`` (few batches, a stand-in teacher), then the
+    student alone, exported, is tested with its own task's metrics."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint = write_checkpoint(teacher(), tmp_path / "teacher.ckpt")
+    config = str(REPO / "configs" / "distill" / f"{name}.yaml")
+    limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+              "--trainer.enable_progress_bar", "false", "--data.init_args.num_workers", "0"]
+    main(["fit", "--config", config, "--model.init_args.teacher.checkpoint", str(checkpoint), *limits])
+    rows = logged_metrics(tmp_path / "runs")
+    monitor = {"dogs": "val/top1", "face_attributes": "val/mAP", "face_embedding": "val/accuracy"}[name]
+    assert any(row.get(monitor) for row in rows), rows
+    saved = sorted((tmp_path / "runs").rglob("*.ckpt"))[-1]
+    assert not any(k.startswith("teacher.") for k in torch.load(saved, weights_only=False)["state_dict"])
+    main(["student", str(saved), str(tmp_path / "student.ckpt")])
+    student_config = str(REPO / "configs" / "distill" / f"{name}_labels_only.yaml")
+    main(["test", "--config", student_config, "--ckpt_path", str(tmp_path / "student.ckpt"),
+          "--trainer.enable_progress_bar", "false", "--data.init_args.num_workers", "0",
+          "--trainer.default_root_dir", str(tmp_path / "test_runs")])
+    assert any(row.get(monitor.replace("val/", "test/")) for row in logged_metrics(tmp_path / "test_runs"))
