@@ -6,7 +6,6 @@ Hinton's temperature scaling, the paper's multi-label and embedding targets, and
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 

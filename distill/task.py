@@ -283,7 +283,8 @@ def save_student(checkpoint_path: str | Path, output_path: str | Path) -> Path:
     if "student" not in checkpoint:
         raise ValueError(f"{checkpoint_path}: not a DistillationTask checkpoint (no 'student' entry)")
     student = checkpoint["student"]
-    state_dict = {k.removeprefix("student."): v for k, v in checkpoint["state_dict"].items() if k.startswith("student.")}
+    state_dict = {key.removeprefix("student."): value for key, value in checkpoint["state_dict"].items()
+                  if key.startswith("student.")}
     output = {
         "state_dict": state_dict,
         "hyper_parameters": {**student["hyper_parameters"], "_class_path": student["class_path"]},

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 from mobilenets.backbone import BackboneConfig
-from mobilenets.distill import DistillationTask, TeacherConfig, load_teacher, save_student
+from mobilenets.distill import DistillationTask, TeacherConfig, load_teacher
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
 from mobilenets.tasks.cli import main
 from mobilenets.tasks.detection import DetectionTask
