@@ -126,6 +126,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from mobilenets.tasks.bench import bench_detection
 
         table = bench_detection(rounds=args.rounds, threads=args.threads)
+    elif args.target == "distill":
+        from mobilenets.distill.bench import bench_teacher_cache
+
+        table = bench_teacher_cache(threads=args.threads)
     elif args.target == "train":
         from mobilenets.tasks.bench import bench_training
 
@@ -205,6 +209,22 @@ def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_evaluate_coco)
 
 
+def run_demo_command(args: argparse.Namespace) -> int:
+    from mobilenets.tasks.demo import run_demo
+
+    run_demo(args.output, quick=args.quick, fresh=args.fresh)
+    return 0
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="the paper's Section 4 in miniature: train every task on synthetic data and write a report")
+    parser.add_argument("--output", default="demo_report", help="report folder (also holds the data and runs)")
+    parser.add_argument("--quick", action="store_true", help="a few steps per stage (about 2 minutes on 2 cores)")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
+    parser.set_defaults(handler=run_demo_command)
+
+
 def run_student(args: argparse.Namespace) -> int:
     from mobilenets.distill import save_student
 
@@ -268,9 +288,10 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
     parser.add_argument(
-        "target", choices=["backbone", "train", "data", "detection", "s2"],
+        "target", choices=["backbone", "train", "data", "detection", "s2", "distill"],
         help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader; "
-        "detection: end-to-end SSD latency vs torchvision's SSDLite; s2: S2 cell ids vs s2sphere",
+        "detection: end-to-end SSD latency vs torchvision's SSDLite; s2: S2 cell ids vs s2sphere; "
+        "distill: distillation epochs without and with the teacher-output cache",
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--rounds", type=int, default=20)
@@ -283,7 +304,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_bench,
+    _add_demo, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_bench,
 ]
 
 

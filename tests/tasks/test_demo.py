@@ -1,0 +1,41 @@
+"""``mobilenets demo --quick`` end to end: every stage runs, the report is complete, a re-run reuses it."""
+
+import json
+import math
+
+import pytest
+from PIL import Image
+
+from mobilenets.tasks.cli import main
+from mobilenets.tasks.demo import STAGES
+
+FILES = ["report.md", "metrics.json", "accuracy_vs_macs.png", "accuracy_vs_params.png", "detection.png",
+         "geolocation_map.png"]
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["demo", "--quick", "--output", "report"])
+    report = tmp_path / "report"
+    for name in FILES:
+        assert (report / name).stat().st_size > 0, name
+        if name.endswith(".png"):
+            Image.open(report / name).verify()
+    results = json.loads((report / "metrics.json").read_text())
+    assert set(results) == {stage.name for stage in STAGES}
+    for stage in STAGES:
+        result = results[stage.name]
+        assert set(result["metrics"]) == set(stage.metrics)
+        assert all(math.isfinite(value) and 0 <= value <= 1 for value in result["metrics"].values()), result
+        assert result["macs_m"] > 0 and result["params_m"] > 0
+    text = (report / "report.md").read_text()
+    for heading in ("Table 10", "Table 11", "Table 12", "Table 13", "Table 14", "Tables 6 and 7", "Distillation"):
+        assert heading in text
+    sweep = [r for r in results.values() if r["stage"].startswith("sweep_")]
+    assert sorted((r["alpha"], r["resolution"]) for r in sweep) == sorted(
+        (a, s) for a in (1.0, 0.5, 0.25) for s in (128, 96))
+    capsys.readouterr()
+    main(["demo", "--quick", "--output", "report"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[demo]") and "|" in line]
+    assert len(lines) == len(STAGES) and all(line.endswith("cached") for line in lines)
