@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 from mobilenets.backbone import BackboneConfig
-from mobilenets.distill import DistillationTask, TeacherConfig, load_teacher
+from mobilenets.distill import DistillationTask, HintConfig, TeacherConfig, load_teacher
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
 from mobilenets.tasks.cli import main
 from mobilenets.tasks.detection import DetectionTask
@@ -150,3 +150,22 @@ def test_experiment_configs_fit_and_test_through_the_cli(name, teacher, tmp_path
           "--trainer.enable_progress_bar", "false", "--data.init_args.num_workers", "0",
           "--trainer.default_root_dir", str(tmp_path / "test_runs")])
     assert any(row.get(monitor.replace("val/", "test/")) for row in logged_metrics(tmp_path / "test_runs"))
+
+
+def test_hint_trains_an_adapter_from_the_teachers_map(dogs, tmp_path):
+    teacher = write_checkpoint(ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.5),
+                                                  resolution=64), tmp_path / "t.ckpt")
+    task = DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64,
+                            hint=HintConfig(student_layer=11, teacher_module="model.backbone.features.layer11"))
+    adapter = task.distill_modules["hint"].adapter
+    assert (adapter.in_channels, adapter.out_channels) == (128, 256)  # 0.25 and 0.5 widths of layer 11
+    before = adapter.weight.detach().clone()
+    datamodule = DogsDataModule(str(dogs), resolution=64, batch_size=8, num_workers=0, label_fraction=0.25)
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(task, datamodule)
+    assert torch.isfinite(trainer.callback_metrics["train/hint_loss"])
+    assert not torch.equal(before, adapter.weight)
+    with pytest.raises(ValueError, match="hint"):
+        DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64, teacher_cache="c",
+                         hint=HintConfig())
