@@ -98,19 +98,19 @@ class DistillationTask(pl.LightningModule):
         super().__init__()
         check_resolution(resolution)
         built_by_caller = isinstance(student, BaseTask)
-        if not built_by_caller:
-            student = build_student(student)
-        if student.distill_loss is None:
-            raise ValueError(f"{type(student).__name__} cannot be distilled: its outputs have no distillation "
+        # Records the student's spec (a built module is not a setting: ignored then).
+        self.save_hyperparameters(ignore=["student"] if built_by_caller else None)
+        task = student if built_by_caller else build_student(student)
+        if task.distill_loss is None:
+            raise ValueError(f"{type(task).__name__} cannot be distilled: its outputs have no distillation "
                              f"loss (supported: classification, geolocation, face attributes, face embeddings)")
         if not 0 <= hard_weight <= 1:
             raise ValueError(f"hard_weight must be in [0, 1], got {hard_weight}")
         if hint is not None and teacher_cache:
             raise ValueError("teacher_cache skips the teacher, so it cannot give hint maps; use one or the other")
-        self.save_hyperparameters(ignore=["student"] if built_by_caller else None)  # a module is not a setting
-        self.student = student
-        self.teacher = load_teacher(teacher, default_task=type(student))
-        self.kind = student.distill_loss
+        self.student = task
+        self.teacher = load_teacher(teacher, default_task=type(task))
+        self.kind = task.distill_loss
         self.distill_modules = nn.ModuleDict()
         student_out, teacher_out = self._probe()
         if self.kind == "embedding":
@@ -120,7 +120,7 @@ class DistillationTask(pl.LightningModule):
                              f"{tuple(student_out.shape[1:])}: they must predict the same labels")
         self._student_maps = self._teacher_maps = None
         if hint is not None:
-            self._student_maps = _Capture(getattr(student.backbone.features, f"layer{hint.student_layer}"))
+            self._student_maps = _Capture(getattr(task.backbone.features, f"layer{hint.student_layer}"))
             self._teacher_maps = _Capture(self.teacher.model.get_submodule(hint.teacher_module))
             self._probe()
             channels = self._student_maps.take().shape[1], self._teacher_maps.take().shape[1]

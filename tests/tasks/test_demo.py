@@ -39,3 +39,14 @@ def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch
     main(["demo", "--quick", "--output", "report"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[demo]") and "|" in line]
     assert len(lines) == len(STAGES) and all(line.endswith("cached") for line in lines)
+
+
+def test_fresh_starts_over_and_an_empty_run_still_writes_a_report(tmp_path):
+    from mobilenets.tasks.demo import run_demo
+
+    (tmp_path / "report" / "stages").mkdir(parents=True)
+    (tmp_path / "report" / "stages" / "old.json").write_text("{}")
+    report = run_demo(tmp_path / "report", fresh=True, stages=[])
+    assert not (tmp_path / "report" / "stages" / "old.json").exists()
+    assert report.read_text().startswith("# MobileNets demo report")
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text()) == {}
