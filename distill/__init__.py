@@ -4,6 +4,7 @@ from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import (
     EmbeddingDistillation,
     HintLoss,
+    detection_distillation,
     multilabel_distillation,
     soft_target_distillation,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "Teacher",
     "TeacherCache",
     "TeacherConfig",
+    "detection_distillation",
     "load_teacher",
     "multilabel_distillation",
     "save_student",

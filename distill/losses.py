@@ -9,7 +9,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["EmbeddingDistillation", "HintLoss", "multilabel_distillation", "soft_target_distillation"]
+__all__ = [
+    "EmbeddingDistillation",
+    "HintLoss",
+    "detection_distillation",
+    "multilabel_distillation",
+    "soft_target_distillation",
+]
 
 
 def soft_target_distillation(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0,
@@ -34,6 +40,24 @@ def multilabel_distillation(student_logits: Tensor, teacher_logits: Tensor) -> T
     """The paper's attribute distillation: per-attribute BCE against the teacher's sigmoid probabilities."""
     _same_shape(student_logits, teacher_logits)
     return F.binary_cross_entropy_with_logits(student_logits, teacher_logits.sigmoid())
+
+
+def detection_distillation(student: dict[str, Tensor], teacher: dict[str, Tensor], temperature: float = 1.0) -> Tensor:
+    """SSD distillation on shared anchors: per-anchor soft targets for the class scores (T²-scaled KL, as
+    Hinton's, averaged over anchors) plus smooth-L1 to the teacher's box offsets, weighted by the teacher's
+    foreground probability so that background anchors do not pull on the boxes.
+
+    Both dicts hold ``cls_logits`` (N, anchors, classes + 1; class 0 is background) and ``bbox_regression``
+    (N, anchors, 4), as torchvision's SSD heads return them.
+    """
+    _same_shape(student["cls_logits"], teacher["cls_logits"])
+    _same_shape(student["bbox_regression"], teacher["bbox_regression"])
+    classes = student["cls_logits"].shape[-1]
+    soft = soft_target_distillation(student["cls_logits"].reshape(-1, classes),
+                                    teacher["cls_logits"].reshape(-1, classes), temperature)
+    foreground = 1 - teacher["cls_logits"].softmax(dim=-1)[..., 0]
+    box = F.smooth_l1_loss(student["bbox_regression"], teacher["bbox_regression"], reduction="none").sum(dim=-1)
+    return soft + (box * foreground).sum() / foreground.sum().clamp(min=1e-6)
 
 
 class EmbeddingDistillation(nn.Module):

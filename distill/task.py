@@ -24,6 +24,7 @@ from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import (
     EmbeddingDistillation,
     HintLoss,
+    detection_distillation,
     multilabel_distillation,
     soft_target_distillation,
 )
@@ -58,6 +59,13 @@ def build_student(spec: dict[str, Any]) -> BaseTask:
     return contextvars.Context().run(build)
 
 
+def _concat(outputs: list[Any]) -> Any:
+    """The outputs of the labeled and unlabeled parts as one batch (tensors, or dicts of tensors)."""
+    if isinstance(outputs[0], dict):
+        return {key: torch.cat([out[key] for out in outputs]) for key in outputs[0]}
+    return torch.cat(outputs).float()
+
+
 class _Capture:
     """Collects a module's outputs, call after call, through a forward hook."""
 
@@ -71,11 +79,12 @@ class _Capture:
 
 
 class DistillationTask(pl.LightningModule):
-    """Train ``student`` (any task of the suite with a ``distill_loss``) from a frozen ``teacher``.
+    """Train ``student`` (any task of the suite) from a frozen ``teacher``.
 
     The loss comes from the student's kind: Hinton's soft targets for single-label tasks (dogs, geolocation
     cells), per-attribute BCE against the teacher's probabilities for attributes, the squared embedding distance
-    for FaceNet. Labeled batches add the student's own loss: ``hard_weight * own + (1 - hard_weight) * distill``;
+    for FaceNet, and per-anchor soft targets plus teacher-weighted box offsets for SSD detection (teacher and
+    student SSDs at the same input size, so that they share anchors). Labeled batches add the student's own loss: ``hard_weight * own + (1 - hard_weight) * distill``;
     unlabeled batches give the distillation term alone.
 
     Args:
@@ -102,12 +111,13 @@ class DistillationTask(pl.LightningModule):
         self.save_hyperparameters(ignore=["student"] if built_by_caller else None)
         task = student if built_by_caller else build_student(student)
         if task.distill_loss is None:
-            raise ValueError(f"{type(task).__name__} cannot be distilled: its outputs have no distillation "
-                             f"loss (supported: classification, geolocation, face attributes, face embeddings)")
+            raise ValueError(f"{type(task).__name__} cannot be distilled: it names no distill_loss")
         if not 0 <= hard_weight <= 1:
             raise ValueError(f"hard_weight must be in [0, 1], got {hard_weight}")
         if hint is not None and teacher_cache:
             raise ValueError("teacher_cache skips the teacher, so it cannot give hint maps; use one or the other")
+        if task.distill_loss == "detection" and (teacher_cache or hint is not None):
+            raise ValueError("a detection student takes neither teacher_cache nor hint")
         self.student = task
         self.teacher = load_teacher(teacher, default_task=type(task))
         self.kind = task.distill_loss
@@ -115,6 +125,11 @@ class DistillationTask(pl.LightningModule):
         student_out, teacher_out = self._probe()
         if self.kind == "embedding":
             self.distill_modules["embedding"] = EmbeddingDistillation(student_out.shape[1], teacher_out.shape[1])
+        elif self.kind == "detection":
+            if any(student_out[k].shape != teacher_out[k].shape for k in student_out):
+                raise ValueError(f"the teacher SSD gives {tuple(teacher_out['cls_logits'].shape[1:])} class scores, "
+                                 f"the student {tuple(student_out['cls_logits'].shape[1:])}: they must share the "
+                                 f"input size, the anchors and the classes")
         elif student_out.shape != teacher_out.shape:
             raise ValueError(f"the teacher gives outputs of shape {tuple(teacher_out.shape[1:])}, the student "
                              f"{tuple(student_out.shape[1:])}: they must predict the same labels")
@@ -130,10 +145,12 @@ class DistillationTask(pl.LightningModule):
     def _probe(self) -> tuple[Tensor, Tensor]:
         """One image through both models: their output shapes (and hint maps) before training builds on them."""
         image = torch.rand(2, 3, self.hparams.resolution, self.hparams.resolution)
+        if self.kind == "detection":
+            image = list(image)
         was_training = self.student.training
         self.student.eval()
         with torch.no_grad():
-            outputs = self.student(self.student_input(image)), self.teacher(image)
+            outputs = self.student.distill_outputs(self.student_input(image)), self.teacher(image)
         self.student.train(was_training)
         return outputs
 
@@ -154,8 +171,11 @@ class DistillationTask(pl.LightningModule):
     def prediction_format(self) -> str:
         return self.student.prediction_format
 
-    def student_input(self, images: Tensor) -> Tensor:
-        """Images in [0, 1] at the loaded size -> the student's resolution and normalisation."""
+    def student_input(self, images: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+        """Images in [0, 1] at the loaded size -> the student's resolution and normalisation (a detection
+        student's list of images goes as it is: its SSD transform does both)."""
+        if isinstance(images, list):
+            return images
         size = self.student.hparams.resolution
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -208,7 +228,9 @@ class DistillationTask(pl.LightningModule):
             if batch.get(source) is not None:
                 yield source, batch[source]
 
-    def distillation_loss(self, student_out: Tensor, teacher_out: Tensor) -> Tensor:
+    def distillation_loss(self, student_out: Any, teacher_out: Any) -> Tensor:
+        if self.kind == "detection":
+            return detection_distillation(student_out, teacher_out, self.hparams.temperature)
         if self.kind == "soft":
             return soft_target_distillation(student_out, teacher_out, self.hparams.temperature)
         if self.kind == "multilabel":
@@ -223,11 +245,11 @@ class DistillationTask(pl.LightningModule):
             if source == "labeled":
                 own_loss, outputs = student.supervised_loss({**part, "image": inputs})
             else:
-                outputs = student(inputs)
+                outputs = student.distill_outputs(inputs)
             student_outs.append(outputs)
             teacher_outs.append(self.teacher_outputs(part["image"], part["index"], source))
-        distill = self.distillation_loss(torch.cat(student_outs), torch.cat(teacher_outs).to(student_outs[0].dtype))
-        size = sum(len(out) for out in student_outs)
+        distill = self.distillation_loss(_concat(student_outs), _concat(teacher_outs))
+        size = sum(len(part["image"]) for _, part in self._parts(batch))
         if own_loss is None:
             loss = distill
         else:

@@ -87,7 +87,11 @@ class Teacher(nn.Module):
         return (images - self.mean) / self.std
 
     @torch.no_grad()
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor | list[Tensor]) -> Any:
+        """The teacher's outputs; a detection teacher takes a list of images (its SSD transform resizes and
+        normalises) and gives its head's per-anchor outputs."""
+        if isinstance(images, list):
+            return self.model.distill_outputs(images)
         return self.model(self.prepare(images))
 
 

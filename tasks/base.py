@@ -136,7 +136,7 @@ class BaseTask(pl.LightningModule, ABC):
     #: the default file type ``predict`` writes (``PredictionWriter``)
     prediction_format: str = "csv"
     #: how a teacher's outputs teach this task (``mobilenets.distill``): "soft" (single-label logits),
-    #: "multilabel" (per-label logits) or "embedding"; None where distillation is not defined
+    #: "multilabel" (per-label logits), "embedding" or "detection" (SSD head outputs per anchor)
     distill_loss: str | None = None
 
     def __init__(
@@ -185,9 +185,13 @@ class BaseTask(pl.LightningModule, ABC):
             )
         return list(names)
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training loss of a labeled batch and the outputs ``forward`` gives for its images."""
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, Any]:
+        """The training loss of a labeled batch and the outputs a teacher teaches (``distill_outputs``'s)."""
         raise NotImplementedError(f"{type(self).__name__} has no supervised_loss, so it cannot be distilled")
+
+    def distill_outputs(self, images: Any) -> Any:
+        """What a teacher's outputs are compared with: ``forward``'s, unless a task says otherwise."""
+        return self(images)
 
     def build_backbone(self, num_classes: int = 0) -> MobileNetV1:
         """The backbone described by the ``backbone:`` config block, pretrained weights loaded."""

@@ -103,6 +103,12 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def split(self, keep: list[int]) -> tuple[ImageDataset, list[ImageRecord]]:
+        """The records at ``keep`` as a dataset, and the others without their labels."""
+        kept = set(keep)
+        dropped = [replace(r, label=-1) for i, r in enumerate(self.records) if i not in kept]
+        return ImageDataset([self.records[i] for i in keep], self.transform), dropped
+
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         image = read_image(record.path, record.source)
@@ -207,17 +213,18 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         unlabeled = self.unlabeled_records()
         if hp.label_fraction < 1:
             train = self.datasets["train"]
-            if not isinstance(train, ImageDataset):
-                raise ValueError(f"{type(self).__name__} does not support label_fraction")
-            order = np.random.default_rng(hp.seed + 1).permutation(len(train.records))
+            order = np.random.default_rng(hp.seed + 1).permutation(len(train))
             n_labeled = int(round(len(order) * hp.label_fraction))
-            keep, drop = sorted(order[:n_labeled]), sorted(order[n_labeled:])
-            self.datasets["train"] = ImageDataset([train.records[i] for i in keep], train.transform)
-            unlabeled = [replace(train.records[i], label=-1) for i in drop] + unlabeled
+            self.datasets["train"], dropped = train.split(sorted(order[:n_labeled]))
+            unlabeled = dropped + unlabeled
             log.info("label_fraction %.3g: %d labeled and %d unlabeled training images", hp.label_fraction,
-                     n_labeled, len(drop))
+                     n_labeled, len(dropped))
         if unlabeled:
-            self.datasets["unlabeled"] = ImageDataset(unlabeled, self.train_transform())
+            self.datasets["unlabeled"] = self.unlabeled_dataset(unlabeled)
+
+    def unlabeled_dataset(self, records: list[ImageRecord]) -> Dataset:
+        """The dataset of unlabeled training images (the training augmentation, labels -1)."""
+        return ImageDataset(records, self.train_transform())
 
     def unlabeled_records(self) -> list[ImageRecord]:
         """The images ``unlabeled`` lists (a folder tree or a CSV with a ``file`` column), label -1."""

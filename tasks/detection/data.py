@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, read_image
+from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord, read_image
 from mobilenets.tasks.detection.synthetic import write_coco
 
 __all__ = ["CocoDataModule", "CocoDetectionDataset", "collate_detection", "load_coco"]
@@ -102,6 +102,15 @@ class CocoDetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def split(self, keep: list[int]) -> tuple[CocoDetectionDataset, list[ImageRecord]]:
+        """The images at positions ``keep`` as a dataset, and the others as unlabeled image records."""
+        subset = CocoDetectionDataset(self.coco, self.image_dir, self.label_of, self.transform, self.source)
+        subset.image_ids = [self.image_ids[i] for i in keep]
+        kept = set(subset.image_ids)
+        dropped = [ImageRecord(self.image_dir / self.coco.imgs[i]["file_name"], -1, f"image id {i} in {self.source}")
+                   for i in self.image_ids if i not in kept]
+        return subset, dropped
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
@@ -116,7 +125,8 @@ class CocoDetectionDataset(Dataset):
         }
         image, target = self.transform(image, target)
         target["boxes"] = target["boxes"].clamp(min=0).as_subclass(torch.Tensor)
-        return {"image": image.as_subclass(torch.Tensor), "target": target, "image_id": image_id, "file": str(path)}
+        return {"image": image.as_subclass(torch.Tensor), "target": target, "image_id": image_id, "file": str(path),
+                "index": index}
 
 
 class ImageFolderForDetection(Dataset):
@@ -131,7 +141,8 @@ class ImageFolderForDetection(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image = self.transform(tv_tensors.Image(read_image(record.path, record.source)))
-        return {"image": image.as_subclass(torch.Tensor), "target": None, "image_id": index, "file": str(record.path)}
+        return {"image": image.as_subclass(torch.Tensor), "target": None, "image_id": index, "file": str(record.path),
+                "index": index}
 
 
 def collate_detection(samples: list[dict[str, Any]]) -> dict[str, list]:
@@ -185,6 +196,10 @@ class CocoDataModule(BaseDataModule):
     def eval_transform(self) -> v2.Transform:
         """Original size (the SSD transform resizes, and maps detections back to these coordinates)."""
         return v2.ToDtype(torch.float32, scale=True)
+
+    def unlabeled_dataset(self, records: list) -> Dataset:
+        """Unlabeled images for distillation, at their own size (the SSD transform resizes them)."""
+        return ImageFolderForDetection(records, self.eval_transform())
 
     def build_datasets(self) -> dict[str, Dataset]:
         hp = self.hparams

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
+from torchvision.ops import box_iou
 from torchvision.utils import draw_bounding_boxes
 
 from mobilenets.backbone import MobileNetV1
@@ -35,6 +36,7 @@ class DetectionTask(BaseTask):
 
     monitor = "val/mAP"
     mode = "max"
+    distill_loss = "detection"
     prediction_format = "json"
 
     def __init__(self, num_classes: int = 90, lite: bool = False, extra_depths: Sequence[int] = EXTRA_DEPTHS,
@@ -68,13 +70,36 @@ class DetectionTask(BaseTask):
         """Detections (boxes xyxy in each image's own pixels, labels 1..K, scores) for images in [0, 1]."""
         return self.model(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        losses = self.model(batch["image"], batch["target"])
-        loss = losses["bbox_regression"] + losses["classification"]
+    def _head(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> tuple:
+        ssd = self.model
+        image_list, targets = ssd.transform(images, targets)
+        features = list(ssd.backbone(image_list.tensors).values())
+        return image_list, targets, features, ssd.head(features)
+
+    def distill_outputs(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The SSD head's per-anchor outputs: ``cls_logits`` (N, anchors, classes + 1), ``bbox_regression``."""
+        return self._head(images)[3]
+
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """torchvision SSD's training loss (matching, hard negatives), keeping the head outputs for distillation.
+
+        The steps of ``SSD.forward`` in training mode, which returns only the losses."""
+        image_list, targets, features, head = self._head(batch["image"], batch["target"])
+        anchors = self.model.anchor_generator(image_list, features)
+        matched = [
+            self.model.proposal_matcher(box_iou(target["boxes"], anchors_per_image)) if target["boxes"].numel()
+            else torch.full((len(anchors_per_image),), -1, dtype=torch.int64, device=anchors_per_image.device)
+            for anchors_per_image, target in zip(anchors, targets)
+        ]
+        losses = self.model.compute_loss(targets, head, anchors, matched)
         size = len(batch["image"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/loss_box", losses["bbox_regression"], batch_size=size)
         self.log("train/loss_cls", losses["classification"], batch_size=size)
+        return losses["bbox_regression"] + losses["classification"], head
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.supervised_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
     def _to_coco(self, detections: list[dict], image_ids: list[int]) -> list[dict[str, Any]]:

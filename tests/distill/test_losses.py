@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from mobilenets.distill import EmbeddingDistillation, HintLoss, multilabel_distillation, soft_target_distillation
+from mobilenets.distill import (
+    EmbeddingDistillation,
+    HintLoss,
+    detection_distillation,
+    multilabel_distillation,
+    soft_target_distillation,
+)
 
 
 def test_soft_targets_equal_hintons_formula():
@@ -58,3 +64,13 @@ def test_shape_mismatch_is_refused():
         soft_target_distillation(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="temperature"):
         soft_target_distillation(torch.zeros(2, 3), torch.zeros(2, 3), temperature=0)
+
+
+def test_detection_distillation_weights_boxes_by_teacher_foreground():
+    # One image, two anchors: the teacher is sure anchor 0 is background and anchor 1 is class 1.
+    teacher = {"cls_logits": torch.tensor([[[20.0, 0.0], [0.0, 20.0]]]),
+               "bbox_regression": torch.zeros(1, 2, 4)}
+    student = {"cls_logits": teacher["cls_logits"].clone(),
+               "bbox_regression": torch.tensor([[[5.0, 5.0, 5.0, 5.0], [0.5, 0.0, 0.0, 0.0]]])}
+    # Soft term 0 (same logits); box term: anchor 0 has weight ~0, anchor 1 smooth-L1(0.5) = 0.125.
+    assert detection_distillation(student, teacher).item() == pytest.approx(0.125, rel=1e-3)

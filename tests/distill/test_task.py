@@ -15,6 +15,7 @@ from mobilenets.tasks.face_attributes import FaceAttributesTask
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask
 
 from helpers import logged_metrics
+from tiny_task import TinyTask
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENT = {"class_path": "mobilenets.tasks.classification.ClassificationTask",
@@ -72,7 +73,7 @@ def test_students_without_a_distillation_loss_and_mismatched_teachers_are_refuse
     teacher = write_checkpoint(ClassificationTask(num_classes=5, backbone=BackboneConfig(alpha=0.25),
                                                   resolution=64), tmp_path / "t.ckpt")
     with pytest.raises(ValueError, match="cannot be distilled"):
-        DistillationTask(DetectionTask(num_classes=2, resolution=128), TeacherConfig(checkpoint=str(teacher)))
+        DistillationTask(TinyTask(), TeacherConfig(checkpoint=str(teacher)))
     with pytest.raises(ValueError, match="same labels"):
         DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64)
 
@@ -169,3 +170,29 @@ def test_hint_trains_an_adapter_from_the_teachers_map(dogs, tmp_path):
     with pytest.raises(ValueError, match="hint"):
         DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64, teacher_cache="c",
                          hint=HintConfig())
+
+
+def _ssd(alpha: float, resolution: int) -> DetectionTask:
+    return DetectionTask(num_classes=4, backbone=BackboneConfig(alpha=alpha), resolution=resolution,
+                         extra_depths=[64, 32, 32, 16])
+
+
+def test_detection_student_learns_from_an_ssd_teacher_on_labeled_and_unlabeled_images(tmp_path):
+    from mobilenets.tasks.detection import CocoDataModule
+
+    teacher = write_checkpoint(_ssd(0.5, 128), tmp_path / "t.ckpt")
+    with pytest.raises(ValueError, match="share the input size"):
+        DistillationTask(_ssd(0.25, 160), TeacherConfig(checkpoint=str(teacher)), resolution=128)
+    task = DistillationTask(_ssd(0.25, 128), TeacherConfig(checkpoint=str(teacher)), resolution=128)
+    datamodule = CocoDataModule(str(tmp_path / "coco"), synthetic=True, resolution=128, batch_size=4, num_workers=0,
+                                synthetic_options={"train_images": 8, "val_images": 4, "image_size": 96},
+                                label_fraction=0.5)
+    before = [p.detach().clone() for p in task.student.parameters()]
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(task, datamodule)
+    assert len(datamodule.datasets["train"]) == 4 and len(datamodule.datasets["unlabeled"]) == 4
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/distill_loss"]) and torch.isfinite(metrics["train/own_loss"])
+    assert "val/mAP" in metrics  # the student's own COCO evaluation
+    assert any(not torch.equal(a, b) for a, b in zip(before, task.student.parameters()))
