@@ -196,3 +196,30 @@ def test_detection_student_learns_from_an_ssd_teacher_on_labeled_and_unlabeled_i
     assert torch.isfinite(metrics["train/distill_loss"]) and torch.isfinite(metrics["train/own_loss"])
     assert "val/mAP" in metrics  # the student's own COCO evaluation
     assert any(not torch.equal(a, b) for a, b in zip(before, task.student.parameters()))
+
+
+
+def test_under_ddp_only_the_student_is_synchronised(dogs, tmp_path):
+    """Lightning's DDP strategy (one CPU process, gloo) wraps the distiller; DDP synchronises parameters that
+    take gradients, and the frozen teacher has none, so its weights come back untouched."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    teacher = write_checkpoint(ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25),
+                                                  resolution=64), tmp_path / "t.ckpt")
+    task = DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64)
+    teacher_before = {k: v.clone() for k, v in task.teacher.state_dict().items()}
+    wrapped = []
+
+    class SeeWrapper(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            wrapped.append(trainer.strategy.model)
+
+    datamodule = DogsDataModule(str(dogs), resolution=64, batch_size=4, num_workers=0, label_fraction=0.25)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, strategy="ddp", max_steps=2, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[SeeWrapper()])
+    trainer.fit(task, datamodule)
+    assert isinstance(wrapped[0], DistributedDataParallel)
+    synced = {id(p) for p in wrapped[0].parameters() if p.requires_grad}
+    assert synced and not synced & {id(p) for p in task.teacher.parameters()}
+    assert all(torch.equal(teacher_before[k], v) for k, v in task.teacher.state_dict().items())
