@@ -7,7 +7,6 @@ trainer does, and is left out of the optimizer and of the saved student.
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,20 +102,16 @@ def _import(path: str) -> Any:
 
 
 def _suite_teacher(config: TeacherConfig, default_task: type | None) -> Teacher:
-    from mobilenets.tasks.base import BaseTask
+    from mobilenets.tasks.base import BaseTask, load_task, read_checkpoint
 
     path = Path(config.checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
-    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    hparams = read_checkpoint(path).get("hyper_parameters", {})
     task_path = config.task or hparams.get("_class_path")
     task_class = _import(task_path) if task_path else default_task
     if task_class is None or not issubclass(task_class, BaseTask):
         raise ValueError(f"{path}: cannot tell which task it holds; set teacher.task (e.g. ClassificationTask's "
                          f"import path)")
-    # A fresh context: inside LightningCLI's instantiation of the distiller, Lightning would otherwise give the
-    # teacher the distiller's hyperparameters.
-    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu", weights_only=False)
+    task = load_task(path, task_class)
     backbone = task.backbone
     return Teacher(
         task,

@@ -6,6 +6,7 @@ subclass says only what is particular to it (``configure_models``, the loss, the
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import importlib
 import json
@@ -22,7 +23,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
 
-__all__ = ["BaseTask", "PredictionWriter", "parameter_groups", "resolve_class", "write_csv"]
+__all__ = ["BaseTask", "PredictionWriter", "load_datamodule", "load_task", "parameter_groups", "resolve_class",
+           "write_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,40 @@ def resolve_class(name: str, module: Any) -> type:
         return getattr(module, name)
     except AttributeError:
         raise ValueError(f"{name!r} is not in {module.__name__}; give its name there or a full import path") from None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint's dictionary (on the CPU), with a clear error for a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_task(path: str | Path, task_class: type | None = None) -> BaseTask:
+    """The task a checkpoint holds, in eval mode, its class read from the checkpoint (``_class_path``, which the
+    CLI records) unless ``task_class`` is given."""
+    path = Path(path)
+    class_path = read_checkpoint(path).get("hyper_parameters", {}).get("_class_path")
+    task_class = task_class or (resolve_class(class_path, None) if class_path else None)
+    if task_class is None or not issubclass(task_class, BaseTask):
+        raise ValueError(f"{path}: cannot tell which task it holds (no _class_path); pass the task class")
+    # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
+    # Lightning would otherwise give this task the outer module's hyperparameters.
+    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu", weights_only=False)
+    return task.eval()
+
+
+def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModule:
+    """The data module a checkpoint was trained with (its recorded class and arguments), ``overrides`` applied
+    (``root`` to read the data from another place, ``batch_size``, ``num_workers`` ...)."""
+    hparams = dict(read_checkpoint(path).get("datamodule_hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if not class_path:
+        raise ValueError(f"{path}: the checkpoint records no data module; train through the mobilenets CLI, or "
+                         f"give the data's config")
+    return resolve_class(class_path, None)(**{**hparams, **overrides})
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -130,6 +130,16 @@ def run_bench(args: argparse.Namespace) -> int:
         from mobilenets.distill.bench import bench_teacher_cache
 
         table = bench_teacher_cache(threads=args.threads)
+    elif args.target == "deploy":
+        from mobilenets.deploy.bench import bench_deploy, deploy_plots, deploy_table
+
+        batch_size = args.batch_sizes[-1]
+        rows = bench_deploy(alphas=tuple(args.alphas), resolutions=tuple(args.resolutions), batch_size=batch_size,
+                            rounds=args.rounds, threads=args.threads)
+        table = deploy_table(rows, args.threads, batch_size)
+        if args.plot:
+            for path in deploy_plots(rows, args.plot):
+                print(f"wrote {path}")
     elif args.target == "train":
         from mobilenets.tasks.bench import bench_training
 
@@ -273,6 +283,35 @@ def _add_partition(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_partition)
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from mobilenets.deploy.checkpoint import export_checkpoint, report_markdown
+
+    overrides = {"root": args.data_root} if args.data_root else {}
+    output = args.output or str(Path(args.checkpoint).with_suffix("")) + "_export"
+    report = export_checkpoint(args.checkpoint, output, int8=not args.no_int8, pt2=args.pt2,
+                               dynamic_size=args.dynamic_size, evaluate_data=not args.no_data,
+                               calibration=args.calibration_batches, threads=args.threads, data_overrides=overrides)
+    print(report_markdown(report))
+    return 0
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="a checkpoint to ONNX (fp32 and int8) with the task's post-processing, checked and scored")
+    parser.add_argument("checkpoint", help="a task checkpoint (.ckpt); a distillation checkpoint exports its student")
+    parser.add_argument("--output", help="folder for model.onnx, model.int8.onnx, export_report.json "
+                        "(default: <checkpoint>_export)")
+    parser.add_argument("--data-root", help="where the checkpoint's data lives now (default: the recorded root)")
+    parser.add_argument("--no-data", action="store_true",
+                        help="do not read the data: no parity check or metrics, random calibration images")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 model")
+    parser.add_argument("--calibration-batches", type=int, default=8, help="training batches that calibrate int8")
+    parser.add_argument("--dynamic-size", action="store_true", help="any input height and width (not detection)")
+    parser.add_argument("--pt2", action="store_true", help="also write the torch.export program (model.pt2)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.set_defaults(handler=run_export)
+
+
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
@@ -288,23 +327,28 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
     parser.add_argument(
-        "target", choices=["backbone", "train", "data", "detection", "s2", "distill"],
+        "target", choices=["backbone", "train", "data", "detection", "s2", "distill", "deploy"],
         help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; s2: S2 cell ids vs s2sphere; "
-        "distill: distillation epochs without and with the teacher-output cache",
+        "distill: distillation epochs without and with the teacher-output cache; deploy: PyTorch, onnxruntime "
+        "fp32 and int8 over alpha x resolution, timm's export as the reference",
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--root", help="data: a Stanford Dogs folder (default: synthetic, real-sized images)")
     parser.add_argument("--num-workers", type=int, help="data: loader workers (default: the data module's)")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25], help="deploy: widths")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128], help="deploy: sizes")
+    parser.add_argument("--plot", help="deploy: folder for latency_vs_macs.png and accuracy_vs_latency.png")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     parser.set_defaults(handler=run_bench)
 
 
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_bench,
+    _add_demo, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_export,
+    _add_bench,
 ]
 
 

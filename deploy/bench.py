@@ -1,0 +1,199 @@
+"""Deployment speed (``mobilenets bench deploy``): latency and throughput of the paper's 16 ImageNet models
+(alpha x resolution) in PyTorch eager, onnxruntime fp32 and onnxruntime int8, beside timm's ``mobilenetv1_100``
+exported and timed the same way in the same run.
+
+Each runtime is timed in blocks of rounds after a warm-up, with a fixed thread count, and the median of the
+rounds is reported. A benchmark, never a test.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mobilenets.backbone import BackboneConfig, profile_model
+from mobilenets.backbone.profile import ProfileTable
+from mobilenets.deploy.evaluate import OnnxRunner, quantize_int8
+from mobilenets.deploy.export import ClassifierExport, save_onnx, trace_to_onnx
+
+__all__ = ["DeployRow", "bench_deploy", "deploy_plots", "deploy_table", "time_runtimes"]
+
+ALPHAS = (1.0, 0.75, 0.5, 0.25)
+RESOLUTIONS = (224, 192, 160, 128)
+
+
+@dataclass
+class DeployRow:
+    """One model's timings: ms per image at batch 1, images per second at the throughput batch."""
+
+    model: str
+    alpha: float
+    resolution: int
+    macs_m: float
+    eager_ms: float
+    eager_layout: str
+    onnx_ms: float
+    int8_ms: float
+    eager_ips: float
+    onnx_ips: float
+    int8_ips: float
+
+
+class _TimmClassifier(ClassifierExport):
+    """timm's mobilenetv1_100 behind the same normalisation and softmax/top-k as our export (a fair reference)."""
+
+    def __init__(self, resolution: int, num_classes: int = 1000, top_k: int = 5) -> None:
+        import timm
+
+        nn.Module.__init__(self)
+        self.network = timm.create_model("mobilenetv1_100", pretrained=False, num_classes=num_classes).eval()
+        config = self.network.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1))
+        self.resolution, self.top_k, self.class_names = resolution, top_k, [str(i) for i in range(num_classes)]
+        self.task_class = "timm.mobilenetv1_100"
+
+
+def _our_classifier(alpha: float, resolution: int, num_classes: int = 1000) -> ClassifierExport:
+    from mobilenets.tasks.classification import ClassificationTask
+
+    task = ClassificationTask(num_classes=num_classes, backbone=BackboneConfig(alpha=alpha), resolution=resolution)
+    return ClassifierExport(task.eval()).eval()
+
+
+def time_runtimes(runtimes: dict[str, Callable[[Tensor], Any]], images: Tensor, rounds: int, warmup: int,
+                   passes: int = 3) -> dict[str, float]:
+    """Median ms of each runtime on ``images``. Runtimes run in blocks, not call by call (PyTorch's and
+    onnxruntime's thread pools both spin while waiting, so alternating calls would slow each other), and the
+    blocks alternate over ``passes`` so that slow spells of the machine fall on every runtime."""
+    times: dict[str, list[float]] = {name: [] for name in runtimes}
+    with torch.inference_mode():
+        for _ in range(passes):
+            for name, run in runtimes.items():
+                time.sleep(0.05)  # let the previous runtime's threads stop spinning
+                for round_index in range(warmup + max(1, rounds // passes)):
+                    start = time.perf_counter()
+                    run(images)
+                    if round_index >= warmup:
+                        times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _bench_model(name: str, export: ClassifierExport, alpha: float, workdir: Path, batch_size: int, rounds: int,
+                 warmup: int, threads: int) -> DeployRow:
+    size = export.resolution
+    fp32 = save_onnx(trace_to_onnx(export, size, export.output_names), workdir / f"{name}.onnx")
+    rng = np.random.default_rng(0)
+    calibration = (rng.random((8, 3, size, size), dtype=np.float32) for _ in range(2))
+    int8 = quantize_int8(fp32, workdir / f"{name}.int8.onnx", calibration)
+    channels_last = copy.deepcopy(export).to(memory_format=torch.channels_last)
+    runtimes: dict[str, Callable[[Tensor], Any]] = {
+        "NCHW": export,
+        "channels_last": lambda x: channels_last(x.contiguous(memory_format=torch.channels_last)),
+        "onnx": OnnxRunner(fp32, threads), "int8": OnnxRunner(int8, threads),
+    }
+    single = time_runtimes(runtimes, torch.rand(1, 3, size, size), rounds, warmup)
+    batch = time_runtimes(runtimes, torch.rand(batch_size, 3, size, size), max(3, rounds // 5), 1)
+    layout = min(("NCHW", "channels_last"), key=lambda key: single[key])  # the faster eager layout at batch 1
+    macs = profile_model(export.network, size).macs / 1e6
+    return DeployRow(name, alpha, size, round(macs, 1), single[layout], layout, single["onnx"], single["int8"],
+                     1000 * batch_size / batch[layout], 1000 * batch_size / batch["onnx"],
+                     1000 * batch_size / batch["int8"])
+
+
+def bench_deploy(alphas: tuple[float, ...] = ALPHAS, resolutions: tuple[int, ...] = RESOLUTIONS,
+                 batch_size: int = 32, rounds: int = 30, warmup: int = 3, threads: int = 2,
+                 reference: bool = True) -> list[DeployRow]:
+    """Time every alpha x resolution 1000-class classifier (random weights: speed does not depend on them),
+    and timm's mobilenetv1_100 at each resolution as the reference rows."""
+    torch.set_num_threads(threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for resolution in resolutions:
+            if reference:
+                try:
+                    timm_model = _TimmClassifier(resolution)
+                except ImportError:
+                    raise SystemExit("the deploy benchmark's reference is timm: pip install 'mobilenet-suite[dev]'")
+                rows.append(_bench_model(f"timm-1.0-{resolution}", timm_model, 1.0, Path(tmp), batch_size, rounds,
+                                         warmup, threads))
+            for alpha in alphas:
+                rows.append(_bench_model(f"ours-{alpha}-{resolution}", _our_classifier(alpha, resolution), alpha,
+                                         Path(tmp), batch_size, rounds, warmup, threads))
+    return rows
+
+
+def deploy_table(rows: list[DeployRow], threads: int, batch_size: int) -> ProfileTable:
+    """The rows as a table, with each model's int8 speed-up and, for ours at 1.0, the ratios to timm."""
+    timm_rows = {row.resolution: row for row in rows if row.model.startswith("timm")}
+    table_rows, notes = [], []
+    for row in rows:
+        reference = timm_rows.get(row.resolution) if row.alpha == 1.0 and not row.model.startswith("timm") else None
+        versus = (f"{row.onnx_ms / reference.onnx_ms:.3f} / {row.eager_ms / reference.eager_ms:.3f}"
+                  if reference else "")
+        table_rows.append([row.model, row.macs_m, f"{row.eager_ms:.2f} ({row.eager_layout})", f"{row.onnx_ms:.2f}",
+                           f"{row.int8_ms:.2f}", f"{row.onnx_ms / row.int8_ms:.2f}x", f"{row.eager_ips:.0f}",
+                           f"{row.onnx_ips:.0f}", f"{row.int8_ips:.0f}", versus])
+    notes.append("ours / timm: our time over timm's at the same size (onnx fp32 / eager); below 1 is faster. "
+                 "Eager runs the export's graph (BN folded) in the faster layout at batch 1.")
+    return ProfileTable(
+        key="bench_deploy",
+        title=f"Deployment latency (batch 1, ms) and throughput (batch {batch_size}, img/s), {threads} threads, median",
+        columns=["model", "MACs (M)", "eager ms", "onnx fp32 ms", "onnx int8 ms", "int8 speed-up", "eager img/s",
+                 "fp32 img/s", "int8 img/s", "ours / timm (fp32 / eager)"],
+        rows=table_rows,
+        notes=notes,
+    )
+
+
+def deploy_plots(rows: list[DeployRow], output: str | Path) -> list[Path]:
+    """Latency vs MACs for each runtime, and the paper's ImageNet top-1 vs our measured latency (the paper's
+    Figure 4 with latency for MACs) where the paper gives the model's accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mobilenets.tasks.demo import PAPER_IMAGENET
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    ours = [row for row in rows if row.model.startswith("ours")]
+    runtimes = (("eager_ms", "PyTorch eager"), ("onnx_ms", "onnxruntime fp32"), ("int8_ms", "onnxruntime int8"))
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for key, label in runtimes:
+        axes.scatter([r.macs_m for r in ours], [getattr(r, key) for r in ours], label=label)
+    for row in rows:
+        if row.model.startswith("timm"):
+            axes.scatter([row.macs_m], [row.onnx_ms], marker="x", color="black")
+    axes.scatter([], [], marker="x", color="black", label="timm mobilenetv1_100, onnxruntime fp32")
+    axes.set(xscale="log", yscale="log", xlabel="MACs (millions, log scale)", ylabel="batch-1 latency (ms, log)",
+             title="Latency vs MACs, alpha {1, .75, .5, .25} x {224, 192, 160, 128}")
+    axes.legend(fontsize=8)
+    paths = [output / "latency_vs_macs.png"]
+    figure.savefig(paths[0], dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    known = [(row, PAPER_IMAGENET[(row.alpha, row.resolution)][0]) for row in ours
+             if (row.alpha, row.resolution) in PAPER_IMAGENET]
+    if known:
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        for key, label in runtimes:
+            axes.scatter([getattr(r, key) for r, _ in known], [top1 for _, top1 in known], label=label)
+        for row, top1 in known:
+            axes.annotate(f"{row.alpha}-{row.resolution}", (row.int8_ms, top1), fontsize=7)
+        axes.set(xscale="log", xlabel="batch-1 latency (ms, log scale), measured here",
+                 ylabel="ImageNet top-1 (%), the paper's Tables 6-7", title="Accuracy vs latency")
+        axes.legend(fontsize=8)
+        paths.append(output / "accuracy_vs_latency.png")
+        figure.savefig(paths[1], dpi=120, bbox_inches="tight")
+        plt.close(figure)
+    return paths

@@ -1,0 +1,126 @@
+"""``mobilenets export``: a task checkpoint to a deployable ONNX file (and int8, and torch.export), checked.
+
+From the checkpoint alone (its task, weights, names and data module are all recorded in it): export, compare
+onnxruntime with PyTorch on real validation images, quantize with calibration images from the training split,
+and score PyTorch, fp32 ONNX and int8 ONNX with the task's own metric on the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobilenets.deploy.bench import time_runtimes
+from mobilenets.deploy.evaluate import (
+    OnnxRunner,
+    TorchRunner,
+    calibration_batches,
+    evaluate,
+    export_batches,
+    parity,
+    quantize_int8,
+)
+from mobilenets.deploy.export import DetectionExport, export_onnx, inference_model
+
+__all__ = ["export_checkpoint", "export_program", "report_markdown"]
+
+
+def export_program(task: Any, path: str | Path) -> Path:
+    """The inference graph as a ``torch.export`` program (``.pt2``, dynamic batch), for PyTorch runtimes
+    (ExecuTorch, AOTInductor). Detection's program ends before NMS: apply ``DetectionExport.nms`` to its two
+    outputs (``anchor_boxes``, ``class_scores``)."""
+    export = inference_model(task)
+    size = export.resolution
+    program = torch.export.export(export, (torch.rand(2, 3, size, size),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    torch.export.save(program, partial)
+    partial.replace(path)
+    return path
+
+
+def _latency_ms(runners: dict[str, Any], size: int, threads: int, rounds: int = 20) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    return time_runtimes(runners, torch.rand(1, 3, size, size), rounds, warmup=3)
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path, int8: bool = True, pt2: bool = False,
+                      dynamic_size: bool = False, evaluate_data: bool = True, calibration: int = 8,
+                      threads: int = 2, data_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export a checkpoint and measure what the export costs in accuracy and gains in speed.
+
+    Args:
+        checkpoint: a task checkpoint (``.ckpt``); a distillation checkpoint exports its student.
+        output: folder for ``model.onnx``, ``model.int8.onnx``, ``model.pt2`` and ``export_report.json``.
+        int8: also write the statically quantized model.
+        pt2: also write the ``torch.export`` program.
+        dynamic_size: let the ONNX model take any height and width (not detection).
+        evaluate_data: read the checkpoint's data for the parity check, calibration and metrics; without it,
+            calibration uses random images and nothing is scored.
+        calibration: training batches used to calibrate int8.
+        threads: onnxruntime and PyTorch threads for the latency column.
+        data_overrides: data module arguments to change (``root`` where the data now lives, ``num_workers``).
+    """
+    from mobilenets.distill import DistillationTask
+    from mobilenets.tasks.base import load_datamodule, load_task
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    task = load_task(checkpoint)
+    if isinstance(task, DistillationTask):
+        task = task.student.eval()
+    export = inference_model(task)
+    size = export.resolution
+    files = {"onnx": export_onnx(task, output / "model.onnx", dynamic_size)}
+    report: dict[str, Any] = {"checkpoint": str(checkpoint), "task": export.task_class, "resolution": size}
+    datamodule = None
+    if evaluate_data:
+        datamodule = load_datamodule(checkpoint, **{"num_workers": 0, **(data_overrides or {})})
+        datamodule.prepare_data()
+        datamodule.setup("validate")
+        loader = datamodule.val_dataloader()
+        first = next(export_batches(loader, size))["image"]
+        report["parity_fp32"] = parity(export, OnnxRunner(files["onnx"], threads), first)
+    if int8:
+        if datamodule is not None:
+            batches = calibration_batches(datamodule, size, calibration)
+        else:
+            generator = torch.Generator().manual_seed(0)
+            batches = [torch.rand(8, 3, size, size, generator=generator).numpy() for _ in range(calibration)]
+        files["int8"] = quantize_int8(files["onnx"], output / "model.int8.onnx", batches)
+    if pt2:
+        files["pt2"] = export_program(task, output / "model.pt2")
+    runners: dict[str, Any] = {"pytorch": TorchRunner(export)}
+    runners.update({name: OnnxRunner(files[name], threads) for name in ("onnx", "int8") if name in files})
+    if datamodule is not None:
+        report["metrics"] = {name: evaluate(run, export, task, datamodule) for name, run in runners.items()}
+    if not isinstance(export, DetectionExport):  # detection's latency depends on how many boxes survive
+        report["latency_ms"] = _latency_ms(runners, size, threads)
+    report["files"] = {name: str(path) for name, path in files.items()}
+    partial = output / "export_report.json.partial"
+    partial.write_text(json.dumps(report, indent=2))
+    partial.replace(output / "export_report.json")
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The export report as the tables ``mobilenets export`` prints."""
+    lines = [f"### Export of {report['checkpoint']} ({report['task']}, {report['resolution']} px)", ""]
+    if "parity_fp32" in report:
+        lines += ["onnxruntime fp32 vs PyTorch on a validation batch: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in report["parity_fp32"].items()), ""]
+    metrics, latency = report.get("metrics", {}), report.get("latency_ms", {})
+    runtimes = list(metrics or latency)
+    names = sorted({name for values in metrics.values() for name in values})
+    columns = ["runtime", *names, *(["batch-1 ms"] if latency else [])]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for runtime in runtimes:
+        cells = [f"{metrics[runtime][name]:.4f}" for name in names] if metrics else []
+        cells += [f"{latency[runtime]:.2f}"] if latency else []
+        lines.append("| " + " | ".join([runtime, *cells]) + " |")
+    lines += ["", "files: " + ", ".join(report["files"].values())]
+    return "\n".join(lines) + "\n"
