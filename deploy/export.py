@@ -230,8 +230,8 @@ def _export_class(task: BaseTask) -> type[TaskExport]:
                                      (DetectionTask, DetectionExport)):
         if isinstance(task, task_class):
             return export_class
-    raise TypeError(f"no export for {type(task).__name__}: export one of the five tasks (a distillation "
-                    f"checkpoint first becomes its student with `mobilenets student`)")
+    raise TypeError(f"no export for {type(task).__name__}: export one of the five tasks (of a distiller, its "
+                    f"student)")
 
 
 def inference_model(task: BaseTask) -> TaskExport:
