@@ -60,6 +60,7 @@ def export_batches(loader: Iterable[dict], size: int) -> Iterator[dict[str, Any]
 
     Detection data keeps images at their own size (SSD resizes them); here they are resized the way SSD's
     transform does (bilinear, to size x size) and ``scale`` records how to map boxes back to the image's pixels.
+    Other batches of another size (a distiller's data, at the teacher's size) are resized as the distiller does.
     """
     for batch in loader:
         images = batch["image"]
@@ -67,6 +68,8 @@ def export_batches(loader: Iterable[dict], size: int) -> Iterator[dict[str, Any]
             batch["scale"] = [(image.shape[-1] / size, image.shape[-2] / size) for image in images]
             images = torch.cat([F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)
                                 for image in images])
+        elif images.shape[-2:] != (size, size):  # a distiller's data is at the teacher's size: the student's view
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         batch["image"] = images.contiguous()
         yield batch
 

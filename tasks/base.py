@@ -51,14 +51,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_task(path: str | Path, task_class: type | None = None) -> BaseTask:
-    """The task a checkpoint holds, in eval mode, its class read from the checkpoint (``_class_path``, which the
-    CLI records) unless ``task_class`` is given."""
+def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningModule:
+    """The task a checkpoint holds (any ``LightningModule``: a ``BaseTask``, a distiller), in eval mode, its class
+    read from the checkpoint (``_class_path``, which the CLI records) unless ``task_class`` is given."""
     path = Path(path)
     class_path = read_checkpoint(path).get("hyper_parameters", {}).get("_class_path")
-    task_class = task_class or (resolve_class(class_path, None) if class_path else None)
-    if task_class is None or not issubclass(task_class, BaseTask):
-        raise ValueError(f"{path}: cannot tell which task it holds (no _class_path); pass the task class")
+    if task_class is None and not class_path:
+        raise ValueError(f"{path}: the checkpoint does not record its task class (no _class_path); pass it")
+    task_class = task_class or resolve_class(class_path, None)
+    if not issubclass(task_class, pl.LightningModule):
+        raise ValueError(f"{path}: {task_class.__name__} is not a LightningModule")
     # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
     # Lightning would otherwise give this task the outer module's hyperparameters.
     task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu", weights_only=False)

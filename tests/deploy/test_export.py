@@ -2,6 +2,7 @@
 Lightning metric, int8 quantization, metadata, and the ``mobilenets export`` command end to end."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,11 @@ def test_export_command_end_to_end(tmp_path, monkeypatch):
         task, DogsDataModule("dogs", resolution=48, batch_size=4, num_workers=0), verbose=False)
     assert report["metrics"]["pytorch"]["top1"] == report["metrics"]["onnx"]["top1"] == pytest.approx(
         validated["val/top1"], abs=1e-6)
+    shutil.rmtree("dogs")  # the checkpoint alone exports (random calibration images, nothing to score)
+    assert main(["export", str(checkpoint), "--output", "bare", "--no-data", "--calibration-batches", "1"]) == 0
+    bare = json.loads(Path("bare/export_report.json").read_text())
+    assert "metrics" not in bare and set(bare["files"]) == {"onnx", "int8"}
+    assert read_metadata("bare/model.onnx")["class_names"] == task.class_names
     program = torch.export.load("out/model.pt2")
     images = torch.rand(3, 3, 48, 48)
     assert torch.allclose(program.module()(images)[0], inference_model(task)(images)[0], atol=1e-5)

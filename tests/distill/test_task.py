@@ -1,5 +1,6 @@
 """DistillationTask end to end through the CLI for each experiment config; teachers, cache, student export."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,11 @@ def test_experiment_configs_fit_and_test_through_the_cli(name, teacher, tmp_path
           "--trainer.enable_progress_bar", "false", "--data.init_args.num_workers", "0",
           "--trainer.default_root_dir", str(tmp_path / "test_runs")])
     assert any(row.get(monitor.replace("val/", "test/")) for row in logged_metrics(tmp_path / "test_runs"))
+    if name == "dogs":  # the distillation checkpoint exports its student, scored on the student's view of the data
+        main(["export", str(saved), "--output", str(tmp_path / "export"), "--no-int8"])
+        report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+        assert report["task"].endswith("ClassificationTask") and report["resolution"] == 128
+        assert report["metrics"]["onnx"] == report["metrics"]["pytorch"]
 
 
 def test_hint_trains_an_adapter_from_the_teachers_map(dogs, tmp_path):
