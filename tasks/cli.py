@@ -9,6 +9,7 @@ beside Lightning's in ``mobilenets --help``.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -367,8 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_suite_messages() -> None:
+    """Print the suite's own log messages (synthetic data written, partitions built, bad records skipped) as
+    Lightning prints its own: INFO and up, to stderr, once per process."""
+    logger = logging.getLogger("mobilenets")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[mobilenets] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mobilenets`` and ``python -m mobilenets.tasks``."""
+    show_suite_messages()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
         MobileNetsCLI(args=argv)  # None: LightningCLI reads sys.argv itself

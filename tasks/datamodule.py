@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
@@ -282,11 +283,22 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     #: how samples become a batch (detection keeps images and targets as lists)
     collate_fn: Any = None
 
+    def evaluation_sampler(self, dataset: Dataset) -> Sampler | None:
+        """Under DDP, each rank's share of an evaluation split without padding: Lightning's default
+        ``DistributedSampler`` repeats samples to even out the ranks, and a metric would count them twice."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                            shuffle=False)
+
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        sampler = None if shuffle else self.evaluation_sampler(self.datasets[split])
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             collate_fn=self.collate_fn,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,

@@ -66,7 +66,7 @@ class ClassificationTask(BaseTask):
     def _evaluate(self, batch: dict, stage: str, metrics: MetricCollection) -> None:
         loss, logits = self.supervised_loss(batch)
         metrics.update(logits, batch["label"])
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]))
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
         self.log_dict(metrics, prog_bar=stage == "val")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

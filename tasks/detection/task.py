@@ -136,10 +136,13 @@ class DetectionTask(BaseTask):
         stats = coco_evaluate(datamodule.coco_for(stage), detections, image_ids)
         for name in STAT_NAMES:
             self.log(f"{stage}/{name}", stats[name], prog_bar=name in ("mAP", "mAP50"))
+        log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / f"detections_{stage}.json"
+            out = Path(log_dir or self.trainer.default_root_dir) / f"detections_{stage}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(detections))
+            partial = out.with_name(out.name + ".partial")
+            partial.write_text(json.dumps(detections))
+            partial.replace(out)  # a results file is never seen half-written
 
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val")

@@ -91,13 +91,13 @@ class FaceAttributesTask(BaseTask):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits = self.supervised_loss(batch)
         self.val_metrics.update(logits.sigmoid(), batch["label"].long())
-        self.log("val/loss", loss, batch_size=len(batch["label"]))
+        self.log("val/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
         self.log_dict(self.val_metrics, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits = self.supervised_loss(batch)
         self.test_metrics.update(logits.sigmoid(), batch["label"].long())
-        self.log("test/loss", loss, batch_size=len(batch["label"]))
+        self.log("test/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         """Log test/mAP and test/balanced_accuracy; write the per-attribute table as ``attributes.csv``."""

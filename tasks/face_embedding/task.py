@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from pytorch_metric_learning import distances, losses, miners
 
 from mobilenets.tasks.base import BaseTask
@@ -97,15 +98,13 @@ class FaceEmbeddingTask(BaseTask):
         self._collect(batch)
 
     def _gathered_embeddings(self) -> dict[int, np.ndarray]:
-        """Every rank's embeddings (each image once, whatever the sampler duplicated)."""
-        if not self._embeddings:
-            return {}
-        indices = torch.tensor(sorted(self._embeddings), device=self.device)
-        vectors = torch.stack([self._embeddings[i] for i in indices.tolist()]).to(self.device)
+        """Every rank's embeddings, each image once (ranks may hold different numbers of images)."""
+        embeddings = {index: vector.numpy() for index, vector in self._embeddings.items()}
         if self.trainer.world_size > 1:
-            indices = self.all_gather(indices).flatten()
-            vectors = self.all_gather(vectors).flatten(0, 1)
-        return {int(i): v for i, v in zip(indices.cpu().tolist(), vectors.cpu().numpy())}
+            gathered: list[Any] = [None] * self.trainer.world_size
+            dist.all_gather_object(gathered, embeddings)
+            embeddings = {index: vector for part in gathered for index, vector in part.items()}
+        return embeddings
 
     def _evaluate(self, stage: str) -> None:
         embeddings = self._gathered_embeddings()
