@@ -40,7 +40,9 @@ class TeacherCache:
     def _meta(self) -> dict:
         return {"num_samples": self.num_samples, "fingerprint": self.fingerprint}
 
-    def _create(self, width: int, dtype: np.dtype) -> None:
+    def create(self, width: int, dtype: np.dtype = np.float32) -> None:
+        """Make empty files for ``width`` values per sample (under DDP rank 0 does this before training, so that
+        no two processes create them at once)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "meta.json").unlink(missing_ok=True)  # incomplete until meta.json is written
         self.outputs = open_memmap(self.folder / "outputs.npy", mode="w+", dtype=dtype,
@@ -65,7 +67,7 @@ class TeacherCache:
         """Write the outputs of ``indices`` (one row each)."""
         values = outputs.detach().float().cpu().numpy().reshape(len(indices), -1)
         if self.outputs is None:
-            self._create(values.shape[1], np.float32)
+            self.create(values.shape[1])
         rows = indices.cpu().numpy()
         self.outputs[rows] = values
         self.filled[rows] = 1

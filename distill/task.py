@@ -200,8 +200,12 @@ class DistillationTask(pl.LightningModule):
                 files = "".join(str(record.path) for record in dataset.records)
                 key = hashlib.sha256((fingerprint + files).encode()).hexdigest()
                 folder = Path(self.hparams.teacher_cache) / source
-                if self.trainer.is_global_zero:
-                    TeacherCache(folder, len(dataset), key)
+                if self.trainer.is_global_zero:  # rank 0 makes the files; the others open them once they exist
+                    cache = TeacherCache(folder, len(dataset), key)
+                    if cache.outputs is None:
+                        with torch.no_grad():
+                            width = self.teacher(dataset[0]["image"][None]).reshape(1, -1).shape[1]
+                        cache.create(width)
                 self.trainer.strategy.barrier()
                 self.caches[source] = TeacherCache(folder, len(dataset), key)
 

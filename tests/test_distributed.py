@@ -94,3 +94,42 @@ def test_two_processes_evaluate_exactly_like_one(name, tmp_path, monkeypatch):
     metrics = {key for key, value in single.items() if key.startswith("val/") and key != "val/loss" and value}
     assert metrics and metrics == {k for k, v in double.items() if k.startswith("val/") and k != "val/loss" and v}
     assert {k: float(single[k]) for k in metrics} == pytest.approx({k: float(double[k]) for k in metrics}, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_path, monkeypatch):
+    """Rank 0 alone creates the cache files; both ranks then fill their own samples' rows, and every row holds
+    exactly what the teacher gives for that sample."""
+    import numpy as np
+    import pytorch_lightning as pl
+
+    from mobilenets.backbone import BackboneConfig
+    from mobilenets.distill import TeacherConfig, load_teacher
+    from mobilenets.tasks.classification import ClassificationTask
+
+    monkeypatch.chdir(tmp_path)
+    teacher_task = ClassificationTask(num_classes=6, backbone=BackboneConfig(alpha=0.25), resolution=160)
+    torch.save({"state_dict": teacher_task.state_dict(), "hyper_parameters": dict(teacher_task.hparams),
+                "pytorch-lightning_version": pl.__version__}, "teacher.ckpt")
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "distill" / "dogs.yaml")
+    options = "{num_classes: 6, train_per_class: 5, test_per_class: 1}"
+    result = subprocess.run(
+        [sys.executable, "-m", "mobilenets.tasks", "fit", "--config", config,
+         "--model.init_args.teacher.checkpoint", "teacher.ckpt", "--model.init_args.teacher_cache", "cache",
+         "--data.init_args.root", "data", "--data.init_args.synthetic_options", options,
+         "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0", "--trainer.max_epochs", "1",
+         "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "run", "--trainer.accelerator", "cpu",
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = DogsDataModule("data", resolution=160, num_workers=0, val_fraction=0.15, label_fraction=0.1)
+    data.setup("fit")
+    data.enable_distillation(deterministic=True)
+    teacher = load_teacher(TeacherConfig(checkpoint="teacher.ckpt"), ClassificationTask)
+    for source, split in (("labeled", "train"), ("unlabeled", "unlabeled")):
+        dataset = data.datasets[split]
+        outputs = np.load(Path("cache") / source / "outputs.npy")
+        assert np.load(Path("cache") / source / "filled.npy").all() and len(outputs) == len(dataset)
+        with torch.no_grad():
+            expected = torch.cat([teacher(dataset[i]["image"][None]) for i in range(len(dataset))])
+        assert np.allclose(outputs, expected.numpy(), atol=1e-5)
