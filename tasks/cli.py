@@ -12,15 +12,17 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.cli import LightningCLI
 
 from mobilenets.backbone import MobileNetV1, check_resolution
 from mobilenets.backbone.profile import layer_table, registered_tables, render
 from mobilenets.distill import DistillationTask
 from mobilenets.tasks.base import PredictionWriter
+from mobilenets.tasks.resume import AtomicCheckpointIO, ExactResume, find_last_checkpoint
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
 from mobilenets.tasks.detection import CocoDataModule, DetectionTask, write_coco
 from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask, write_celeba
@@ -28,6 +30,8 @@ from mobilenets.tasks.face_embedding import FaceEmbeddingTask, FaceIdentityDataM
 from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask, write_geotagged
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
+
+log = logging.getLogger(__name__)
 
 # Importing the tasks registers their classes (short names in configs) and their profile tables.
 TASKS = (ClassificationTask, DetectionTask, FaceAttributesTask, FaceEmbeddingTask, GeolocationTask, DistillationTask)
@@ -73,6 +77,26 @@ class MobileNetsCLI(LightningCLI):
         parser.link_arguments("model.init_args.resolution", "data.init_args.resolution")
         # predict writes a CSV in every task; --predictions.output_file chooses where.
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        # Every fit resumes exactly from its checkpoints and saves one on SIGTERM.
+        parser.add_lightning_class_args(ExactResume, "resume")
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Lightning's trainer, writing checkpoints atomically unless a plugin already chose how to write them."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` under the trainer's root directory, whichever logger
+        version wrote it (Lightning looks only in this run's new version folder); none there starts afresh."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        root = self.trainer.default_root_dir
+        found = find_last_checkpoint(root)
+        config["ckpt_path"] = str(found) if found else None
+        log.info("resuming from %s", found) if found else log.info("no last.ckpt under %s: starting afresh", root)
 
 
 def parse_key_values(spec: str) -> dict:

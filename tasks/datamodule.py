@@ -143,6 +143,8 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             unlabeled images, which only distillation (``mobilenets.distill``) uses.
         unlabeled: more unlabeled training images for distillation: a folder (any tree) or a CSV file whose
             ``file`` column lists image paths (relative to the CSV's folder or absolute).
+        persistent_workers: keep loader workers alive between epochs (faster); false makes a resumed fit repeat
+            an uninterrupted one exactly with ``num_workers > 0`` (``mobilenets.tasks.resume``).
     """
 
     def __init__(
@@ -159,6 +161,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         predict_dir: str | None = None,
         label_fraction: float = 1.0,
         unlabeled: str | None = None,
+        persistent_workers: bool = True,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -301,7 +304,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             sampler=sampler,
             collate_fn=self.collate_fn,
             num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
+            persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0,
             drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
         )
 

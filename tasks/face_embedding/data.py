@@ -172,6 +172,6 @@ class FaceIdentityDataModule(BaseDataModule):
             batch_size=self.hparams.batch_size,
             sampler=sampler,
             num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
+            persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0,
             drop_last=True,
         )
