@@ -24,6 +24,7 @@ from mobilenets.deploy.evaluate import (
     quantize_int8,
 )
 from mobilenets.deploy.export import DetectionExport, export_onnx, inference_model
+from mobilenets.tasks.base import write_text
 
 __all__ = ["export_checkpoint", "export_program", "report_markdown"]
 
@@ -101,9 +102,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, int8: bool = T
     if not isinstance(export, DetectionExport):  # detection's latency depends on how many boxes survive
         report["latency_ms"] = _latency_ms(runners, size, threads)
     report["files"] = {name: str(path) for name, path in files.items()}
-    partial = output / "export_report.json.partial"
-    partial.write_text(json.dumps(report, indent=2))
-    partial.replace(output / "export_report.json")
+    write_text(output / "export_report.json", json.dumps(report, indent=2))
     return report
 
 

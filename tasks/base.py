@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import csv
 import importlib
+import io
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -24,7 +25,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
 
 __all__ = ["BaseTask", "PredictionWriter", "load_datamodule", "load_task", "parameter_groups", "resolve_class",
-           "write_csv"]
+           "write_csv", "write_text"]
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,23 @@ def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModul
     return resolve_class(class_path, None)(**{**hparams, **overrides})
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write rows (dicts with the same keys) as CSV; via a temporary file, so no half-written file remains."""
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a results file via a temporary file beside it and a rename: no half-written file ever remains."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        writer.writerows(rows)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
     tmp.replace(path)
+    return path
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows (dicts with the same keys) as CSV, atomically (``write_text``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -108,13 +117,17 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any,
                            batch_indices: Any) -> None:
         rows = [row for batch in predictions for row in batch]
+        if trainer.world_size > 1:  # every rank predicted its own share; rank 0 writes them all
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = [row for part in gathered for row in part]
         default_name = f"predictions.{getattr(pl_module, 'prediction_format', 'csv')}"
-        path = Path(self.output_file or Path(trainer.log_dir or trainer.default_root_dir) / default_name)
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        if not trainer.is_global_zero:
+            return
+        path = Path(self.output_file or Path(log_dir or trainer.default_root_dir) / default_name)
         if path.suffix == ".json":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(rows))
-            tmp.replace(path)
+            write_text(path, json.dumps(rows))
         else:
             write_csv(path, rows)
         log.info("wrote %d predictions to %s", len(rows), path)

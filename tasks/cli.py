@@ -165,6 +165,10 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.plot:
             for path in deploy_plots(rows, args.plot):
                 print(f"wrote {path}")
+    elif args.target == "shards":
+        from mobilenets.tasks.bench import bench_shards
+
+        table = bench_shards(num_workers=args.num_workers if args.num_workers is not None else 2)
     elif args.target == "train":
         from mobilenets.tasks.bench import bench_training
 
@@ -337,6 +341,26 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_export)
 
 
+def run_shards(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
+    from mobilenets.tasks.shards import write_shards
+
+    datamodule = MobileNetsCLI(["--config", args.config, *overrides], run=False).datamodule
+    counts = write_shards(datamodule, args.output, tuple(args.splits), args.maxcount)
+    for split, count in counts.items():
+        print(f"{split}: {count} samples in {args.output}/{split}-*.tar")
+    return 0
+
+
+def _add_shards(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "shards", help="write a config's dataset as WebDataset tar shards (train from them with data.shards)")
+    parser.add_argument("--config", required=True, help="a task config (its data section is used)")
+    parser.add_argument("--output", required=True, help="folder for <split>-NNNNNN.tar and <split>.json")
+    parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    parser.add_argument("--maxcount", type=int, default=1000, help="samples per shard")
+    parser.set_defaults(handler=run_shards, passes_overrides=True)
+
+
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
@@ -352,11 +376,12 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
     parser.add_argument(
-        "target", choices=["backbone", "train", "data", "detection", "s2", "distill", "deploy"],
+        "target", choices=["backbone", "train", "data", "detection", "s2", "distill", "deploy", "shards"],
         help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; s2: S2 cell ids vs s2sphere; "
         "distill: distillation epochs without and with the teacher-output cache; deploy: PyTorch, onnxruntime "
-        "fp32 and int8 over alpha x resolution, timm's export as the reference",
+        "fp32 and int8 over alpha x resolution, timm's export as the reference; shards: geolocation training data "
+        "from image files vs WebDataset shards",
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--rounds", type=int, default=20)
@@ -373,7 +398,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_export,
-    _add_bench,
+    _add_shards, _add_bench,
 ]
 
 
@@ -410,5 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
         MobileNetsCLI(args=argv)  # None: LightningCLI reads sys.argv itself
         return 0
-    args = build_parser().parse_args(args_list)
+    args, overrides = build_parser().parse_known_args(args_list)
+    if getattr(args, "passes_overrides", False):  # config overrides such as --data.init_args.root go through
+        return args.handler(args, overrides)
+    if overrides:
+        build_parser().error(f"unrecognized arguments: {' '.join(overrides)}")
     return args.handler(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from torchvision import tv_tensors
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
@@ -145,6 +146,8 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             ``file`` column lists image paths (relative to the CSV's folder or absolute).
         persistent_workers: keep loader workers alive between epochs (faster); false makes a resumed fit repeat
             an uninterrupted one exactly with ``num_workers > 0`` (``mobilenets.tasks.resume``).
+        shards: a folder of WebDataset shards written by ``mobilenets shards``: training streams from it
+            (``mobilenets.tasks.shards``); validation and test still read the files.
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         label_fraction: float = 1.0,
         unlabeled: str | None = None,
         persistent_workers: bool = True,
+        shards: str | None = None,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -169,6 +173,9 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if not 0 <= label_fraction <= 1:
             raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
+        if shards and (label_fraction < 1 or unlabeled):
+            raise ValueError("shards stream the training split, so label_fraction and unlabeled (which split a listed "
+                             "one) cannot be used with them")
         self.save_hyperparameters()
         self.root = Path(root)
         self.skipped: list[str] = []
@@ -185,10 +192,16 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         raise NotImplementedError(f"{type(self).__name__} must implement read_splits or build_datasets")
 
     def prepare_data(self) -> None:
-        """Write the synthetic dataset once, if asked for and the root is empty (rank 0 only)."""
+        """Write the synthetic dataset once, if asked for and the root is empty (rank 0 only). It is written
+        beside the root and renamed into place, so an interrupted write never looks like a finished dataset."""
         if self.hparams.synthetic and not (self.root.exists() and any(self.root.iterdir())):
             log.info("writing synthetic data to %s", self.root)
-            self.write_synthetic(self.root, **(self.hparams.synthetic_options or {}))
+            partial = self.root.with_name(self.root.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)  # what an interrupted write left
+            self.write_synthetic(partial, **(self.hparams.synthetic_options or {}))
+            if self.root.exists():
+                self.root.rmdir()  # empty, as checked above
+            partial.rename(self.root)
 
     def split_off_validation(self, records: list[ImageRecord]) -> tuple[list[ImageRecord], list[ImageRecord]]:
         """Seeded random (train, val) split by ``val_fraction``."""
@@ -209,7 +222,21 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:
             self.datasets = self.build_datasets()
+            if self.hparams.shards:
+                self.datasets["train"] = self.shard_dataset()
             self._split_unlabeled()
+
+    def shard_label(self, stored: Any) -> Any:
+        """The training label of a sample streamed from shards, from the label ``mobilenets shards`` stored
+        (as stored, unless a task derives it anew; None leaves the sample out)."""
+        return stored
+
+    def shard_dataset(self) -> Dataset:
+        """The training split streamed from ``shards`` (``mobilenets.tasks.shards``)."""
+        from mobilenets.tasks.shards import ShardedImages
+
+        return ShardedImages(self.hparams.shards, "train", self.train_transform(), self.shard_label,
+                             skip_bad=self.hparams.skip_bad)
 
     def _split_unlabeled(self) -> None:
         """Apply ``label_fraction`` and ``unlabeled``: the ``unlabeled`` dataset distillation trains on."""
@@ -268,7 +295,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             if self.skipped:
                 log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
         datasets: dict[str, Dataset] = {
-            "train": ImageDataset(splits["train"], self.train_transform()),
+            "train": ImageDataset(splits.get("train", []), self.train_transform()),  # none listed: from shards
             "val": ImageDataset(splits["val"], self.eval_transform()),
             "test": ImageDataset(splits["test"], self.eval_transform()),
         }
@@ -296,11 +323,13 @@ class BaseDataModule(pl.LightningDataModule, ABC):
                                             shuffle=False)
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        sampler = None if shuffle else self.evaluation_sampler(self.datasets[split])
+        dataset = self.datasets[split]
+        streamed = isinstance(dataset, IterableDataset)  # shards shuffle themselves and split over workers
+        sampler = None if shuffle or streamed else self.evaluation_sampler(dataset)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and not streamed,
             sampler=sampler,
             collate_fn=self.collate_fn,
             num_workers=self.hparams.num_workers,

@@ -25,6 +25,7 @@ from torch import nn
 from mobilenets.backbone.profile import profile_model
 from mobilenets.distill import DistillationTask
 from mobilenets.tasks.detection import DetectionTask
+from mobilenets.tasks.base import write_text
 from mobilenets.tasks.detection.model import SSDNetwork
 
 __all__ = ["PAPER", "STAGES", "Stage", "run_demo"]
@@ -275,8 +276,8 @@ def write_report(results: dict[str, dict], output: Path, quick: bool) -> Path:
               "![geolocation](geolocation_map.png)", "", "## Time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {r['seconds']:.0f} |" for name, r in results.items()]
     report = output / "report.md"
-    report.write_text("\n".join(lines) + "\n")
-    (output / "metrics.json").write_text(json.dumps(results, indent=2))
+    write_text(report, "\n".join(lines) + "\n")
+    write_text(output / "metrics.json", json.dumps(results, indent=2))
     return report
 
 
@@ -302,9 +303,7 @@ def run_demo(output: str | Path = "demo_report", quick: bool = False, fresh: boo
         else:
             teacher = results[stage.needs]["checkpoint"] if stage.needs else None
             results[stage.name] = _run_stage(stage, output, quick, teacher)
-            temporary = saved.with_suffix(".tmp")
-            temporary.write_text(json.dumps(results[stage.name], indent=2))
-            temporary.replace(saved)
+            write_text(saved, json.dumps(results[stage.name], indent=2))
             status = f"{results[stage.name]['seconds']:.0f} s"
         result = results[stage.name]
         values = ", ".join(f"{name} {value:.3f}" for name, value in result["metrics"].items())

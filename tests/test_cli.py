@@ -71,7 +71,8 @@ def test_lightning_fit_through_the_cli(tmp_path, monkeypatch):
     metrics = list(tmp_path.rglob("metrics.csv")) + list(tmp_path.rglob("events.out.tfevents*"))
     assert metrics, "Lightning's default logger wrote nothing"
     assert list(tmp_path.rglob("config.yaml"))
-    (checkpoint,) = tmp_path.rglob("*.ckpt")
+    (checkpoint,) = tmp_path.rglob("epoch=*.ckpt")
+    assert len(list(tmp_path.rglob("last.ckpt"))) == 1  # ExactResume: the state to resume from
     restored = TinyTask.load_from_checkpoint(checkpoint)
     assert restored.backbone_config.alpha == 0.25 and restored.backbone.alpha == 0.25
 

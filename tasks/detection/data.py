@@ -49,16 +49,23 @@ def load_coco(path: Path) -> COCO:
 
 
 def validate_coco(coco: COCO, path: Path, image_dir: Path, skip_bad: bool) -> list[str]:
-    """Check every annotation and image; drop bad ones from ``coco`` when ``skip_bad``, else raise."""
+    """Check every annotation and image (with ``skip_bad``, decode every image too); drop bad ones from ``coco``
+    when ``skip_bad``, else raise."""
     skipped, bad_annotations, bad_images = [], set(), set()
     for image_id, image in coco.imgs.items():
-        file = image_dir / image["file_name"]
+        file, source = image_dir / image["file_name"], f"image id {image_id} in {path.name}"
         if not file.is_file():
-            message = f"{file} (image id {image_id} in {path.name}): image file not found"
+            message = f"{file} ({source}): image file not found"
             if not skip_bad:
                 raise BadRecordError(message)
             skipped.append(message)
             bad_images.add(image_id)
+        elif skip_bad:  # opted in: decode once now, so an unreadable image is skipped rather than met mid-epoch
+            try:
+                read_image(file, source)
+            except BadRecordError as error:
+                skipped.append(str(error))
+                bad_images.add(image_id)
     for annotation_id, annotation in coco.anns.items():
         where = f"{path}: annotation id {annotation_id}"
         image = coco.imgs.get(annotation["image_id"])
@@ -167,6 +174,8 @@ class CocoDataModule(BaseDataModule):
     def __init__(self, root: str, train_split: str = "train2017", val_split: str = "val2017",
                  test_split: str | None = None, augment: Literal["ssd", "light"] = "ssd", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
+        if self.hparams.shards:
+            raise ValueError(f"{type(self).__name__} cannot train from shards: detection reads its boxes from COCO annotations")
         self.coco: dict[str, COCO] = {}
         self.category_ids: list[int] = []
         self.class_names: list[str] = []

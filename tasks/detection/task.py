@@ -17,7 +17,7 @@ from torchvision.utils import draw_bounding_boxes
 from mobilenets.backbone import MobileNetV1
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
 from mobilenets.tasks.detection.model import EXTRA_DEPTHS, ssd_mobilenet
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, write_text
 
 __all__ = ["DetectionTask", "DrawDetections"]
 
@@ -138,11 +138,8 @@ class DetectionTask(BaseTask):
             self.log(f"{stage}/{name}", stats[name], prog_bar=name in ("mAP", "mAP50"))
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            out = Path(log_dir or self.trainer.default_root_dir) / f"detections_{stage}.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            partial = out.with_name(out.name + ".partial")
-            partial.write_text(json.dumps(detections))
-            partial.replace(out)  # a results file is never seen half-written
+            write_text(Path(log_dir or self.trainer.default_root_dir) / f"detections_{stage}.json",
+                       json.dumps(detections))
 
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val")

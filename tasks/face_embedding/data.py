@@ -117,6 +117,8 @@ class FaceIdentityDataModule(BaseDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
+        if self.hparams.shards:
+            raise ValueError(f"{type(self).__name__} cannot train from shards: P x K identity batches sample from the listed identities")
         if images_per_identity < 2 or self.hparams.batch_size % images_per_identity:
             raise ValueError(
                 f"images_per_identity must be >= 2 and divide batch_size ({self.hparams.batch_size}), "

@@ -179,7 +179,7 @@ def test_export_command_end_to_end(tmp_path, monkeypatch):
               "--model.resolution", "48", "--data", "DogsDataModule", "--data.root", "dogs", "--data.batch_size", "4",
               "--data.num_workers", "0", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "run"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
-    (checkpoint,) = Path("run").rglob("*.ckpt")
+    (checkpoint,) = Path("run").rglob("epoch=*.ckpt")
     assert main(["export", str(checkpoint), "--output", "out", "--pt2", "--calibration-batches", "2"]) == 0
     assert sorted(p.name for p in Path("out").iterdir()) == ["export_report.json", "model.int8.onnx", "model.onnx",
                                                              "model.pt2"]
