@@ -417,12 +417,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (as logging's own last-resort handler does),
+    not the stream of the moment it was made, which a test harness or a notebook may have closed since."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler sets it once; the property above always answers
+        pass
+
+
 def show_suite_messages() -> None:
     """Print the suite's own log messages (synthetic data written, partitions built, bad records skipped) as
     Lightning prints its own: INFO and up, to stderr, once per process."""
     logger = logging.getLogger("mobilenets")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[mobilenets] %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

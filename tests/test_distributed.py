@@ -16,6 +16,11 @@ from mobilenets.tasks.cli import main
 
 from helpers import logged_metrics
 
+#: A fresh launch: no rendezvous left in the environment by an earlier in-process DDP test (its port may be taken).
+LAUNCH_ENV = {key: value for key, value in os.environ.items()
+              if key not in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK",
+                             "GROUP_RANK", "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED")} | {"OMP_NUM_THREADS": "1"}
+
 COMMON = ["--model.backbone.alpha", "0.25", "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false", "--seed_everything", "0"]
 
@@ -84,7 +89,7 @@ def test_two_processes_evaluate_exactly_like_one(name, tmp_path, monkeypatch):
            "--trainer.default_root_dir", "two", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
            "--trainer.strategy", "ddp"]
     result = subprocess.run([sys.executable, "-m", "mobilenets.tasks", "validate", *two], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            text=True, timeout=300, env=LAUNCH_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("[mobilenets] writing synthetic data") == 1, result.stderr[-3000:]
     if name == "geolocation":
@@ -120,7 +125,7 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
          "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0", "--trainer.max_epochs", "1",
          "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "run", "--trainer.accelerator", "cpu",
          "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        capture_output=True, text=True, timeout=300, env=LAUNCH_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     data = DogsDataModule("data", resolution=160, num_workers=0, val_fraction=0.15, label_fraction=0.1)
     data.setup("fit")

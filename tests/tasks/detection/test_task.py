@@ -138,11 +138,11 @@ def test_training_lifts_map_through_the_evaluation_path(tmp_path):
 
 @pytest.mark.slow
 def test_demo_config_reaches_a_real_map50(tmp_path, monkeypatch):
-    """The demo config with half its epochs (to keep CI short; measured 0.04 -> 0.09 here, and 0.22 after the
-    config's full 24 epochs): val mAP50 more than doubles and passes 0.07 (chance is about 0.005)."""
+    """The demo config with a third of its epochs (to keep CI short; measured 0.031 -> 0.058 here, and 0.22 after
+    the config's full 24 epochs): val mAP50 grows by half and passes 0.05 (chance is about 0.005)."""
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", str(REPO / "configs" / "demo" / "detection.yaml"), "--trainer.max_epochs", "12",
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "detection.yaml"), "--trainer.max_epochs", "8",
           "--trainer.enable_progress_bar", "false"])
     map50 = [float(row["val/mAP50"]) for row in logged_metrics(tmp_path / "runs") if row.get("val/mAP50")]
-    assert len(map50) == 3, map50
-    assert map50[-1] >= 0.07 and map50[-1] > 2 * map50[0], map50
+    assert len(map50) == 2, map50
+    assert map50[-1] >= 0.05 and map50[-1] > 1.5 * map50[0], map50

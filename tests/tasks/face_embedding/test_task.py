@@ -136,11 +136,12 @@ def test_fit_test_predict_verify_through_the_cli(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_demo_config_learns_identities(tmp_path, monkeypatch):
-    """The demo config itself: verification accuracy on unseen identities climbs well above 50%."""
+    """The demo config, run for 12 of its 30 epochs (the suite's time budget): verification accuracy on unseen
+    identities climbs well above 50%."""
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", str(REPO / "configs" / "demo" / "face_embedding.yaml"),
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "face_embedding.yaml"), "--trainer.max_epochs", "12",
           "--trainer.enable_progress_bar", "false"])
     rows = [row for row in logged_metrics(tmp_path / "runs") if row.get("val/accuracy")]
     accuracy = [float(row["val/accuracy"]) for row in rows]
-    assert len(accuracy) == 30 and max(accuracy[-5:]) > 0.75, accuracy
+    assert len(accuracy) == 12 and accuracy[0] < 0.6 and max(accuracy[-4:]) > 0.75, accuracy
     assert float(rows[-1]["val/auc"]) > 0.8
