@@ -24,7 +24,7 @@ from mobilenets.deploy.evaluate import (
     quantize_int8,
 )
 from mobilenets.deploy.export import DetectionExport, export_onnx, inference_model
-from mobilenets.tasks.base import write_text
+from mobilenets.tasks.base import replacing, write_text
 
 __all__ = ["export_checkpoint", "export_program", "report_markdown"]
 
@@ -37,11 +37,9 @@ def export_program(task: Any, path: str | Path) -> Path:
     size = export.resolution
     program = torch.export.export(export, (torch.rand(2, 3, size, size),),
                                   dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    torch.export.save(program, partial)
-    partial.replace(path)
-    return path
+    with replacing(path) as partial:
+        torch.export.save(program, partial)
+    return Path(path)
 
 
 def _latency_ms(runners: dict[str, Any], size: int, threads: int, rounds: int = 20) -> dict[str, float]:

@@ -31,7 +31,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from mobilenets.backbone import fold_batchnorm
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, replacing
 
 __all__ = ["DetectionExport", "TaskExport", "export_onnx", "inference_model", "read_metadata", "save_onnx",
            "trace_to_onnx"]
@@ -296,12 +296,9 @@ def save_onnx(model: Any, path: str | Path) -> Path:
     import onnx
 
     onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    onnx.save(model, partial)
-    partial.replace(path)
-    return path
+    with replacing(path) as partial:
+        onnx.save(model, partial)
+    return Path(path)
 
 
 def export_onnx(task: BaseTask, path: str | Path, dynamic_size: bool = False) -> Path:

@@ -29,7 +29,7 @@ from mobilenets.distill.losses import (
     soft_target_distillation,
 )
 from mobilenets.distill.teachers import TeacherConfig, load_teacher
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, replacing
 
 __all__ = ["DistillationTask", "HintConfig", "build_student", "save_student"]
 
@@ -319,9 +319,6 @@ def save_student(checkpoint_path: str | Path, output_path: str | Path) -> Path:
         "global_step": checkpoint.get("global_step", 0),
         **student["extra"],
     }
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output_path.with_suffix(output_path.suffix + ".tmp")
-    torch.save(output, temporary)
-    temporary.replace(output_path)
-    return output_path
+    with replacing(output_path) as partial:
+        torch.save(output, partial)
+    return Path(output_path)

@@ -6,6 +6,7 @@ subclass says only what is particular to it (``configure_models``, the loss, the
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import csv
 import importlib
@@ -14,7 +15,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
@@ -25,7 +26,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
 
 __all__ = ["BaseTask", "PredictionWriter", "load_datamodule", "load_task", "parameter_groups", "resolve_class",
-           "write_csv", "write_text"]
+           "replacing", "write_csv", "write_text"]
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,25 @@ def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModul
     return resolve_class(class_path, None)(**{**hparams, **overrides})
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    """Write a results file via a temporary file beside it and a rename: no half-written file ever remains."""
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write, renamed over ``path`` when the block succeeds and removed when
+    it fails: a file at ``path`` is always complete (results, exports, checkpoints, shard indexes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a results file atomically (``replacing``)."""
+    with replacing(path) as partial:
+        partial.write_text(text)
+    return Path(path)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

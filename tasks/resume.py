@@ -7,10 +7,10 @@ generators, so a resumed run shuffles and augments differently from an uninterru
 - ``last.ckpt`` is written after every epoch (its validation included), beside the run's ``ModelCheckpoint``
   files; ``--ckpt_path last`` finds the newest one under the trainer's root directory;
 - every checkpoint carries each rank's torch, numpy and Python RNG states, and a resumed fit puts them back
-  before its first training batch is drawn: with the checkpoint taken at an epoch's end, the rest of the run repeats the uninterrupted one exactly (data order, augmentation, dropout). Loader
-  workers draw their seeds from these states when an epoch starts, so this holds with workers too, unless they
-  are persistent across epochs (``persistent_workers: false`` on the data module keeps resumes exact with
-  ``num_workers > 0``);
+  before its first training batch is drawn: with the checkpoint taken at an epoch's end, the rest of the run
+  repeats the uninterrupted one exactly (data order, augmentation, dropout). Loader workers draw their seeds
+  from these states when an epoch starts, so this holds with workers too, unless they are persistent across
+  epochs (``persistent_workers: false`` on the data module keeps resumes exact with ``num_workers > 0``);
 - on SIGTERM (a scheduler's preemption; Lightning stops every rank at the next batch) it saves ``last.ckpt``
   where the run's ``ModelCheckpoint`` saves, so ``--ckpt_path last`` continues from there. A mid-epoch checkpoint
   restarts that epoch's data from its beginning, so such a resume is not bit-exact.
@@ -31,6 +31,8 @@ import torch.distributed as dist
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from mobilenets.tasks.base import replacing
 
 __all__ = ["AtomicCheckpointIO", "ExactResume", "find_last_checkpoint"]
 
@@ -124,17 +126,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         if "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        try:
-            with partial.open("wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            partial.replace(path)
-        finally:
-            partial.unlink(missing_ok=True)
+        with replacing(path) as partial, partial.open("wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def find_last_checkpoint(root: str | Path) -> Path | None:

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from mobilenets.tasks.base import write_text
 from mobilenets.tasks.datamodule import BadRecordError, ImageDataset
 
 __all__ = ["ShardedImages", "write_shards"]
@@ -65,10 +66,8 @@ def write_shards(datamodule: Any, output: str | Path, splits: tuple[str, ...] = 
                                        "file": path.name, "index": index}})
         counts[split] = len(dataset.records)
         names = sorted(p.name for p in output.glob(f"{split}-*.tar"))
-        index_file = output / f"{split}.json"
-        partial = index_file.with_name(index_file.name + ".partial")
-        partial.write_text(json.dumps({"samples": counts[split], "shards": names}))
-        partial.replace(index_file)  # written last: a shard set without it is incomplete
+        # written last: a shard set without its index is incomplete
+        write_text(output / f"{split}.json", json.dumps({"samples": counts[split], "shards": names}))
     return counts
 
 
