@@ -138,3 +138,24 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
         with torch.no_grad():
             expected = torch.cat([teacher(dataset[i]["image"][None]) for i in range(len(dataset))])
         assert np.allclose(outputs, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_processes_train_from_shards_with_equal_shares(tmp_path, monkeypatch):
+    """Under DDP each process draws the same number of samples from the shards (resampled), so no rank waits
+    for another at the epoch's end."""
+    from mobilenets.tasks.shards import write_shards
+
+    monkeypatch.chdir(tmp_path)
+    data = DogsDataModule("dogs", synthetic=True, resolution=32, num_workers=0,
+                          synthetic_options=dict(num_classes=3, train_per_class=8, test_per_class=1))
+    samples = write_shards(data, "shards", splits=("train",), maxcount=4)["train"]
+    args = ["--model", "ClassificationTask", "--model.num_classes", "3", "--model.resolution", "32",
+            "--data", "DogsDataModule", "--data.root", "dogs", "--data.shards", "shards", "--data.batch_size", "4",
+            *COMMON, "--trainer.max_epochs", "1", "--trainer.default_root_dir", "run", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    result = subprocess.run([sys.executable, "-m", "mobilenets.tasks", "fit", *args], capture_output=True,
+                            text=True, timeout=300, env=LAUNCH_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (last,) = Path("run").rglob("last.ckpt")
+    assert torch.load(last, weights_only=False)["global_step"] == samples // 2 // 4
