@@ -96,7 +96,10 @@ class MobileNetsCLI(LightningCLI):
         root = self.trainer.default_root_dir
         found = find_last_checkpoint(root)
         config["ckpt_path"] = str(found) if found else None
-        log.info("resuming from %s", found) if found else log.info("no last.ckpt under %s: starting afresh", root)
+        if found:
+            log.info("resuming from %s", found)
+        else:
+            log.info("no last.ckpt under %s: starting afresh", root)
 
 
 def parse_key_values(spec: str) -> dict:
