@@ -22,6 +22,7 @@ from torch import nn
 from mobilenets.backbone.mobilenet import MobileNetV1, check_resolution
 
 __all__ = [
+    "PAPER_IMAGENET",
     "LayerCost",
     "ModelProfile",
     "PaperRow",
@@ -286,6 +287,13 @@ IMAGENET_ROWS: list[PaperRow] = [
     PaperRow("0.50 MobileNet-160", "9", dict(alpha=0.5), 160, "76", "1.32",
              "the paper truncates 76.5M MACs, and its 1.32M params leave out BN (1.332M - 0.011M = 1.321M)"),
 ]
+
+
+#: The paper's ImageNet accuracy of the width/resolution sweep (Tables 6 and 7, and Table 9's 0.50-160):
+#: (alpha, resolution) -> (top-1 %, MACs M, params M). The demo's report and the deployment plots use it.
+PAPER_IMAGENET = {(1.0, 224): (70.6, 569, 4.2), (0.75, 224): (68.4, 325, 2.6), (0.5, 224): (63.7, 149, 1.3),
+                  (0.25, 224): (50.6, 41, 0.5), (1.0, 192): (69.1, 418, 4.2), (1.0, 160): (67.2, 290, 4.2),
+                  (1.0, 128): (64.4, 186, 4.2), (0.5, 160): (60.2, 76, 1.32)}
 
 
 def model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> ProfileTable:

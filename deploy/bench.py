@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mobilenets.backbone import BackboneConfig, profile_model
-from mobilenets.backbone.profile import ProfileTable
+from mobilenets.backbone.profile import PAPER_IMAGENET, ProfileTable
 from mobilenets.deploy.evaluate import OnnxRunner, quantize_int8
 from mobilenets.deploy.export import ClassifierExport, save_onnx, trace_to_onnx
 
@@ -163,7 +163,6 @@ def deploy_plots(rows: list[DeployRow], output: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mobilenets.tasks.demo import PAPER_IMAGENET
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

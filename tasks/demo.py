@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from mobilenets.backbone.profile import profile_model
+from mobilenets.backbone.profile import PAPER_IMAGENET, profile_model
 from mobilenets.distill import DistillationTask
 from mobilenets.tasks.detection import DetectionTask
 from mobilenets.tasks.base import write_text
@@ -102,10 +102,6 @@ PAPER: dict[str, tuple[str, list[tuple[str, str, float, float]]]] = {
     "face_embedding": ("accuracy at 1e-4 FAR, LFW-style", [("1.0 MobileNet-160", "79.4%", 286, 4.9),
                                                            ("1.0 MobileNet-128", "78.3%", 185, 5.5)]),
 }
-#: The paper's ImageNet rows for the sweep (Tables 6 and 7): (alpha, resolution) -> (top-1, MACs M, params M).
-PAPER_IMAGENET = {(1.0, 224): (70.6, 569, 4.2), (0.75, 224): (68.4, 325, 2.6), (0.5, 224): (63.7, 149, 1.3),
-                  (0.25, 224): (50.6, 41, 0.5), (1.0, 192): (69.1, 418, 4.2), (1.0, 160): (67.2, 290, 4.2),
-                  (1.0, 128): (64.4, 186, 4.2), (0.5, 160): (60.2, 76, 1.32)}
 
 
 def _network(task: pl.LightningModule) -> tuple[nn.Module, int]:

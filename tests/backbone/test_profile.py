@@ -93,3 +93,13 @@ def test_per_layer_table_rows():
     assert profile.layers[0].name == "features.layer0.conv" and profile.layers[0].input_shape == (3, 192, 192)
     assert profile.layers[-1].kind == "fully connected" and profile.layers[-1].macs == 768 * 10
     assert set(profile.by_kind()) == {"conv 3x3", "conv dw 3x3", "conv 1x1", "fully connected"}
+
+
+def test_paper_imagenet_accuracy_rows_match_the_size_rows():
+    """The sweep's accuracy table carries the same printed MACs and params as the paper's model rows."""
+    from mobilenets.backbone.profile import PAPER_IMAGENET
+
+    printed = {(row.model.get("alpha", 1.0), row.resolution): (float(row.paper_macs), float(row.paper_params))
+               for row in IMAGENET_ROWS if set(row.model) <= {"alpha"}}
+    assert {key: (macs, params) for key, (_, macs, params) in PAPER_IMAGENET.items()} == \
+        {key: printed[key] for key in PAPER_IMAGENET}
