@@ -66,9 +66,11 @@ def validated(tmp_path_factory):
     results = {}
     for name, (task, data) in _tasks(root).items():
         trainer = pl.Trainer(max_steps=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             default_root_dir=root / name,
                              enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
         trainer.fit(task, data)
-        (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False).validate(task, data, verbose=False)
+        (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir=root / name).validate(
+            task, data, verbose=False)  # detection writes its detections_val.json there
         results[name] = (task.eval(), data, metrics, root / f"{name}.onnx")
         export_onnx(task, results[name][3])
     return results

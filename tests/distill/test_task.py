@@ -195,7 +195,7 @@ def test_detection_student_learns_from_an_ssd_teacher_on_labeled_and_unlabeled_i
                                 label_fraction=0.5)
     before = [p.detach().clone() for p in task.student.parameters()]
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0)
+                         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)
     trainer.fit(task, datamodule)
     assert len(datamodule.datasets["train"]) == 4 and len(datamodule.datasets["unlabeled"]) == 4
     metrics = trainer.callback_metrics
