@@ -1,10 +1,10 @@
 """The MobileNet v1 backbone: the network, its paper-exact size profile, and local weight loading."""
 
+from mobilenets.backbone.config import BackboneConfig
 from mobilenets.backbone.mobilenet import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LAYERS,
-    BackboneConfig,
     MobileNetV1,
     check_resolution,
     fold_batchnorm,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mobilenets.backbone.mobilenet import MobileNetV1, fold_batchnorm
-from mobilenets.backbone.profile import ProfileTable
+from mobilenets.core.tables import Table
 
 __all__ = ["BenchRow", "bench_backbone", "bench_table"]
 
@@ -76,9 +76,9 @@ def bench_backbone(
     return rows
 
 
-def bench_table(rows: list[BenchRow], threads: int) -> ProfileTable:
+def bench_table(rows: list[BenchRow], threads: int) -> Table:
     """The benchmark as a table for ``mobilenets bench``."""
-    return ProfileTable(
+    return Table(
         key="bench_backbone",
         title=f"Backbone inference, 1.0 MobileNet-224 vs timm mobilenetv1_100 ({threads} threads, median)",
         columns=["batch", "layout", "ours", "ours ms", "timm ms", "ours img/s", "timm img/s", "timm/ours"],

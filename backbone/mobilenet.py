@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from mobilenets.backbone.weights import load_pretrained
 
 __all__ = [
     "LAYERS",
@@ -25,7 +23,6 @@ __all__ = [
     "ConvBNAct",
     "DepthwiseSeparable",
     "MobileNetV1",
-    "BackboneConfig",
     "check_resolution",
     "fold_batchnorm",
     "IMAGENET_MEAN",
@@ -257,36 +254,6 @@ class MobileNetV1(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """The one ``backbone:`` block every task config shares.
-
-    Args:
-        alpha: width multiplier.
-        pretrained: local path to weights (our checkpoint, a task's Lightning checkpoint, or a timm
-            ``mobilenetv1_*`` state dict); never a URL, nothing is downloaded.
-        min_depth, activation, drop_rate, output_stride, separable, shallow: see ``MobileNetV1``.
-    """
-
-    alpha: float = 1.0
-    pretrained: str | None = None
-    min_depth: int = 8
-    activation: Activation = "relu6"
-    drop_rate: float = 0.001
-    output_stride: int = 32
-    separable: bool = True
-    shallow: bool = False
-
-    def build(self, num_classes: int = 0) -> MobileNetV1:
-        """Build the backbone (loading ``pretrained`` if set) with a fresh ``num_classes`` classifier."""
-        kwargs = asdict(self)
-        pretrained = kwargs.pop("pretrained")
-        model = MobileNetV1(num_classes=num_classes, **kwargs)
-        if pretrained:
-            load_pretrained(model, pretrained)
-        return model
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

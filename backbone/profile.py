@@ -5,14 +5,14 @@ all learnable weights. ``profile_model`` counts any ``nn.Module`` that way with 
 torch's own FlopCounterMode counts every aten op (and 2 FLOPs per MAC), so it cannot give the per-layer,
 per-type breakdown of Table 2, which is why this counter is hand-written (tests cross-check the two).
 
-Each paper table is a ``ProfileTable``; task packages register their Section 4 tables with
+Each paper table is a ``Table``; task packages register their Section 4 tables with
 ``register_table`` and ``mobilenets profile`` prints every registered table.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Sequence
 
@@ -20,13 +20,13 @@ import torch
 from torch import nn
 
 from mobilenets.backbone.mobilenet import MobileNetV1, check_resolution
+from mobilenets.core.tables import Table
 
 __all__ = [
     "PAPER_IMAGENET",
     "LayerCost",
     "ModelProfile",
     "PaperRow",
-    "ProfileTable",
     "agrees",
     "compare_rows",
     "imagenet_table",
@@ -129,41 +129,20 @@ def agrees(computed: float, printed: str) -> bool:
     return Decimal(repr(computed)).quantize(Decimal(1).scaleb(places), rounding=ROUND_HALF_UP) == Decimal(printed)
 
 
-@dataclass
-class ProfileTable:
-    """A table as ``mobilenets profile`` prints it: computed values beside the paper's."""
-
-    key: str
-    title: str
-    columns: list[str]
-    rows: list[list[Any]]
-    notes: list[str] = field(default_factory=list)
-
-    def to_markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |"]
-        lines.append("|" + "---|" * len(self.columns))
-        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in self.rows]
-        lines += [""] + [f"{note}" for note in self.notes]
-        return "\n".join(lines).rstrip() + "\n"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+_REGISTRY: dict[str, Callable[[], Table]] = {}
 
 
-_REGISTRY: dict[str, Callable[[], ProfileTable]] = {}
-
-
-def register_table(key: str) -> Callable[[Callable[[], ProfileTable]], Callable[[], ProfileTable]]:
+def register_table(key: str) -> Callable[[Callable[[], Table]], Callable[[], Table]]:
     """Add a table builder to ``mobilenets profile`` (tasks register their Section 4 tables)."""
 
-    def decorator(builder: Callable[[], ProfileTable]) -> Callable[[], ProfileTable]:
+    def decorator(builder: Callable[[], Table]) -> Callable[[], Table]:
         _REGISTRY[key] = builder
         return builder
 
     return decorator
 
 
-def registered_tables() -> dict[str, Callable[[], ProfileTable]]:
+def registered_tables() -> dict[str, Callable[[], Table]]:
     """The table builders in registration order (backbone tables first)."""
     return dict(_REGISTRY)
 
@@ -175,7 +154,7 @@ def _mark(ok: bool, note: str | None = None) -> str:
 
 
 @register_table("table2")
-def table2() -> ProfileTable:
+def table2() -> Table:
     """Table 2: share of MACs and weights per layer type in 1.0 MobileNet-224."""
     paper = {  # type: (MACs %, params %)
         "conv 1x1": ("94.86", "74.59"),
@@ -202,7 +181,7 @@ def table2() -> ProfileTable:
         rows.append([label, f"{macs:.2f}%", f"{paper_macs}%", f"{weights:.2f}%", f"{paper_params}%",
                      _mark(ok, "paper typo" if typo else None)])
     notes.append("Params here are conv/FC weights only (no BN, no bias), which is how the paper's column sums to 100%.")
-    return ProfileTable(
+    return Table(
         key="table2",
         title="Table 2: resources per layer type, 1.0 MobileNet-224",
         columns=["type", "MACs", "paper", "params", "paper", "agrees"],
@@ -219,7 +198,7 @@ def _separable_layer(channels: int) -> nn.Module:
 
 
 @register_table("table3")
-def table3() -> ProfileTable:
+def table3() -> Table:
     """Table 3: one 3x3 layer with M = N = 512 on a 14x14 map, and the effect of alpha and rho."""
     cases = [  # name, module, its input channels, spatial size, paper MACs (M), paper params (M)
         ("Conv 3x3, 512 -> 512", nn.Conv2d(512, 512, 3, padding=1, bias=False), 512, 14, "462", "2.36"),
@@ -233,7 +212,7 @@ def table3() -> ProfileTable:
         macs, params = profile.macs / 1e6, profile.params / 1e6
         ok = agrees(macs, paper_macs) and agrees(params, paper_params)
         rows.append([name, f"{size}x{size}", f"{macs:.2f}", paper_macs, f"{params:.3f}", paper_params, _mark(ok)])
-    return ProfileTable(
+    return Table(
         key="table3",
         title="Table 3: one layer, Dk=3, M=N=512, Df=14 (MACs and params in millions)",
         columns=["layer", "map", "MACs", "paper", "params", "paper", "agrees"],
@@ -296,7 +275,7 @@ PAPER_IMAGENET = {(1.0, 224): (70.6, 569, 4.2), (0.75, 224): (68.4, 325, 2.6), (
                   (1.0, 128): (64.4, 186, 4.2), (0.5, 160): (60.2, 76, 1.32)}
 
 
-def model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> ProfileTable:
+def model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> Table:
     """Profile each paper row and lay the result out beside the paper's values, notes for disagreements."""
     table_rows, notes = [], []
     for result in compare_rows(rows):
@@ -310,7 +289,7 @@ def model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> ProfileT
             mark = "NO"
         table_rows.append([row.name, row.table, f"{result['macs']:.1f}", row.paper_macs,
                            f"{result['params']:.3f}", row.paper_params, mark])
-    return ProfileTable(
+    return Table(
         key=key,
         title=title,
         columns=["model", "paper table", "MACs (M)", "paper", "params (M)", "paper", "agrees"],
@@ -320,12 +299,12 @@ def model_rows_table(key: str, title: str, rows: Sequence[PaperRow]) -> ProfileT
 
 
 @register_table("imagenet")
-def imagenet_table() -> ProfileTable:
+def imagenet_table() -> Table:
     """Tables 4-9: the ImageNet models' MACs and parameters."""
     return model_rows_table("imagenet", "Tables 4-9: ImageNet models (1000 classes)", IMAGENET_ROWS)
 
 
-def layer_table(model: MobileNetV1, resolution: int) -> ProfileTable:
+def layer_table(model: MobileNetV1, resolution: int) -> Table:
     """Table 1 for any single model: each conv/FC layer with its input, MACs and weights."""
     check_resolution(resolution)
     profile = profile_model(model, resolution)
@@ -335,18 +314,9 @@ def layer_table(model: MobileNetV1, resolution: int) -> ProfileTable:
     ]
     rows.append(["total", "", "", f"{profile.macs / 1e6:.3f}", f"{profile.params} params (incl. BN)"])
     config = ", ".join(f"{k}={v}" for k, v in model.config.items())
-    return ProfileTable(
+    return Table(
         key="model",
         title=f"MobileNetV1({config}) at {resolution}x{resolution}",
         columns=["layer", "type", "input", "MACs (M)", "weights"],
         rows=rows,
     )
-
-
-def render(tables: Sequence[ProfileTable], fmt: str = "markdown") -> str:
-    """Render tables as markdown or JSON."""
-    if fmt == "json":
-        return json.dumps([table.to_dict() for table in tables], indent=2)
-    if fmt == "markdown":
-        return "\n".join(table.to_markdown() for table in tables)
-    raise ValueError(f"format must be 'markdown' or 'json', got {fmt!r}")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from mobilenets.backbone.mobilenet import MobileNetV1
+from mobilenets.backbone.mobilenet import MobileNetV1
+from mobilenets.core.io import replacing
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -166,17 +166,13 @@ def _first(items: list[str], shown: int = 6) -> str:
 
 def save_backbone(model: MobileNetV1, path: str | Path) -> None:
     """Save weights with the constructor arguments, so ``load_backbone`` rebuilds the model alone."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "config": dict(model.config), "state_dict": model.state_dict()}, tmp)
-    tmp.replace(path)  # never leave a partial file under the final name
+    with replacing(path) as partial:
+        torch.save({"format": CHECKPOINT_FORMAT, "config": dict(model.config), "state_dict": model.state_dict()},
+                   partial)
 
 
 def load_backbone(path: str | Path) -> MobileNetV1:
     """Rebuild a model saved by ``save_backbone``."""
-    from mobilenets.backbone.mobilenet import MobileNetV1
-
     raw = torch.load(Path(path), map_location="cpu", weights_only=False)
     if not isinstance(raw, Mapping) or raw.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a file written by save_backbone (format {CHECKPOINT_FORMAT})")

@@ -1,5 +1,5 @@
-"""Deployment: ONNX export with the tasks' post-processing, int8 quantization, and latency benchmarks."""
+"""Deployment: ONNX export of any task's inference graph, int8 quantization, runtimes and latency benchmarks."""
 
-from mobilenets.deploy.export import DetectionExport, TaskExport, export_onnx, inference_model, read_metadata
+from mobilenets.deploy.export import export_onnx, inference_model, read_metadata
 
-__all__ = ["DetectionExport", "TaskExport", "export_onnx", "inference_model", "read_metadata"]
+__all__ = ["export_onnx", "inference_model", "read_metadata"]

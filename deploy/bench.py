@@ -21,9 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from mobilenets.backbone import BackboneConfig, profile_model
-from mobilenets.backbone.profile import PAPER_IMAGENET, ProfileTable
+from mobilenets.backbone.profile import PAPER_IMAGENET
+from mobilenets.core.tables import Table
 from mobilenets.deploy.evaluate import OnnxRunner, quantize_int8
-from mobilenets.deploy.export import ClassifierExport, save_onnx, trace_to_onnx
+from mobilenets.deploy.export import inference_model, save_onnx, trace_to_onnx
+from mobilenets.tasks.classification import ClassificationTask
+from mobilenets.tasks.classification.export import ClassifierExport
 
 __all__ = ["DeployRow", "bench_deploy", "deploy_plots", "deploy_table", "time_runtimes"]
 
@@ -64,10 +67,8 @@ class _TimmClassifier(ClassifierExport):
 
 
 def _our_classifier(alpha: float, resolution: int, num_classes: int = 1000) -> ClassifierExport:
-    from mobilenets.tasks.classification import ClassificationTask
-
     task = ClassificationTask(num_classes=num_classes, backbone=BackboneConfig(alpha=alpha), resolution=resolution)
-    return ClassifierExport(task.eval()).eval()
+    return inference_model(task)
 
 
 def time_runtimes(runtimes: dict[str, Callable[[Tensor], Any]], images: Tensor, rounds: int, warmup: int,
@@ -132,7 +133,7 @@ def bench_deploy(alphas: tuple[float, ...] = ALPHAS, resolutions: tuple[int, ...
     return rows
 
 
-def deploy_table(rows: list[DeployRow], threads: int, batch_size: int) -> ProfileTable:
+def deploy_table(rows: list[DeployRow], threads: int, batch_size: int) -> Table:
     """The rows as a table, with each model's int8 speed-up and, for ours at 1.0, the ratios to timm."""
     timm_rows = {row.resolution: row for row in rows if row.model.startswith("timm")}
     table_rows, notes = [], []
@@ -145,7 +146,7 @@ def deploy_table(rows: list[DeployRow], threads: int, batch_size: int) -> Profil
                            f"{row.onnx_ips:.0f}", f"{row.int8_ips:.0f}", versus])
     notes.append("ours / timm: our time over timm's at the same size (onnx fp32 / eager); below 1 is faster. "
                  "Eager runs the export's graph (BN folded) in the faster layout at batch 1.")
-    return ProfileTable(
+    return Table(
         key="bench_deploy",
         title=f"Deployment latency (batch 1, ms) and throughput (batch {batch_size}, img/s), {threads} threads, median",
         columns=["model", "MACs (M)", "eager ms", "onnx fp32 ms", "onnx int8 ms", "int8 speed-up", "eager img/s",

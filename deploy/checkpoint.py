@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
+from mobilenets.core.io import replacing, write_text
 from mobilenets.deploy.bench import time_runtimes
 from mobilenets.deploy.evaluate import (
     OnnxRunner,
@@ -23,8 +23,9 @@ from mobilenets.deploy.evaluate import (
     parity,
     quantize_int8,
 )
-from mobilenets.deploy.export import DetectionExport, export_onnx, inference_model
-from mobilenets.tasks.base import replacing, write_text
+from mobilenets.deploy.export import export_onnx, inference_model
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.loading import load_datamodule
 
 __all__ = ["export_checkpoint", "export_program", "report_markdown"]
 
@@ -47,13 +48,14 @@ def _latency_ms(runners: dict[str, Any], size: int, threads: int, rounds: int = 
     return time_runtimes(runners, torch.rand(1, 3, size, size), rounds, warmup=3)
 
 
-def export_checkpoint(checkpoint: str | Path, output: str | Path, int8: bool = True, pt2: bool = False,
-                      dynamic_size: bool = False, evaluate_data: bool = True, calibration: int = 8,
+def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path, int8: bool = True,
+                      pt2: bool = False, dynamic_size: bool = False, evaluate_data: bool = True, calibration: int = 8,
                       threads: int = 2, data_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export a checkpoint and measure what the export costs in accuracy and gains in speed.
 
     Args:
-        checkpoint: a task checkpoint (``.ckpt``); a distillation checkpoint exports its student.
+        checkpoint: the checkpoint ``task`` was read from (its data module is recorded there).
+        task: the trained task to export (of a distillation checkpoint, its student).
         output: folder for ``model.onnx``, ``model.int8.onnx``, ``model.pt2`` and ``export_report.json``.
         int8: also write the statically quantized model.
         pt2: also write the ``torch.export`` program.
@@ -64,14 +66,9 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, int8: bool = T
         threads: onnxruntime and PyTorch threads for the latency column.
         data_overrides: data module arguments to change (``root`` where the data now lives, ``num_workers``).
     """
-    from mobilenets.distill import DistillationTask
-    from mobilenets.tasks.base import load_datamodule, load_task
-
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    task = load_task(checkpoint)
-    if isinstance(task, DistillationTask):
-        task = task.student.eval()
+    task.eval()
     export = inference_model(task)
     size = export.resolution
     files = {"onnx": export_onnx(task, output / "model.onnx", dynamic_size)}
@@ -97,7 +94,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, int8: bool = T
     runners.update({name: OnnxRunner(files[name], threads) for name in ("onnx", "int8") if name in files})
     if datamodule is not None:
         report["metrics"] = {name: evaluate(run, export, task, datamodule) for name, run in runners.items()}
-    if not isinstance(export, DetectionExport):  # detection's latency depends on how many boxes survive
+    if export.fixed_cost:  # NMS's time depends on how many boxes survive: not timed
         report["latency_ms"] = _latency_ms(runners, size, threads)
     report["files"] = {name: str(path) for name, path in files.items()}
     write_text(output / "export_report.json", json.dumps(report, indent=2))

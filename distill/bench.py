@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from mobilenets.backbone import BackboneConfig
-from mobilenets.backbone.profile import ProfileTable
+from mobilenets.core.tables import Table
 from mobilenets.distill.task import DistillationTask
 from mobilenets.distill.teachers import TeacherConfig
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
@@ -41,7 +41,7 @@ class _EpochSpeed(pl.Callback):
         self.speeds.append(self.images / (time.perf_counter() - self.start))
 
 
-def bench_teacher_cache(epochs: int = 3, batches: int = 6, batch_size: int = 32, threads: int = 2) -> ProfileTable:
+def bench_teacher_cache(epochs: int = 3, batches: int = 6, batch_size: int = 32, threads: int = 2) -> Table:
     """Images per second of distillation epochs without and with ``teacher_cache``."""
     torch.set_num_threads(threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
@@ -68,7 +68,7 @@ def bench_teacher_cache(epochs: int = 3, batches: int = 6, batch_size: int = 32,
             baseline = baseline or later
             rows.append(["teacher cache" if cached else "no cache", f"{speed.speeds[0]:.1f}", f"{later:.1f}",
                          f"{later / baseline:.2f}"])
-    return ProfileTable(
+    return Table(
         key="bench_distill",
         title=f"Distillation, teacher 1.0 MobileNet-224 -> student 0.25 MobileNet-128, batch {batch_size} labeled + "
               f"{batch_size} unlabeled, {batches} steps per epoch ({threads} threads)",

@@ -1,85 +1,12 @@
-"""Distillation losses: what the student is asked to match of the teacher (paper Section 4.4 and 4.5).
-
-torch has the pieces (``kl_div``, ``binary_cross_entropy_with_logits``); these functions fix the recipes:
-Hinton's temperature scaling, the paper's multi-label and embedding targets, and FitNets' hints.
-"""
+"""FitNets' hint loss: the distiller's own criterion on intermediate feature maps. The criteria on the tasks'
+outputs belong to the tasks (``mobilenets.tasks.distillation``, chosen by ``BaseTask.distillation_criterion``)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = [
-    "EmbeddingDistillation",
-    "HintLoss",
-    "detection_distillation",
-    "multilabel_distillation",
-    "soft_target_distillation",
-]
-
-
-def soft_target_distillation(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0,
-                             labels: Tensor | None = None, hard_weight: float = 0.5) -> Tensor:
-    """Hinton et al.'s knowledge distillation for single-label classification.
-
-    ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` averaged over the batch; the ``T^2`` keeps the
-    soft term's gradients the same size whatever the temperature. With ``labels`` the loss is
-    ``hard_weight * cross_entropy + (1 - hard_weight) * soft``; without, the soft term alone.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    _same_shape(student_logits, teacher_logits)
-    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature,
-                    dim=1), reduction="batchmean", log_target=True) * temperature**2
-    if labels is None:
-        return soft
-    return hard_weight * F.cross_entropy(student_logits, labels) + (1 - hard_weight) * soft
-
-
-def multilabel_distillation(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
-    """The paper's attribute distillation: per-attribute BCE against the teacher's sigmoid probabilities."""
-    _same_shape(student_logits, teacher_logits)
-    return F.binary_cross_entropy_with_logits(student_logits, teacher_logits.sigmoid())
-
-
-def detection_distillation(student: dict[str, Tensor], teacher: dict[str, Tensor], temperature: float = 1.0) -> Tensor:
-    """SSD distillation on shared anchors: per-anchor soft targets for the class scores (T²-scaled KL, as
-    Hinton's, averaged over anchors) plus smooth-L1 to the teacher's box offsets, weighted by the teacher's
-    foreground probability so that background anchors do not pull on the boxes.
-
-    Both dicts hold ``cls_logits`` (N, anchors, classes + 1; class 0 is background) and ``bbox_regression``
-    (N, anchors, 4), as torchvision's SSD heads return them.
-    """
-    _same_shape(student["cls_logits"], teacher["cls_logits"])
-    _same_shape(student["bbox_regression"], teacher["bbox_regression"])
-    classes = student["cls_logits"].shape[-1]
-    soft = soft_target_distillation(student["cls_logits"].reshape(-1, classes),
-                                    teacher["cls_logits"].reshape(-1, classes), temperature)
-    foreground = 1 - teacher["cls_logits"].softmax(dim=-1)[..., 0]
-    box = F.smooth_l1_loss(student["bbox_regression"], teacher["bbox_regression"], reduction="none").sum(dim=-1)
-    return soft + (box * foreground).sum() / foreground.sum().clamp(min=1e-6)
-
-
-class EmbeddingDistillation(nn.Module):
-    """The paper's FaceNet distillation: squared L2 distance between student and teacher embeddings.
-
-    When the dimensions differ (a 512-d teacher, a 128-d student), a learned linear map takes the student's
-    embedding into the teacher's space (and is L2-normalised there, as the teacher's embeddings are); the
-    student's own embedding is what it keeps after training.
-    """
-
-    def __init__(self, student_dim: int, teacher_dim: int, normalize: bool = True) -> None:
-        super().__init__()
-        self.projection = nn.Linear(student_dim, teacher_dim, bias=False) if student_dim != teacher_dim else None
-        self.normalize = normalize
-
-    def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
-        if self.projection is not None:
-            student = self.projection(student)
-            if self.normalize:
-                student = F.normalize(student, dim=1)
-        _same_shape(student, teacher)
-        return (student - teacher).pow(2).sum(dim=1).mean()
+__all__ = ["HintLoss"]
 
 
 class HintLoss(nn.Module):
@@ -98,9 +25,3 @@ class HintLoss(nn.Module):
         if adapted.shape[-2:] != teacher_map.shape[-2:]:
             adapted = F.interpolate(adapted, size=teacher_map.shape[-2:], mode="bilinear", align_corners=False)
         return F.mse_loss(adapted, teacher_map)
-
-
-
-def _same_shape(student: Tensor, teacher: Tensor) -> None:
-    if student.shape != teacher.shape:
-        raise ValueError(f"student outputs {tuple(student.shape)} do not match the teacher's {tuple(teacher.shape)}")

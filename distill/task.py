@@ -21,15 +21,10 @@ from torch.nn import functional as F
 
 from mobilenets.backbone import check_resolution
 from mobilenets.distill.cache import TeacherCache
-from mobilenets.distill.losses import (
-    EmbeddingDistillation,
-    HintLoss,
-    detection_distillation,
-    multilabel_distillation,
-    soft_target_distillation,
-)
+from mobilenets.core.io import replacing
+from mobilenets.distill.losses import HintLoss
 from mobilenets.distill.teachers import TeacherConfig, load_teacher
-from mobilenets.tasks.base import BaseTask, replacing
+from mobilenets.tasks.base import BaseTask, monitored_checkpoint
 
 __all__ = ["DistillationTask", "HintConfig", "build_student", "save_student"]
 
@@ -81,11 +76,12 @@ class _Capture:
 class DistillationTask(pl.LightningModule):
     """Train ``student`` (any task of the suite) from a frozen ``teacher``.
 
-    The loss comes from the student's kind: Hinton's soft targets for single-label tasks (dogs, geolocation
-    cells), per-attribute BCE against the teacher's probabilities for attributes, the squared embedding distance
-    for FaceNet, and per-anchor soft targets plus teacher-weighted box offsets for SSD detection (teacher and
-    student SSDs at the same input size, so that they share anchors). Labeled batches add the student's own loss: ``hard_weight * own + (1 - hard_weight) * distill``;
-    unlabeled batches give the distillation term alone.
+    The criterion is the student task's own (``BaseTask.distillation_criterion``): Hinton's soft targets for
+    single-label tasks (dogs, geolocation cells), per-attribute BCE against the teacher's probabilities for
+    attributes, the squared embedding distance for FaceNet, and per-anchor soft targets plus teacher-weighted box
+    offsets for SSD detection (teacher and student SSDs at the same input size, so that they share anchors).
+    Labeled batches add the student's own loss: ``hard_weight * own + (1 - hard_weight) * distill``; unlabeled
+    batches give the distillation term alone.
 
     Args:
         student: the student task (its backbone, resolution, optimizer, metrics): its ``class_path`` and
@@ -110,29 +106,22 @@ class DistillationTask(pl.LightningModule):
         # Records the student's spec (a built module is not a setting: ignored then).
         self.save_hyperparameters(ignore=["student"] if built_by_caller else None)
         task = student if built_by_caller else build_student(student)
-        if task.distill_loss is None:
-            raise ValueError(f"{type(task).__name__} cannot be distilled: it names no distill_loss")
         if not 0 <= hard_weight <= 1:
             raise ValueError(f"hard_weight must be in [0, 1], got {hard_weight}")
         if hint is not None and teacher_cache:
             raise ValueError("teacher_cache skips the teacher, so it cannot give hint maps; use one or the other")
-        if task.distill_loss == "detection" and (teacher_cache or hint is not None):
-            raise ValueError("a detection student takes neither teacher_cache nor hint")
+        if not task.batched_images and (teacher_cache or hint is not None):
+            raise ValueError(f"a {type(task).__name__} student (images at their own sizes) takes neither "
+                             f"teacher_cache nor hint")
         self.student = task
+        self.student.log_to(self.log)  # the student's own logging goes through the module Lightning drives
         self.teacher = load_teacher(teacher, default_task=type(task))
-        self.kind = task.distill_loss
         self.distill_modules = nn.ModuleDict()
         student_out, teacher_out = self._probe()
-        if self.kind == "embedding":
-            self.distill_modules["embedding"] = EmbeddingDistillation(student_out.shape[1], teacher_out.shape[1])
-        elif self.kind == "detection":
-            if any(student_out[k].shape != teacher_out[k].shape for k in student_out):
-                raise ValueError(f"the teacher SSD gives {tuple(teacher_out['cls_logits'].shape[1:])} class scores, "
-                                 f"the student {tuple(student_out['cls_logits'].shape[1:])}: they must share the "
-                                 f"input size, the anchors and the classes")
-        elif student_out.shape != teacher_out.shape:
-            raise ValueError(f"the teacher gives outputs of shape {tuple(teacher_out.shape[1:])}, the student "
-                             f"{tuple(student_out.shape[1:])}: they must predict the same labels")
+        try:
+            self.distill_modules["criterion"] = task.distillation_criterion(student_out, teacher_out, temperature)
+        except NotImplementedError as error:
+            raise ValueError(str(error)) from None
         self._student_maps = self._teacher_maps = None
         if hint is not None:
             self._student_maps = _Capture(getattr(task.backbone.features, f"layer{hint.student_layer}"))
@@ -145,7 +134,7 @@ class DistillationTask(pl.LightningModule):
     def _probe(self) -> tuple[Tensor, Tensor]:
         """One image through both models: their output shapes (and hint maps) before training builds on them."""
         image = torch.rand(2, 3, self.hparams.resolution, self.hparams.resolution)
-        if self.kind == "detection":
+        if not self.student.batched_images:
             image = list(image)
         was_training = self.student.training
         self.student.eval()
@@ -154,11 +143,7 @@ class DistillationTask(pl.LightningModule):
         self.student.train(was_training)
         return outputs
 
-    # Lightning calls only this module's hooks: the student's are handed on, with its logging enabled.
-    def _as_student(self) -> BaseTask:
-        self.student._current_fx_name = self._current_fx_name
-        return self.student
-
+    # Lightning calls only this module's hooks: the student's own are handed on below.
     @property
     def monitor(self) -> str:
         return self.student.monitor
@@ -190,7 +175,7 @@ class DistillationTask(pl.LightningModule):
             datamodule.enable_distillation(deterministic=bool(self.hparams.teacher_cache))
             if self.hparams.teacher_cache:
                 self._open_caches(datamodule)
-        self._as_student().setup(stage)
+        self.student.setup(stage)
 
     def _open_caches(self, datamodule: pl.LightningDataModule) -> None:
         fingerprint = hashlib.sha256(repr((self.hparams.teacher, self.hparams.resolution)).encode()).hexdigest()
@@ -232,17 +217,8 @@ class DistillationTask(pl.LightningModule):
             if batch.get(source) is not None:
                 yield source, batch[source]
 
-    def distillation_loss(self, student_out: Any, teacher_out: Any) -> Tensor:
-        if self.kind == "detection":
-            return detection_distillation(student_out, teacher_out, self.hparams.temperature)
-        if self.kind == "soft":
-            return soft_target_distillation(student_out, teacher_out, self.hparams.temperature)
-        if self.kind == "multilabel":
-            return multilabel_distillation(student_out, teacher_out)
-        return self.distill_modules["embedding"](student_out, teacher_out)
-
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        student = self._as_student()
+        student = self.student
         student_outs, teacher_outs, own_loss = [], [], None
         for source, part in self._parts(batch):
             inputs = self.student_input(part["image"])
@@ -252,7 +228,7 @@ class DistillationTask(pl.LightningModule):
                 outputs = student.distill_outputs(inputs)
             student_outs.append(outputs)
             teacher_outs.append(self.teacher_outputs(part["image"], part["index"], source))
-        distill = self.distillation_loss(_concat(student_outs), _concat(teacher_outs))
+        distill = self.distill_modules["criterion"](_concat(student_outs), _concat(teacher_outs))
         size = sum(len(part["image"]) for _, part in self._parts(batch))
         if own_loss is None:
             loss = distill
@@ -268,19 +244,22 @@ class DistillationTask(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._as_student().validation_step(batch, batch_idx)
+        self.student.validation_step(batch, batch_idx)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._as_student().test_step(batch, batch_idx)
+        self.student.test_step(batch, batch_idx)
 
     def predict_step(self, batch: dict, batch_idx: int) -> Any:
-        return self._as_student().predict_step(batch, batch_idx)
+        return self.student.predict_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
-        self._as_student().on_validation_epoch_end()
+        self.student.on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
-        self._as_student().on_test_epoch_end()
+        self.student.on_test_epoch_end()
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return monitored_checkpoint(self.trainer, self.monitor, self.mode)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The student's own optimizer and schedule, over the student and the distillation adapters only."""

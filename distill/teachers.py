@@ -7,7 +7,6 @@ trainer does, and is left out of the optimizer and of the saved student.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mobilenets.backbone.weights import read_state_dict_file
+from mobilenets.core.checkpoint import read_checkpoint
+from mobilenets.core.imports import resolve_class
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.loading import load_task
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "load_teacher"]
 
@@ -94,20 +97,11 @@ class Teacher(nn.Module):
         return self.model(self.prepare(images))
 
 
-def _import(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    if not module:
-        raise ValueError(f"{path!r} is not an import path such as 'package.module.Class'")
-    return getattr(importlib.import_module(module), name)
-
-
 def _suite_teacher(config: TeacherConfig, default_task: type | None) -> Teacher:
-    from mobilenets.tasks.base import BaseTask, load_task, read_checkpoint
-
     path = Path(config.checkpoint)
     hparams = read_checkpoint(path).get("hyper_parameters", {})
     task_path = config.task or hparams.get("_class_path")
-    task_class = _import(task_path) if task_path else default_task
+    task_class = resolve_class(task_path) if task_path else default_task
     if task_class is None or not issubclass(task_class, BaseTask):
         raise ValueError(f"{path}: cannot tell which task it holds; set teacher.task (e.g. ClassificationTask's "
                          f"import path)")
@@ -136,7 +130,7 @@ def _built_teacher(config: TeacherConfig) -> Teacher:
         else:
             raise ValueError(f"teacher arch must be 'torchvision:<name>' or 'timm:<name>', got {config.arch!r}")
     else:
-        model = _import(config.class_path)(**kwargs)
+        model = resolve_class(config.class_path)(**kwargs)
     if config.weights:
         state_dict = read_state_dict_file(config.weights)
         result = model.load_state_dict(state_dict, strict=False)

@@ -1,177 +1,53 @@
-"""What every task shares: the backbone from one config block, the optimizer and schedule, parameter groups.
+"""BaseTask: what every task shares, and the task protocol through which distill, deploy and the CLI use a task.
 
-Follows torchgeo's BaseTask: the base owns the hyperparameters, model building and optimizer setup; each task
-subclass says only what is particular to it (``configure_models``, the loss, the metrics, the steps).
+Follows torchgeo's BaseTask: the base owns the hyperparameters, model building, the optimizer, the training step,
+checkpointed attributes and the monitored checkpoint; each task subclass says only what is particular to it. The
+*task protocol* (``supervised_loss``, ``distill_outputs``, ``distillation_criterion``, ``inference_network``,
+``export_module``, ``evaluate_outputs``, ``draw``) is how the layers above reach a task's behaviour without knowing
+which task it is: adding a task means adding its package (docs/adding-a-task.md).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import csv
-import importlib
-import io
-import json
-import logging
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import BasePredictionWriter
 import torch
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
+from mobilenets.core.imports import resolve_class
+from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch import nn
 
-__all__ = ["BaseTask", "PredictionWriter", "load_datamodule", "load_task", "parameter_groups", "resolve_class",
-           "replacing", "write_csv", "write_text"]
+if TYPE_CHECKING:
+    from mobilenets.tasks.export import TaskExport
 
-log = logging.getLogger(__name__)
-
-# The paper's RMSprop (TF's decay 0.9, momentum 0.9, epsilon 1.0), used unless the config says otherwise.
-RMSPROP_DEFAULTS = {"alpha": 0.9, "momentum": 0.9, "eps": 1.0}
-
-
-def resolve_class(name: str, module: Any) -> type:
-    """Find ``name`` in ``module`` (``"RMSprop"``) or import it from a dotted path (``"timm.optim.Lamb"``)."""
-    if "." in name:
-        module_path, _, attr = name.rpartition(".")
-        return getattr(importlib.import_module(module_path), attr)
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise ValueError(f"{name!r} is not in {module.__name__}; give its name there or a full import path") from None
+__all__ = ["BaseTask", "monitored_checkpoint"]
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A Lightning checkpoint's dictionary (on the CPU), with a clear error for a missing file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+
+def silence_intended_warnings() -> None:
+    """Filter the two Lightning warnings that describe what the suite does on purpose (called as tasks are built,
+    so that a harness that resets warning filters between runs keeps them)."""
+    # The task, not the data, normalises images on the device with the statistics its backbone's weights expect
+    # (they travel in its checkpoints); Lightning warns whenever a module overrides this hook beside a data module.
+    warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule`")
+    # A frozen backbone (freeze_backbone) or a distiller's frozen teacher stays in eval mode while training.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
-def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningModule:
-    """The task a checkpoint holds (any ``LightningModule``: a ``BaseTask``, a distiller), in eval mode, its class
-    read from the checkpoint (``_class_path``, which the CLI records) unless ``task_class`` is given."""
-    path = Path(path)
-    class_path = read_checkpoint(path).get("hyper_parameters", {}).get("_class_path")
-    if task_class is None and not class_path:
-        raise ValueError(f"{path}: the checkpoint does not record its task class (no _class_path); pass it")
-    task_class = task_class or resolve_class(class_path, None)
-    if not issubclass(task_class, pl.LightningModule):
-        raise ValueError(f"{path}: {task_class.__name__} is not a LightningModule")
-    # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
-    # Lightning would otherwise give this task the outer module's hyperparameters.
-    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu", weights_only=False)
-    return task.eval()
-
-
-def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModule:
-    """The data module a checkpoint was trained with (its recorded class and arguments), ``overrides`` applied
-    (``root`` to read the data from another place, ``batch_size``, ``num_workers`` ...)."""
-    hparams = dict(read_checkpoint(path).get("datamodule_hyper_parameters") or {})
-    class_path = hparams.pop("_class_path", None)
-    hparams.pop("_instantiator", None)
-    if not class_path:
-        raise ValueError(f"{path}: the checkpoint records no data module; train through the mobilenets CLI, or "
-                         f"give the data's config")
-    return resolve_class(class_path, None)(**{**hparams, **overrides})
-
-
-@contextlib.contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` to write, renamed over ``path`` when the block succeeds and removed when
-    it fails: a file at ``path`` is always complete (results, exports, checkpoints, shard indexes)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        yield partial
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write a results file atomically (``replacing``)."""
-    with replacing(path) as partial:
-        partial.write_text(text)
-    return Path(path)
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write rows (dicts with the same keys) as CSV, atomically (``write_text``)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
-class PredictionWriter(BasePredictionWriter):
-    """Writes what every task's ``predict_step`` returns (one dict per row) as one CSV or JSON file.
-
-    The ``mobilenets`` command adds it to every run (``--predictions.output_file``); in plain Python, pass it
-    in the trainer's callbacks.
-
-    Args:
-        output_file: the file to write, JSON if it ends in ``.json``, else CSV; by default
-            ``<log dir>/predictions.<the task's prediction_format>``.
-    """
-
-    def __init__(self, output_file: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.output_file = output_file
-
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any,
-                           batch_indices: Any) -> None:
-        rows = [row for batch in predictions for row in batch]
-        if trainer.world_size > 1:  # every rank predicted its own share; rank 0 writes them all
-            gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, rows)
-            rows = [row for part in gathered for row in part]
-        default_name = f"predictions.{getattr(pl_module, 'prediction_format', 'csv')}"
-        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
-        if not trainer.is_global_zero:
-            return
-        path = Path(self.output_file or Path(log_dir or trainer.default_root_dir) / default_name)
-        if path.suffix == ".json":
-            write_text(path, json.dumps(rows))
-        else:
-            write_csv(path, rows)
-        log.info("wrote %d predictions to %s", len(rows), path)
-
-
-def _skips_weight_decay(module: nn.Module, param_name: str) -> bool:
-    # The paper: little or no weight decay on depthwise filters; BN parameters and biases get none either.
-    if isinstance(module, _BatchNorm) or param_name == "bias":
-        return True
-    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
-
-
-def parameter_groups(
-    model: nn.Module, backbone: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0
-) -> list[dict[str, Any]]:
-    """Split trainable parameters into (backbone | head) x (decay | no decay) optimizer groups."""
-    backbone_ids = {id(p) for p in backbone.parameters()}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if param.requires_grad:
-                key = (id(param) in backbone_ids, _skips_weight_decay(module, name))
-                groups.setdefault(key, []).append(param)
-    return [
-        {
-            "params": params,
-            "lr": lr * (backbone_lr_mult if in_backbone else 1.0),
-            "weight_decay": 0.0 if no_decay else weight_decay,
-            "name": f"{'backbone' if in_backbone else 'head'}/{'no_decay' if no_decay else 'decay'}",
-        }
-        for (in_backbone, no_decay), params in sorted(groups.items())
-    ]
+def monitored_checkpoint(trainer: pl.Trainer, monitor: str, mode: str) -> list[Callback]:
+    """A ``ModelCheckpoint`` keeping the best epoch by ``monitor`` when the trainer has none that monitors a
+    metric (a checkpoint callback in the config, with its own monitor, is left as it is)."""
+    if any(callback.monitor for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)):
+        return []
+    if not trainer.checkpoint_callbacks:  # enable_checkpointing: false
+        return []
+    return [ModelCheckpoint(monitor=monitor, mode=mode, filename="best-{epoch}")]
 
 
 class BaseTask(pl.LightningModule, ABC):
@@ -193,14 +69,15 @@ class BaseTask(pl.LightningModule, ABC):
             MobileNet on CPU, see README; also the layout GPUs' mixed precision prefers).
     """
 
-    #: the metric checkpoints and early stopping watch, and whether higher is better
+    #: the metric the best checkpoint is chosen by (``monitored_checkpoint``), and whether higher is better
     monitor: str = "val/loss"
     mode: str = "min"
     #: the default file type ``predict`` writes (``PredictionWriter``)
     prediction_format: str = "csv"
-    #: how a teacher's outputs teach this task (``mobilenets.distill``): "soft" (single-label logits),
-    #: "multilabel" (per-label logits), "embedding" or "detection" (SSD head outputs per anchor)
-    distill_loss: str | None = None
+    #: attributes saved in checkpoints beside the weights (label names, a threshold) and restored on load
+    checkpoint_attributes: tuple[str, ...] = ()
+    #: whether a batch's images are one tensor (False: a list of images at their own sizes, as SSD takes them)
+    batched_images: bool = True
 
     def __init__(
         self,
@@ -218,6 +95,7 @@ class BaseTask(pl.LightningModule, ABC):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
+        silence_intended_warnings()
         check_resolution(resolution)
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
@@ -247,14 +125,6 @@ class BaseTask(pl.LightningModule, ABC):
                 f"for {size_argument}={expected}; set model.init_args.{size_argument}: {len(names)}"
             )
         return list(names)
-
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, Any]:
-        """The training loss of a labeled batch and the outputs a teacher teaches (``distill_outputs``'s)."""
-        raise NotImplementedError(f"{type(self).__name__} has no supervised_loss, so it cannot be distilled")
-
-    def distill_outputs(self, images: Any) -> Any:
-        """What a teacher's outputs are compared with: ``forward``'s, unless a task says otherwise."""
-        return self(images)
 
     def build_backbone(self, num_classes: int = 0) -> MobileNetV1:
         """The backbone described by the ``backbone:`` config block, pretrained weights loaded."""
@@ -307,3 +177,65 @@ class BaseTask(pl.LightningModule, ABC):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": hparams.lr_scheduler_interval, "monitor": self.monitor},
         }
+
+    # ---- shared Lightning boilerplate -------------------------------------------------------------------------
+
+    def log_to(self, log: Callable[..., None] | None) -> None:
+        """Send this task's ``self.log`` calls to ``log`` (the ``log`` of a module that holds this task and that
+        Lightning drives, such as a distiller), or back to Lightning's own with None."""
+        self._log_to = log
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_log_to", None) is not None:
+            return self._log_to(name, value, *args, **kwargs)
+        return super().log(name, value, *args, **kwargs)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.supervised_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def configure_callbacks(self) -> list[Callback]:
+        return monitored_checkpoint(self.trainer, self.monitor, self.mode)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint.update({name: getattr(self, name) for name in self.checkpoint_attributes})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name in self.checkpoint_attributes:
+            if name in checkpoint:
+                setattr(self, name, checkpoint[name])
+
+    # ---- the task protocol ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, Any]:
+        """The training loss of a labeled batch, and the outputs a teacher teaches (``distill_outputs``'s)."""
+
+    def distill_outputs(self, images: Any) -> Any:
+        """What a teacher's outputs are compared with: ``forward``'s, unless a task says otherwise."""
+        return self(images)
+
+    def distillation_criterion(self, student_outputs: Any, teacher_outputs: Any, temperature: float) -> nn.Module:
+        """The loss that makes this task's ``distill_outputs`` match a teacher's (a module: it may learn, e.g. a
+        projection), built from one probe batch of each; refuses outputs that cannot be matched."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be distilled: it defines no distillation_criterion")
+
+    def inference_network(self) -> nn.Module:
+        """The image-in module whose outputs the task post-processes, and whose size the paper counts."""
+        return self.model
+
+    def export_module(self) -> TaskExport:
+        """The deployable inference graph: images in [0, 1] -> the task's post-processed outputs."""
+        raise NotImplementedError(f"{type(self).__name__} defines no export_module, so it cannot be exported")
+
+    def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
+                         stage: str) -> dict[str, float]:
+        """The task's own metric over an exported model's outputs: ``outputs`` pairs every batch of the
+        ``stage`` split (its images made the export's input) with the export's ``output_names`` arrays."""
+        raise NotImplementedError(f"{type(self).__name__} defines no evaluate_outputs")
+
+    def draw(self, datamodule: Any, path: Path) -> Path | None:
+        """A picture of the task's predictions on a few evaluation images (the demo's figures); None if the task
+        has nothing to draw beyond its metrics."""
+        return None

@@ -11,17 +11,16 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import torch
+from mobilenets.backbone import MobileNetV1
+from mobilenets.core.tables import Table
+from mobilenets.tasks.classification import DogsDataModule, MobileNetClassifier, write_stanford_dogs
+from mobilenets.tasks.optim import RMSPROP_DEFAULTS
 from torch import nn
 from torch.nn import functional as F
-
-from mobilenets.backbone import MobileNetV1
-from mobilenets.backbone.profile import ProfileTable
-from mobilenets.tasks.base import RMSPROP_DEFAULTS
-from mobilenets.tasks.classification import DogsDataModule, MobileNetClassifier, write_stanford_dogs
 
 __all__ = ["bench_data", "bench_detection", "bench_s2", "bench_shards", "bench_training"]
 
@@ -36,7 +35,7 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
 
 
 def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int = 120, rounds: int = 8,
-                   warmup: int = 2, threads: int = 2) -> ProfileTable:
+                   warmup: int = 2, threads: int = 2) -> Table:
     """Images per second of a training step, ours vs timm, NCHW and channels_last."""
     try:
         import timm
@@ -65,7 +64,7 @@ def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int
         ours, reference = statistics.median(times["ours"]), statistics.median(times["timm"])
         rows.append([batch_size, memory_format, f"{batch_size / ours:.1f}", f"{batch_size / reference:.1f}",
                      f"{reference / ours:.2f}"])
-    return ProfileTable(
+    return Table(
         key="bench_train",
         title=f"Training step, 1.0 MobileNet-{resolution}, {num_classes} classes, RMSprop ({threads} threads, median)",
         columns=["batch", "layout", "ours img/s", "timm img/s", "ours/timm speed"],
@@ -74,7 +73,7 @@ def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int
 
 
 def bench_data(root: str | None = None, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
-               batches: int = 20) -> ProfileTable:
+               batches: int = 20) -> Table:
     """Images per second of the Stanford Dogs training loader (decode + random resized crop + flip).
 
     Without ``root``, a synthetic Stanford Dogs with real-sized images (500 x 375) is written to a
@@ -98,7 +97,7 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
                 if seen >= batches * batch_size:
                     break
         elapsed = time.perf_counter() - start
-    return ProfileTable(
+    return Table(
         key="bench_data",
         title=f"Stanford Dogs training loader at {resolution} px, batch {batch_size}",
         columns=["num_workers", "images/s"],
@@ -106,12 +105,11 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
     )
 
 
-def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, threads: int = 2) -> ProfileTable:
+def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, threads: int = 2) -> Table:
     """End-to-end detection latency at batch 1 (preprocess + network + box decoding + NMS): our SSD300 and
     SSDLite on 1.0 MobileNet beside torchvision's ``ssdlite320_mobilenet_v3_large``, random weights, interleaved."""
-    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
-
     from mobilenets.tasks.detection.model import ssd_mobilenet
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -135,7 +133,7 @@ def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, th
     reference = statistics.median(times["torchvision ssdlite320_mobilenet_v3_large"])
     rows = [[name, f"{statistics.median(t) * 1000:.1f}", f"{reference / statistics.median(t):.2f}"]
             for name, t in times.items()]
-    return ProfileTable(
+    return Table(
         key="bench_detection",
         title=f"Detection latency, batch 1, {resolution} px input, {threads} threads (median of {rounds})",
         columns=["model", "ms", "torchvision ms / this ms"],
@@ -143,11 +141,10 @@ def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, th
     )
 
 
-def bench_s2(points: int = 1_000_000, reference_points: int = 50_000, rounds: int = 3) -> ProfileTable:
+def bench_s2(points: int = 1_000_000, reference_points: int = 50_000, rounds: int = 3) -> Table:
     """S2 leaf cell ids per second: our vectorised NumPy version against s2sphere, one point per call."""
     import numpy as np
     import s2sphere
-
     from mobilenets.tasks.geolocation.partition import cell_ids
 
     rng = np.random.default_rng(0)
@@ -162,7 +159,7 @@ def bench_s2(points: int = 1_000_000, reference_points: int = 50_000, rounds: in
         s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(a, b))
     reference_rate = reference_points / (time.perf_counter() - start)
     our_rate = points / statistics.median(ours)
-    return ProfileTable(
+    return Table(
         key="bench_s2",
         title=f"S2 cell ids of {points:,} random points (ours: median of {rounds}; s2sphere: {reference_points:,} points)",
         columns=["implementation", "points/s", "speed-up"],
@@ -186,14 +183,13 @@ def _time_loader(data: Any, epochs: int = 1) -> tuple[float, float, int]:
 
 
 def bench_shards(num_images: int = 3000, csv_rows: int = 1_000_000, batch_size: int = 32, num_workers: int = 2,
-                 resolution: int = 128) -> ProfileTable:
+                 resolution: int = 128) -> Table:
     """Geolocation training data from image files vs from WebDataset shards: the time from ``setup`` to the first
     batch and the images/s of the training loader over two epochs, on a synthetic geotagged set of
     ``num_images`` photos (70% of them training) written first.
     Then what shards still read at start-up for ``csv_rows`` photos: the coordinates of a CSV that size and
     their S2 partition (built once; later starts read the partition file)."""
     import numpy as np
-
     from mobilenets.tasks.geolocation import GeoDataModule
     from mobilenets.tasks.geolocation.data import read_geotagged_csv
     from mobilenets.tasks.geolocation.partition import build_partition
@@ -222,7 +218,7 @@ def bench_shards(num_images: int = 3000, csv_rows: int = 1_000_000, batch_size: 
         start = time.perf_counter()
         partition = build_partition(lat, lon, 10_000, 50, 2, 13)
         built = time.perf_counter() - start
-    return ProfileTable(
+    return Table(
         key="bench_shards",
         title=f"Geolocation training data, {resolution} px, batch {batch_size}, {num_workers} workers",
         columns=["source", "training photos", "setup to first batch (s)", "images/s", "images timed"],

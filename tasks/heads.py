@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
 from mobilenets.backbone import MobileNetV1
+from torch import Tensor, nn
 
 __all__ = ["MobileNetClassifier"]
 

@@ -29,10 +29,9 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from lightning_fabric.plugins import TorchCheckpointIO
+from mobilenets.core.io import replacing
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-from mobilenets.tasks.base import replacing
 
 __all__ = ["AtomicCheckpointIO", "ExactResume", "find_last_checkpoint"]
 

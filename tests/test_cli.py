@@ -5,9 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from mobilenets.tasks.cli import main
-
+from mobilenets.cli import main
 from tiny_task import TinyTask
 
 
@@ -22,7 +20,7 @@ def test_help_lists_lightning_and_suite_subcommands(capsys):
 
 
 def test_console_script_and_module_entry_points():
-    for command in (["mobilenets", "--help"], [sys.executable, "-m", "mobilenets.tasks", "--help"]):
+    for command in (["mobilenets", "--help"], [sys.executable, "-m", "mobilenets.cli", "--help"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "profile" in result.stdout
@@ -71,7 +69,7 @@ def test_lightning_fit_through_the_cli(tmp_path, monkeypatch):
     metrics = list(tmp_path.rglob("metrics.csv")) + list(tmp_path.rglob("events.out.tfevents*"))
     assert metrics, "Lightning's default logger wrote nothing"
     assert list(tmp_path.rglob("config.yaml"))
-    (checkpoint,) = tmp_path.rglob("epoch=*.ckpt")
+    (checkpoint,) = tmp_path.rglob("best-epoch=*.ckpt")  # the task's monitor chose it (BaseTask.monitor)
     assert len(list(tmp_path.rglob("last.ckpt"))) == 1  # ExactResume: the state to resume from
     restored = TinyTask.load_from_checkpoint(checkpoint)
     assert restored.backbone_config.alpha == 0.25 and restored.backbone.alpha == 0.25

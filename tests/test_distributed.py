@@ -10,11 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-from mobilenets.tasks.classification import DogsDataModule
-from mobilenets.tasks.cli import main
-
 from helpers import logged_metrics
+from mobilenets.cli import main
+from mobilenets.tasks.classification import DogsDataModule
 
 #: A fresh launch: no rendezvous left in the environment by an earlier in-process DDP test (its port may be taken).
 LAUNCH_ENV = {key: value for key, value in os.environ.items()
@@ -88,7 +86,7 @@ def test_two_processes_evaluate_exactly_like_one(name, tmp_path, monkeypatch):
     two = [*args, "--data.root", "data_two", "--data.synthetic", "true", "--ckpt_path", str(checkpoint),
            "--trainer.default_root_dir", "two", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
            "--trainer.strategy", "ddp"]
-    result = subprocess.run([sys.executable, "-m", "mobilenets.tasks", "validate", *two], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "mobilenets.cli", "validate", *two], capture_output=True,
                             text=True, timeout=300, env=LAUNCH_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("[mobilenets] writing synthetic data") == 1, result.stderr[-3000:]
@@ -107,7 +105,6 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
     exactly what the teacher gives for that sample."""
     import numpy as np
     import pytorch_lightning as pl
-
     from mobilenets.backbone import BackboneConfig
     from mobilenets.distill import TeacherConfig, load_teacher
     from mobilenets.tasks.classification import ClassificationTask
@@ -119,7 +116,7 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
     config = str(Path(__file__).resolve().parents[1] / "configs" / "distill" / "dogs.yaml")
     options = "{num_classes: 6, train_per_class: 5, test_per_class: 1}"
     result = subprocess.run(
-        [sys.executable, "-m", "mobilenets.tasks", "fit", "--config", config,
+        [sys.executable, "-m", "mobilenets.cli", "fit", "--config", config,
          "--model.init_args.teacher.checkpoint", "teacher.ckpt", "--model.init_args.teacher_cache", "cache",
          "--data.init_args.root", "data", "--data.init_args.synthetic_options", options,
          "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0", "--trainer.max_epochs", "1",
@@ -154,7 +151,7 @@ def test_two_processes_train_from_shards_with_equal_shares(tmp_path, monkeypatch
             "--data", "DogsDataModule", "--data.root", "dogs", "--data.shards", "shards", "--data.batch_size", "4",
             *COMMON, "--trainer.max_epochs", "1", "--trainer.default_root_dir", "run", "--trainer.accelerator", "cpu",
             "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    result = subprocess.run([sys.executable, "-m", "mobilenets.tasks", "fit", *args], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "mobilenets.cli", "fit", *args], capture_output=True,
                             text=True, timeout=300, env=LAUNCH_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     (last,) = Path("run").rglob("last.ckpt")

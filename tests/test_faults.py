@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from mobilenets.tasks.classification import DogsDataModule
-from mobilenets.tasks.datamodule import BadRecordError
 from mobilenets.tasks.detection import CocoDataModule
 from mobilenets.tasks.face_attributes import CelebADataModule
 from mobilenets.tasks.face_embedding import FaceIdentityDataModule
 from mobilenets.tasks.geolocation import GeoDataModule
+from mobilenets.tasks.images import BadRecordError
 
 DATA = {
     "classification": (DogsDataModule, dict(synthetic_options=dict(num_classes=2, train_per_class=3,
@@ -117,7 +116,6 @@ def test_a_worker_dying_mid_epoch_stops_the_fit_and_the_last_checkpoint_remains(
     import os
 
     import pytorch_lightning as pl
-
     from mobilenets.backbone import BackboneConfig
     from mobilenets.tasks import datamodule as datamodule_module
     from mobilenets.tasks.classification import ClassificationTask

@@ -1,8 +1,9 @@
 """Every package folder is installed: a new sub-package cannot be forgotten in pyproject.toml."""
 
 import importlib
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,10 +34,3 @@ def folder_to_package_path(name: str, package_dir: dict) -> Path:
         if name == package or name.startswith(package + "."):
             return (ROOT / folder / Path(*name[len(package):].split(".")[1:])).resolve()
     raise AssertionError(f"{name} is under no package-dir entry")
-
-
-def test_layers_import_one_way():
-    """backbone imports neither tasks nor distill (DESIGN.md)."""
-    for source in (ROOT / "backbone").rglob("*.py"):
-        text = source.read_text()
-        assert "mobilenets.tasks" not in text and "mobilenets.distill" not in text, source

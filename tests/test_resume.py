@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mobilenets.tasks.cli import main
-from mobilenets.tasks.resume import AtomicCheckpointIO, find_last_checkpoint
-
 from helpers import logged_metrics
+from mobilenets.cli import main
+from mobilenets.tasks.resume import AtomicCheckpointIO, find_last_checkpoint
 
 TESTS = Path(__file__).resolve().parent
 
@@ -46,7 +44,7 @@ def _fit(tmp_path: Path, run: str, extra: str = "", *args: str) -> subprocess.Co
     """``mobilenets fit`` in a fresh process (as a user or a scheduler starts it), one thread for repeatability."""
     config = tmp_path / f"{run}.yaml"
     config.write_text(CONFIG.format(root=tmp_path / "dogs", run=tmp_path / run, extra=extra))
-    return subprocess.run([sys.executable, "-m", "mobilenets.tasks", "fit", "--config", str(config), *args],
+    return subprocess.run([sys.executable, "-m", "mobilenets.cli", "fit", "--config", str(config), *args],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)})
 

@@ -2,12 +2,11 @@
 
 import pytorch_lightning as pl
 import torch
+from mobilenets.backbone import BackboneConfig
+from mobilenets.tasks.base import BaseTask
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
-
-from mobilenets.backbone import BackboneConfig
-from mobilenets.tasks.base import BaseTask
 
 
 class BrightnessDataset(Dataset):
@@ -57,10 +56,9 @@ class TinyTask(BaseTask):
     def configure_models(self) -> None:
         self.model = TinyModel(self.build_backbone(), self.num_classes)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = F.cross_entropy(self.model(batch["image"]), batch["label"])
-        self.log("train/loss", loss)
-        return loss
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch["image"])
+        return F.cross_entropy(logits, batch["label"]), logits
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.log("val/loss", F.cross_entropy(self.model(batch["image"]), batch["label"]))

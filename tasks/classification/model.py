@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mobilenets.backbone.profile import PaperRow, ProfileTable, model_rows_table, register_table
+from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
+from mobilenets.core.tables import Table
 from mobilenets.tasks.heads import MobileNetClassifier
 
 __all__ = ["MobileNetClassifier", "TABLE10_ROWS", "table10"]
@@ -18,6 +19,6 @@ TABLE10_ROWS = [
 
 
 @register_table("table10")
-def table10() -> ProfileTable:
+def table10() -> Table:
     """Table 10: Stanford Dogs models (120 classes)."""
     return model_rows_table("table10", "Table 10: Stanford Dogs (120 classes)", TABLE10_ROWS)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
+import numpy as np
 import torch
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.classification.export import ClassifierExport
+from mobilenets.tasks.classification.model import MobileNetClassifier
+from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
-
-from mobilenets.tasks.base import BaseTask
-from mobilenets.tasks.classification.model import MobileNetClassifier
 
 __all__ = ["ClassificationTask"]
 
@@ -27,7 +29,7 @@ class ClassificationTask(BaseTask):
 
     monitor = "val/top1"
     mode = "max"
-    distill_loss = "soft"
+    checkpoint_attributes = ("class_names",)
 
     def __init__(self, num_classes: int = 120, label_smoothing: float = 0.0, top_k: int = 5, **kwargs: Any) -> None:
         if num_classes < 2:
@@ -58,11 +60,6 @@ class ClassificationTask(BaseTask):
         logits = self.model(batch["image"])
         return F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing), logits
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.supervised_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
-        return loss
-
     def _evaluate(self, batch: dict, stage: str, metrics: MetricCollection) -> None:
         loss, logits = self.supervised_loss(batch)
         metrics.update(logits, batch["label"])
@@ -89,8 +86,20 @@ class ClassificationTask(BaseTask):
             rows.append(row)
         return rows
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["class_names"] = self.class_names
+    def distillation_criterion(self, student_outputs: torch.Tensor, teacher_outputs: torch.Tensor,
+                               temperature: float) -> SoftTargets:
+        """Hinton's soft targets over the class logits."""
+        check_same_shape(student_outputs, teacher_outputs, "class logits")
+        return SoftTargets(temperature)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.class_names = checkpoint.get("class_names", self.class_names)
+    def export_module(self) -> ClassifierExport:
+        return ClassifierExport(self)
+
+    def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
+                         stage: str) -> dict[str, float]:
+        """Top-1 / top-k of the exported probabilities (the same ranking as the logits)."""
+        metrics = self.val_metrics.clone()
+        metrics.reset()
+        for batch, (probabilities, *_) in outputs:
+            metrics.update(torch.from_numpy(probabilities), batch["label"].long())
+        return {name.removeprefix("val/"): float(value) for name, value in metrics.compute().items()}

@@ -14,14 +14,14 @@ from collections import OrderedDict
 from typing import Sequence
 
 import torch
+from mobilenets.backbone import MobileNetV1
+from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
+from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
+from mobilenets.core.tables import Table
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSDScoringHead
 from torchvision.models.detection.ssdlite import SSDLiteHead
-
-from mobilenets.backbone import MobileNetV1
-from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
-from mobilenets.backbone.profile import PaperRow, ProfileTable, model_rows_table, register_table
 
 __all__ = ["MobileNetSSDFeatures", "SSD1x1Head", "TFAnchorGenerator", "TABLE13_ROWS", "ssd_mobilenet", "table13"]
 
@@ -162,6 +162,6 @@ TABLE13_ROWS = [_SSDRow("SSD 300 MobileNet", "13", dict(alpha=1.0, lite=False, n
 
 
 @register_table("table13")
-def table13() -> ProfileTable:
+def table13() -> Table:
     """Table 13: SSD300 on MobileNet with COCO's 90 classes + background."""
     return model_rows_table("table13", "Table 13: COCO detection (90 classes + background, 300 px)", TABLE13_ROWS)

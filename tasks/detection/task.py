@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
+from mobilenets.backbone import MobileNetV1
+from mobilenets.core.distributed import gather_objects
+from mobilenets.core.io import write_text
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.detection.export import DetectionExport
+from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
+from mobilenets.tasks.detection.model import EXTRA_DEPTHS, SSDNetwork, ssd_mobilenet
+from mobilenets.tasks.distillation import DetectionTargets, check_same_shape
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torchvision.ops import box_iou
 from torchvision.utils import draw_bounding_boxes
-
-from mobilenets.backbone import MobileNetV1
-from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
-from mobilenets.tasks.detection.model import EXTRA_DEPTHS, ssd_mobilenet
-from mobilenets.tasks.base import BaseTask, write_text
 
 __all__ = ["DetectionTask", "DrawDetections"]
 
@@ -36,8 +39,9 @@ class DetectionTask(BaseTask):
 
     monitor = "val/mAP"
     mode = "max"
-    distill_loss = "detection"
     prediction_format = "json"
+    checkpoint_attributes = ("category_ids", "class_names")
+    batched_images = False
 
     def __init__(self, num_classes: int = 90, lite: bool = False, extra_depths: Sequence[int] = EXTRA_DEPTHS,
                  score_thresh: float = 0.01, nms_thresh: float = 0.6, detections_per_img: int = 100,
@@ -97,11 +101,6 @@ class DetectionTask(BaseTask):
         self.log("train/loss_cls", losses["classification"], batch_size=size)
         return losses["bbox_regression"] + losses["classification"], head
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.supervised_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
-        return loss
-
     def _to_coco(self, detections: list[dict], image_ids: list[int]) -> list[dict[str, Any]]:
         results = []
         for image_id, found in zip(image_ids, detections):
@@ -125,11 +124,9 @@ class DetectionTask(BaseTask):
     def _evaluate(self, stage: str) -> None:
         detections, image_ids = self._detections, self._image_ids
         self._detections, self._image_ids = [], []
-        if dist.is_available() and dist.is_initialized():  # every rank's detections before evaluating
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (detections, image_ids))
-            detections = [d for part, _ in gathered for d in part]
-            image_ids = [i for _, part in gathered for i in part]
+        gathered = gather_objects((detections, image_ids))  # every rank's detections before evaluating
+        detections = [d for part, _ in gathered for d in part]
+        image_ids = [i for _, part in gathered for i in part]
         datamodule = self.trainer.datamodule
         if not image_ids or datamodule is None:
             return
@@ -156,12 +153,54 @@ class DetectionTask(BaseTask):
                              "category": self.class_names[self.category_ids.index(row["category_id"])]})
         return rows
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["category_ids"], checkpoint["class_names"] = self.category_ids, self.class_names
+    def distillation_criterion(self, student_outputs: dict[str, torch.Tensor], teacher_outputs: dict[str, torch.Tensor],
+                               temperature: float) -> DetectionTargets:
+        """Per-anchor soft targets and foreground-weighted boxes: teacher and student must share the input size, the
+        anchors and the classes."""
+        check_same_shape(student_outputs["cls_logits"], teacher_outputs["cls_logits"], "per-anchor class scores")
+        check_same_shape(student_outputs["bbox_regression"], teacher_outputs["bbox_regression"], "box offsets")
+        return DetectionTargets(temperature)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.category_ids = checkpoint.get("category_ids", self.category_ids)
-        self.class_names = checkpoint.get("class_names", self.class_names)
+    def inference_network(self) -> SSDNetwork:
+        return SSDNetwork(self.model)
+
+    def export_module(self) -> DetectionExport:
+        return DetectionExport(self)
+
+    def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
+                         stage: str) -> dict[str, float]:
+        """COCO mAP of the exported detections, their boxes mapped back to each image's pixels (``scale``)."""
+        detections, image_ids = [], []
+        for batch, (batch_index, boxes, scores, labels) in outputs:
+            for image, box, score, label in zip(batch_index.tolist(), boxes.tolist(), scores.tolist(),
+                                                labels.tolist()):
+                sx, sy = batch["scale"][image]
+                x0, y0, x1, y1 = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+                detections.append({"image_id": int(batch["image_id"][image]),
+                                   "category_id": self.category_ids[label - 1],
+                                   "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score})
+            image_ids += [int(i) for i in batch["image_id"]]
+        stats = coco_evaluate(datamodule.coco_for(stage), detections, image_ids)
+        return {"mAP": stats["mAP"], "mAP50": stats["mAP50"]}
+
+    def draw(self, datamodule: Any, path: Path, min_score: float = 0.3) -> Path:
+        """The first validation images with their detections drawn (score >= ``min_score``), side by side."""
+        from torchvision.utils import make_grid
+
+        self.eval()
+        images = list(next(iter(datamodule.val_dataloader()))["image"][:4])
+        with torch.no_grad():
+            detections = self(images)
+        drawn = []
+        for image, found in zip(images, detections):
+            keep = found["scores"] >= min_score
+            names = [f"{self.class_names[label - 1]} {score:.2f}"
+                     for label, score in zip(found["labels"][keep].tolist(), found["scores"][keep].tolist())]
+            drawn.append(draw_bounding_boxes((image * 255).to(torch.uint8), found["boxes"][keep], names,
+                                             colors="red", width=2))
+        grid = make_grid(drawn, nrow=len(drawn), padding=4)
+        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+        return path
 
 
 class DrawDetections(BasePredictionWriter):

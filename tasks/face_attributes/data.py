@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
-
-from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord
+from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
+from mobilenets.tasks.images import BadRecordError, ImageRecord
 
 __all__ = ["CelebADataModule", "read_celeba_attributes", "read_celeba_partition", "read_attribute_csv"]
 

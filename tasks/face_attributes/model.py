@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mobilenets.backbone.profile import PaperRow, ProfileTable, model_rows_table, register_table
+from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
+from mobilenets.core.tables import Table
 from mobilenets.tasks.heads import MobileNetClassifier
 
 __all__ = ["MobileNetClassifier", "TABLE12_ROWS", "table12"]
@@ -23,6 +24,6 @@ TABLE12_ROWS = [
 
 
 @register_table("table12")
-def table12() -> ProfileTable:
+def table12() -> Table:
     """Table 12: face attribute students (40 attributes)."""
     return model_rows_table("table12", "Table 12: face attributes (40-way multi-label head)", TABLE12_ROWS)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+import numpy as np
 import torch
+from mobilenets.core.io import write_csv
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.distillation import MultilabelTargets, check_same_shape
+from mobilenets.tasks.face_attributes.export import AttributesExport
+from mobilenets.tasks.face_attributes.model import MobileNetClassifier
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -13,9 +19,6 @@ from torchmetrics.classification import (
     MultilabelRecall,
     MultilabelSpecificity,
 )
-
-from mobilenets.tasks.base import BaseTask, write_csv
-from mobilenets.tasks.face_attributes.model import MobileNetClassifier
 
 __all__ = ["FaceAttributesTask", "masked_bce"]
 
@@ -43,7 +46,7 @@ class FaceAttributesTask(BaseTask):
 
     monitor = "val/mAP"
     mode = "max"
-    distill_loss = "multilabel"
+    checkpoint_attributes = ("attribute_names",)
 
     def __init__(self, num_attributes: int = 40, pos_weight: bool = False, **kwargs: Any) -> None:
         if num_attributes < 1:
@@ -83,11 +86,6 @@ class FaceAttributesTask(BaseTask):
         pos_weight = self.positive_weight if self.hparams.pos_weight else None
         return masked_bce(logits, batch["label"], pos_weight), logits
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.supervised_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
-        return loss
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits = self.supervised_loss(batch)
         self.val_metrics.update(logits.sigmoid(), batch["label"].long())
@@ -121,8 +119,20 @@ class FaceAttributesTask(BaseTask):
             for file, probs in zip(batch["file"], probabilities)
         ]
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["attribute_names"] = self.attribute_names
+    def distillation_criterion(self, student_outputs: torch.Tensor, teacher_outputs: torch.Tensor,
+                               temperature: float) -> MultilabelTargets:
+        """The paper's attribute distillation: BCE against the teacher's per-attribute probabilities."""
+        check_same_shape(student_outputs, teacher_outputs, "attribute logits")
+        return MultilabelTargets()
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.attribute_names = checkpoint.get("attribute_names", self.attribute_names)
+    def export_module(self) -> AttributesExport:
+        return AttributesExport(self)
+
+    def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
+                         stage: str) -> dict[str, float]:
+        """Mean AP of the exported probabilities."""
+        metrics = self.val_metrics.clone()
+        metrics.reset()
+        for batch, (probabilities,) in outputs:
+            metrics.update(torch.from_numpy(probabilities), batch["label"].long())
+        return {name.removeprefix("val/"): float(value) for name, value in metrics.compute().items()}

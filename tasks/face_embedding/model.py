@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from mobilenets.backbone import MobileNetV1
+from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
+from mobilenets.core.tables import Table
 from torch import Tensor, nn
 from torch.nn import functional as F
-
-from mobilenets.backbone import MobileNetV1
-from mobilenets.backbone.profile import PaperRow, ProfileTable, model_rows_table, register_table
 
 __all__ = ["EmbeddingNet", "TABLE14_ROWS", "table14"]
 
@@ -43,6 +43,6 @@ TABLE14_ROWS = [
 
 
 @register_table("table14")
-def table14() -> ProfileTable:
+def table14() -> Table:
     """Table 14: FaceNet students (128-d embedding head)."""
     return model_rows_table("table14", "Table 14: FaceNet embeddings (128-d head)", TABLE14_ROWS)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from pytorch_metric_learning import distances, losses, miners
-
+from mobilenets.core.distributed import gather_objects
 from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.distillation import EmbeddingDistillation
+from mobilenets.tasks.face_embedding.export import EmbeddingExport
 from mobilenets.tasks.face_embedding.metrics import squared_distances, verification_metrics
 from mobilenets.tasks.face_embedding.model import EmbeddingNet
+from pytorch_metric_learning import distances, losses, miners
 
 __all__ = ["FaceEmbeddingTask", "count_valid_triplets"]
 
@@ -40,7 +41,7 @@ class FaceEmbeddingTask(BaseTask):
 
     monitor = "val/accuracy"
     mode = "max"
-    distill_loss = "embedding"
+    checkpoint_attributes = ("verification_threshold",)
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class FaceEmbeddingTask(BaseTask):
             self.loss_fn = losses.TripletMarginLoss(margin=margin, distance=squared_l2)
         else:
             self.loss_fn = losses.ArcFaceLoss(num_identities, embedding_dim)
-        self.threshold = 1.0  # the verification threshold of the last evaluation, kept in checkpoints
+        self.verification_threshold = 1.0  # chosen by the last evaluation, kept in checkpoints
         self._embeddings: dict[int, torch.Tensor] = {}
 
     def configure_models(self) -> None:
@@ -81,11 +82,6 @@ class FaceEmbeddingTask(BaseTask):
         self.log("train/active_triplets", len(triplets[0]) / max(valid, 1), batch_size=len(labels))
         return self.loss_fn(embeddings, labels, triplets), embeddings
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.supervised_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
-        return loss
-
     def _collect(self, batch: dict) -> None:
         embeddings = self.model(batch["image"])
         for index, embedding in zip(batch["label"].tolist(), embeddings.detach().float().cpu()):
@@ -97,35 +93,32 @@ class FaceEmbeddingTask(BaseTask):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._collect(batch)
 
-    def _gathered_embeddings(self) -> dict[int, np.ndarray]:
-        """Every rank's embeddings, each image once (ranks may hold different numbers of images)."""
-        embeddings = {index: vector.numpy() for index, vector in self._embeddings.items()}
-        if self.trainer.world_size > 1:
-            gathered: list[Any] = [None] * self.trainer.world_size
-            dist.all_gather_object(gathered, embeddings)
-            embeddings = {index: vector for part in gathered for index, vector in part.items()}
-        return embeddings
-
-    def _evaluate(self, stage: str) -> None:
-        embeddings = self._gathered_embeddings()
-        self._embeddings = {}
-        datamodule = self.trainer.datamodule
-        if not embeddings or datamodule is None:
-            return
+    def verification_results(self, embeddings: dict[int, np.ndarray], datamodule: Any) -> dict[str, Any] | None:
+        """LFW-style verification over the data module's pairs, from each image's embedding (by image index);
+        None when no pair has both its images (e.g. Lightning's sanity check saw too few)."""
         usable = [(pair, a, b) for pair, (a, b) in zip(datamodule.pairs, datamodule.pair_indices)
                   if a in embeddings and b in embeddings]
-        if not usable:  # e.g. Lightning's sanity check saw too few images to complete a pair
-            return
-        first = np.stack([embeddings[a] for _, a, _ in usable])
-        second = np.stack([embeddings[b] for _, _, b in usable])
-        results = verification_metrics(
-            squared_distances(first, second),
+        if not usable:
+            return None
+        return verification_metrics(
+            squared_distances(np.stack([embeddings[a] for _, a, _ in usable]),
+                              np.stack([embeddings[b] for _, _, b in usable])),
             np.array([pair.same for pair, _, _ in usable]),
             np.array([pair.fold for pair, _, _ in usable]),
             val_far=self.hparams.val_far,
             tar_far=self.hparams.tar_far,
         )
-        self.threshold = results["threshold"]
+
+    def _evaluate(self, stage: str) -> None:
+        # every rank's embeddings, each image once (ranks may hold different numbers of images)
+        local = {index: vector.numpy() for index, vector in self._embeddings.items()}
+        embeddings = {index: vector for part in gather_objects(local) for index, vector in part.items()}
+        self._embeddings = {}
+        datamodule = self.trainer.datamodule
+        results = self.verification_results(embeddings, datamodule) if embeddings and datamodule else None
+        if results is None:
+            return
+        self.verification_threshold = results["threshold"]
         for name in ("accuracy", "accuracy_std", "threshold", "val", "far", "auc", "pairs", "smallest_far"):
             self.log(f"{stage}/{name}", float(results[name]), prog_bar=name == "accuracy")
         if results["tar_at_far"] is not None:  # only where the pair set can resolve tar_far
@@ -143,8 +136,22 @@ class FaceEmbeddingTask(BaseTask):
         return [{"file": file, **{f"e{i}": round(v, 7) for i, v in enumerate(vector)}}
                 for file, vector in zip(batch["file"], embeddings)]
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["verification_threshold"] = self.threshold
+    def distillation_criterion(self, student_outputs: torch.Tensor, teacher_outputs: torch.Tensor,
+                               temperature: float) -> EmbeddingDistillation:
+        """The paper's FaceNet distillation: squared L2 to the teacher's embedding (through a learned projection
+        when the sizes differ)."""
+        return EmbeddingDistillation(student_outputs.shape[1], teacher_outputs.shape[1])
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.threshold = checkpoint.get("verification_threshold", self.threshold)
+    def export_module(self) -> EmbeddingExport:
+        return EmbeddingExport(self)
+
+    def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
+                         stage: str) -> dict[str, float]:
+        """Verification accuracy and AUC of the exported embeddings over the data's pairs."""
+        embeddings: dict[int, np.ndarray] = {}
+        for batch, (vectors,) in outputs:
+            embeddings.update(zip(batch["label"].tolist(), vectors))
+        results = self.verification_results(embeddings, datamodule)
+        if results is None:
+            raise ValueError(f"no verification pair of the {stage} split has both its images")
+        return {"accuracy": float(results["accuracy"]), "auc": float(results["auc"])}

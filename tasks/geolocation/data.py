@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mobilenets.tasks.datamodule import BadRecordError, BaseDataModule, ImageRecord
+from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.geolocation.partition import (
     Partition,
     build_partition,
@@ -20,6 +19,7 @@ from mobilenets.tasks.geolocation.partition import (
     write_partition,
 )
 from mobilenets.tasks.geolocation.synthetic import write_geotagged
+from mobilenets.tasks.images import BadRecordError, ImageRecord
 
 __all__ = ["GeoDataModule", "read_geotagged_csv"]
 

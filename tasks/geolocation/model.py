@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mobilenets.backbone.profile import PaperRow, ProfileTable, model_rows_table, register_table
+from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
+from mobilenets.core.tables import Table
 from mobilenets.tasks.heads import MobileNetClassifier
 
 __all__ = ["MobileNetClassifier", "TABLE11_ROWS", "table11"]
@@ -17,6 +18,6 @@ TABLE11_ROWS = [
 
 
 @register_table("table11")
-def table11() -> ProfileTable:
+def table11() -> Table:
     """Table 11: PlaNet-MobileNet at the cell count that gives the paper's 13M parameters."""
     return model_rows_table("table11", "Table 11: PlaNet geolocalization (softmax over S2 cells)", TABLE11_ROWS)

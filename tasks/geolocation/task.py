@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import s2sphere
 import torch
-from pytorch_lightning.callbacks import BasePredictionWriter
-from torch.nn import functional as F
-
 from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.distillation import SoftTargets, check_same_shape
+from mobilenets.tasks.geolocation.export import GeolocationExport, hierarchical_scores
 from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy
 from mobilenets.tasks.geolocation.model import MobileNetClassifier
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torch.nn import functional as F
 
 __all__ = ["DrawGeoPredictions", "GeolocationTask"]
 
@@ -35,7 +37,6 @@ class GeolocationTask(BaseTask):
 
     monitor = "val/acc_2500km"
     mode = "max"
-    distill_loss = "soft"
 
     def __init__(self, num_cells: int = 1000, coarser_cells: list[int] | None = None,
                  location: Literal["mean", "centre"] = "mean", top_k: int = 5, **kwargs: Any) -> None:
@@ -79,13 +80,7 @@ class GeolocationTask(BaseTask):
 
     def finest_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """log p(finest cell) + the log-probabilities of its enclosing coarser cells (where they exist)."""
-        levels = logits.split(self.level_sizes, dim=1)
-        scores = levels[-1].log_softmax(dim=1)
-        for level, coarse in enumerate(levels[:-1]):
-            coarse_log_probs = coarse.log_softmax(dim=1)
-            parents = self.parents[level]
-            scores = scores + torch.where(parents >= 0, coarse_log_probs[:, parents.clamp(min=0)], 0.0)
-        return scores
+        return hierarchical_scores(logits, self.level_sizes, self.parents)
 
     def _loss(self, logits: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         """The sum over levels of the cross-entropy (photos outside a level's cells are ignored there)."""
@@ -95,11 +90,6 @@ class GeolocationTask(BaseTask):
     def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(batch["image"])
         return self._loss(logits, batch["label"][:, 2:].long()), self.finest_scores(logits)
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.supervised_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
-        return loss
 
     def _evaluate(self, batch: dict, stage: str, metric: GeolocationAccuracy) -> None:
         logits = self.model(batch["image"])
@@ -139,6 +129,49 @@ class GeolocationTask(BaseTask):
                 row[f"cell_{rank}"], row[f"prob_{rank}"] = token, round(prob, 6)
             rows.append(row)
         return rows
+
+
+    def distillation_criterion(self, student_outputs: torch.Tensor, teacher_outputs: torch.Tensor,
+                               temperature: float) -> SoftTargets:
+        """Hinton's soft targets over the finest cells' (hierarchical) scores."""
+        check_same_shape(student_outputs, teacher_outputs, "cell scores")
+        return SoftTargets(temperature)
+
+    def export_module(self) -> GeolocationExport:
+        return GeolocationExport(self)
+
+    def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
+                         stage: str) -> dict[str, float]:
+        """Great-circle accuracies of the exported coordinates."""
+        metric = GeolocationAccuracy()
+        for batch, (*_, coordinates) in outputs:
+            coordinates = torch.from_numpy(coordinates).double()
+            metric.update(coordinates[:, 0], coordinates[:, 1], batch["label"][:, 0], batch["label"][:, 1])
+        return {name: float(value) for name, value in metric.compute().items()}
+
+    def draw(self, datamodule: Any, path: Path) -> Path:
+        """Predicted (cell centre) against true coordinates of the test photos, joined by lines."""
+        from matplotlib import pyplot as plt
+
+        self.eval()
+        true, predicted = [], []
+        with torch.no_grad():
+            for batch in datamodule.test_dataloader():
+                cells = self(self.backbone.normalize(batch["image"])).argmax(dim=1)
+                predicted += list(zip(self.cell_lon[cells].tolist(), self.cell_lat[cells].tolist()))
+                true += list(zip(batch["label"][:, 1].tolist(), batch["label"][:, 0].tolist()))
+        figure, axes = plt.subplots(figsize=(9, 4.5))
+        axes.set(xlim=(-180, 180), ylim=(-90, 90), xlabel="longitude", ylabel="latitude",
+                 title="Geolocation: true photo positions and predicted cell centres")
+        axes.grid(True, linewidth=0.3)
+        for (x0, y0), (x1, y1) in zip(true, predicted):
+            axes.plot([x0, x1], [y0, y1], color="0.7", linewidth=0.4)
+        axes.scatter(*zip(*true), s=6, label="true", color="tab:blue")
+        axes.scatter(*zip(*predicted), s=14, marker="x", label="predicted", color="tab:red")
+        axes.legend(loc="lower left")
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(figure)
+        return path
 
 
 class DrawGeoPredictions(BasePredictionWriter):

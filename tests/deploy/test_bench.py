@@ -3,7 +3,7 @@
 import json
 
 from mobilenets.backbone import MobileNetV1, profile_model
-from mobilenets.tasks.cli import main
+from mobilenets.cli import main
 
 
 def test_bench_deploy_rows_reference_and_plots(tmp_path, capsys):

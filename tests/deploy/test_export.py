@@ -10,8 +10,8 @@ import onnx
 import pytest
 import pytorch_lightning as pl
 import torch
-
 from mobilenets.backbone import BackboneConfig
+from mobilenets.cli import main
 from mobilenets.deploy import export_onnx, inference_model, read_metadata
 from mobilenets.deploy.evaluate import (
     OnnxRunner,
@@ -23,7 +23,6 @@ from mobilenets.deploy.evaluate import (
     quantize_int8,
 )
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
-from mobilenets.tasks.cli import main
 from mobilenets.tasks.detection import CocoDataModule, DetectionTask
 from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask, FaceIdentityDataModule

@@ -4,10 +4,9 @@ import math
 
 import pytest
 import torch
-
-from mobilenets.distill import (
+from mobilenets.distill.losses import HintLoss
+from mobilenets.tasks.distillation import (
     EmbeddingDistillation,
-    HintLoss,
     detection_distillation,
     multilabel_distillation,
     soft_target_distillation,

@@ -6,16 +6,14 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-
+from helpers import logged_metrics
 from mobilenets.backbone import BackboneConfig
+from mobilenets.cli import main
 from mobilenets.distill import DistillationTask, HintConfig, TeacherConfig, load_teacher
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
-from mobilenets.tasks.cli import main
 from mobilenets.tasks.detection import DetectionTask
 from mobilenets.tasks.face_attributes import FaceAttributesTask
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask
-
-from helpers import logged_metrics
 from tiny_task import TinyTask
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,10 +4,9 @@ import json
 import math
 
 import pytest
+from mobilenets.cli import main
+from mobilenets.cli.demo import STAGES
 from PIL import Image
-
-from mobilenets.tasks.cli import main
-from mobilenets.tasks.demo import STAGES
 
 FILES = ["report.md", "metrics.json", "accuracy_vs_macs.png", "accuracy_vs_params.png", "detection.png",
          "geolocation_map.png"]
@@ -42,7 +41,7 @@ def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch
 
 
 def test_fresh_starts_over_and_an_empty_run_still_writes_a_report(tmp_path):
-    from mobilenets.tasks.demo import run_demo
+    from mobilenets.cli.demo import run_demo
 
     (tmp_path / "report" / "stages").mkdir(parents=True)
     (tmp_path / "report" / "stages" / "old.json").write_text("{}")

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
+from helpers import logged_metrics
+from mobilenets.cli import main
 from mobilenets.tasks.classification import DogsDataModule
-from mobilenets.tasks.cli import main
-from mobilenets.tasks.datamodule import BadRecordError
 from mobilenets.tasks.detection import CocoDataModule
 from mobilenets.tasks.geolocation import GeoDataModule
+from mobilenets.tasks.images import BadRecordError
 from mobilenets.tasks.shards import ShardedImages, write_shards
-
-from helpers import logged_metrics
 
 DOGS = dict(num_classes=3, train_per_class=8, test_per_class=2)
 

@@ -6,14 +6,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-
+from helpers import logged_metrics
 from mobilenets.backbone import BackboneConfig, MobileNetV1, profile_model
 from mobilenets.backbone.profile import agrees
+from mobilenets.cli import main
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, MobileNetClassifier, table10
 from mobilenets.tasks.classification.model import TABLE10_ROWS
-from mobilenets.tasks.cli import main
-
-from helpers import logged_metrics
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -4,8 +4,6 @@ import shutil
 
 import numpy as np
 import pytest
-
-from mobilenets.tasks.datamodule import BadRecordError
 from mobilenets.tasks.face_attributes.data import (
     CelebADataModule,
     read_attribute_csv,
@@ -13,6 +11,7 @@ from mobilenets.tasks.face_attributes.data import (
     read_celeba_partition,
 )
 from mobilenets.tasks.face_attributes.synthetic import ATTRIBUTES, write_celeba
+from mobilenets.tasks.images import BadRecordError
 
 # The first lines of the real list_attr_celeba.txt, spacing as published (two spaces before a positive value,
 # one before a negative, a trailing space after the names), cut to 5 attributes, with one unknown (0).

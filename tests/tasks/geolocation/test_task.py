@@ -6,14 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from mobilenets.tasks.cli import main
-from mobilenets.tasks.datamodule import BadRecordError
+from helpers import logged_metrics
+from mobilenets.cli import main
 from mobilenets.tasks.geolocation import table11
 from mobilenets.tasks.geolocation.data import read_geotagged_csv
 from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy, haversine_km
-
-from helpers import logged_metrics
+from mobilenets.tasks.images import BadRecordError
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -120,7 +118,6 @@ def test_hierarchical_scores_by_hand():
 
 def test_hierarchical_levels_from_data_to_training(tmp_path):
     import pytorch_lightning as pl
-
     from mobilenets.backbone import BackboneConfig
     from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask
 

@@ -1,11 +1,11 @@
 """``mobilenets demo``: the paper's Section 4 in miniature, on the built-in synthetic data, with a report.
 
-Every stage is a YAML config of this repository run through ``MobileNetsCLI`` (fit, then test on the best
+Every stage is a packaged YAML config (``mobilenets.configs``) run through ``MobileNetsCLI`` (fit, then test on the best
 checkpoint): the five tasks' demo configs, the width x resolution sweep on dogs, and the dogs distillation
 experiment. Each finished stage leaves ``stages/<name>.json``, so a re-run only does what is missing
 (``fresh`` starts over). The report folder gets ``report.md`` (one table per paper table, ours beside the
-paper's), ``metrics.json``, the paper's Figures 4 and 5 with our points, a detection picture and a geolocation
-map.
+paper's), ``metrics.json``, the paper's Figures 4 and 5 with our points, and each stage's own picture where its
+task draws one (``BaseTask.draw``: detections, a geolocation map).
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-from torch import nn
 
 from mobilenets.backbone.profile import PAPER_IMAGENET, profile_model
+from mobilenets.cli.lightning import MobileNetsCLI
+from mobilenets.configs import config_path
+from mobilenets.core.io import write_text
 from mobilenets.distill import DistillationTask
-from mobilenets.tasks.detection import DetectionTask
-from mobilenets.tasks.base import write_text
-from mobilenets.tasks.detection.model import SSDNetwork
+from mobilenets.tasks.base import BaseTask
 
 __all__ = ["PAPER", "STAGES", "Stage", "run_demo"]
-
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 #: --quick: a few training batches per stage, then the whole test split (numbers show the plumbing, not accuracy)
@@ -104,19 +101,14 @@ PAPER: dict[str, tuple[str, list[tuple[str, str, float, float]]]] = {
 }
 
 
-def _network(task: pl.LightningModule) -> tuple[nn.Module, int]:
-    """The image-in module whose MACs and parameters the paper counts, and its input size."""
-    if isinstance(task, DistillationTask):
-        task = task.student
-    model = SSDNetwork(task.model) if isinstance(task, DetectionTask) else task.model
-    return model, task.hparams.resolution
+def _task_of(module: pl.LightningModule) -> BaseTask:
+    """The task a stage trained: a distiller's student, or the task itself."""
+    return module.student if isinstance(module, DistillationTask) else module
 
 
 def _run_stage(stage: Stage, output: Path, quick: bool, teacher: str | None) -> dict[str, Any]:
-    from mobilenets.tasks.cli import MobileNetsCLI
-
     root = output / "runs" / stage.name
-    args = ["--config", str(REPO_CONFIGS / stage.config), "--data.init_args.root", str(output / "data" / stage.data),
+    args = ["--config", str(config_path(stage.config)), "--data.init_args.root", str(output / "data" / stage.data),
             "--trainer.default_root_dir", str(root), *stage.overrides, *(stage.quick if quick else ())]
     if teacher:
         args += ["--model.init_args.teacher.checkpoint", teacher]
@@ -126,65 +118,19 @@ def _run_stage(stage: Stage, output: Path, quick: bool, teacher: str | None) -> 
     callback = cli.trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
     tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
-    network, resolution = _network(cli.model)
-    profile = profile_model(network, resolution)
+    task = _task_of(cli.model)
+    resolution = task.hparams.resolution
+    profile = profile_model(task.inference_network(), resolution)
     result = {
         "stage": stage.name, "title": stage.title, "config": f"configs/{stage.config}",
         "metrics": {name: float(tested[name]) for name in stage.metrics},
         "macs_m": profile.macs / 1e6, "params_m": profile.params / 1e6, "resolution": resolution,
         "seconds": time.perf_counter() - start, "checkpoint": best or "", **stage.options,
     }
-    if stage.name == "detection":
-        _draw_detections(cli.model, cli.datamodule, output / "detection.png")
-    if stage.name == "geolocation":
-        _draw_geolocation(cli.model, cli.datamodule, output / "geolocation_map.png")
+    figure = task.draw(cli.datamodule, output / f"{stage.name}.png")
+    if figure is not None:
+        result["figure"] = figure.name
     return result
-
-
-def _draw_detections(task: DetectionTask, datamodule: pl.LightningDataModule, path: Path) -> None:
-    """The first validation images with their detections drawn (score >= 0.3), side by side."""
-    from PIL import Image
-    from torchvision.utils import draw_bounding_boxes, make_grid
-
-    task.eval()
-    batch = next(iter(datamodule.val_dataloader()))
-    images = [image for image in batch["image"][:4]]
-    with torch.no_grad():
-        detections = task(images)
-    drawn = []
-    for image, found in zip(images, detections):
-        keep = found["scores"] >= 0.3
-        names = [f"{datamodule.class_names[label - 1]} {score:.2f}"
-                 for label, score in zip(found["labels"][keep].tolist(), found["scores"][keep].tolist())]
-        drawn.append(draw_bounding_boxes((image * 255).to(torch.uint8), found["boxes"][keep], names, colors="red",
-                                         width=2))
-    grid = make_grid(drawn, nrow=len(drawn), padding=4)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
-
-
-def _draw_geolocation(task: pl.LightningModule, datamodule: pl.LightningDataModule, path: Path) -> None:
-    """Predicted (cell centre) against true coordinates of the test photos, joined by lines."""
-    from matplotlib import pyplot as plt
-
-    task.eval()
-    true, predicted = [], []
-    with torch.no_grad():
-        for batch in datamodule.test_dataloader():
-            images = task.backbone.normalize(batch["image"])
-            cells = task(images).argmax(dim=1)
-            predicted += list(zip(task.cell_lon[cells].tolist(), task.cell_lat[cells].tolist()))
-            true += list(zip(batch["label"][:, 1].tolist(), batch["label"][:, 0].tolist()))
-    figure, axes = plt.subplots(figsize=(9, 4.5))
-    axes.set(xlim=(-180, 180), ylim=(-90, 90), xlabel="longitude", ylabel="latitude",
-             title="Geolocation: true photo positions and predicted cell centres")
-    axes.grid(True, linewidth=0.3)
-    for (x0, y0), (x1, y1) in zip(true, predicted):
-        axes.plot([x0, x1], [y0, y1], color="0.7", linewidth=0.4)
-    axes.scatter(*zip(*true), s=6, label="true", color="tab:blue")
-    axes.scatter(*zip(*predicted), s=14, marker="x", label="predicted", color="tab:red")
-    axes.legend(loc="lower left")
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
 
 
 def _plot_tradeoffs(results: dict[str, dict], output: Path) -> None:
@@ -268,8 +214,9 @@ def write_report(results: dict[str, dict], output: Path, quick: bool) -> Path:
             lines += _task_table(results[key], key)
     lines += _sweep_table(results) + _distill_table(results)
     lines += ["## Figures", "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
-              "![accuracy vs parameters](accuracy_vs_params.png)", "", "![detections](detection.png)", "",
-              "![geolocation](geolocation_map.png)", "", "## Time per stage", "", "| stage | seconds |", "|---|---|"]
+              "![accuracy vs parameters](accuracy_vs_params.png)", ""]
+    lines += [line for r in results.values() if r.get("figure") for line in (f"![{r['title']}]({r['figure']})", "")]
+    lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {r['seconds']:.0f} |" for name, r in results.items()]
     report = output / "report.md"
     write_text(report, "\n".join(lines) + "\n")

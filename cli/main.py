@@ -1,9 +1,10 @@
 """The ``mobilenets`` command: Lightning's fit/validate/test/predict plus the suite's own subcommands.
 
-Lightning's subcommands go to ``LightningCLI`` unchanged (``--config``, ``--print_config``, overrides such as
-``--trainer.max_epochs 3``, ``class_path``/``init_args`` for model and data). The suite's subcommands
-(``profile``, ``synth``, ``partition``, ``evaluate-coco``, ``verify``, ``bench``) are plain argparse, listed
-beside Lightning's in ``mobilenets --help``.
+Lightning's subcommands go to ``MobileNetsCLI`` (``--config`` a path or a packaged config's name, ``--print_config``,
+overrides such as ``--trainer.max_epochs 3``, ``class_path``/``init_args`` for model and data). The suite's
+subcommands (``profile``, ``synth``, ``export``, ``bench`` ...) are plain argparse, listed beside Lightning's in
+``mobilenets --help``. Nothing heavy is imported until a subcommand runs: each handler imports what it needs, so
+``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -14,36 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import pytorch_lightning as pl
-from lightning_fabric.plugins import TorchCheckpointIO
-from pytorch_lightning.cli import LightningCLI
+from mobilenets.tasks.registry import TASKS
 
-from mobilenets.backbone import MobileNetV1, check_resolution
-from mobilenets.backbone.profile import layer_table, registered_tables, render
-from mobilenets.distill import DistillationTask
-from mobilenets.tasks.base import PredictionWriter
-from mobilenets.tasks.resume import AtomicCheckpointIO, ExactResume, find_last_checkpoint
-from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
-from mobilenets.tasks.detection import CocoDataModule, DetectionTask, write_coco
-from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask, write_celeba
-from mobilenets.tasks.face_embedding import FaceEmbeddingTask, FaceIdentityDataModule, write_faces
-from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask, write_geotagged
-
-__all__ = ["LIGHTNING_SUBCOMMANDS", "MobileNetsCLI", "SYNTHETIC_WRITERS", "build_parser", "main"]
+__all__ = ["LIGHTNING_SUBCOMMANDS", "build_parser", "main"]
 
 log = logging.getLogger(__name__)
-
-# Importing the tasks registers their classes (short names in configs) and their profile tables.
-TASKS = (ClassificationTask, DetectionTask, FaceAttributesTask, FaceEmbeddingTask, GeolocationTask, DistillationTask)
-DATAMODULES = (DogsDataModule, CocoDataModule, CelebADataModule, FaceIdentityDataModule, GeoDataModule)
-#: ``mobilenets synth TASK ROOT``: each task's writer of a synthetic dataset in its real on-disk layout.
-SYNTHETIC_WRITERS: dict[str, Callable[..., object]] = {
-    "classification": write_stanford_dogs,
-    "detection": write_coco,
-    "face_attributes": write_celeba,
-    "face_embedding": write_faces,
-    "geolocation": write_geotagged,
-}
 
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a task from a YAML config (Lightning)",
@@ -51,55 +27,6 @@ LIGHTNING_SUBCOMMANDS = {
     "test": "evaluate on the test set (Lightning)",
     "predict": "run inference and write predictions (Lightning)",
 }
-
-
-class MobileNetsCLI(LightningCLI):
-    """LightningCLI over every task (``BaseTask`` subclasses and ``DistillationTask``) and data module.
-
-    The optimizer comes from the task's own arguments (so depthwise filters and BN skip weight decay),
-    not from LightningCLI's ``--optimizer``, so there is one way to configure it.
-    """
-
-    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
-        super().__init__(
-            model_class=pl.LightningModule,
-            datamodule_class=pl.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            auto_configure_optimizers=False,
-            save_config_kwargs={"overwrite": True},
-            args=list(args) if args is not None else None,
-            run=run,
-        )
-
-    def add_arguments_to_parser(self, parser: pl.cli.LightningArgumentParser) -> None:
-        # One resolution for model and data: the model's is the source, the data module follows it.
-        parser.link_arguments("model.init_args.resolution", "data.init_args.resolution")
-        # predict writes a CSV in every task; --predictions.output_file chooses where.
-        parser.add_lightning_class_args(PredictionWriter, "predictions")
-        # Every fit resumes exactly from its checkpoints and saves one on SIGTERM.
-        parser.add_lightning_class_args(ExactResume, "resume")
-
-    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Lightning's trainer, writing checkpoints atomically unless a plugin already chose how to write them."""
-        trainer = super().instantiate_trainer(**kwargs)
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        return trainer
-
-    def before_fit(self) -> None:
-        """``--ckpt_path last``: the newest ``last.ckpt`` under the trainer's root directory, whichever logger
-        version wrote it (Lightning looks only in this run's new version folder); none there starts afresh."""
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
-            return
-        root = self.trainer.default_root_dir
-        found = find_last_checkpoint(root)
-        config["ckpt_path"] = str(found) if found else None
-        if found:
-            log.info("resuming from %s", found)
-        else:
-            log.info("no last.ckpt under %s: starting afresh", root)
 
 
 def parse_key_values(spec: str) -> dict:
@@ -122,6 +49,11 @@ def parse_key_values(spec: str) -> dict:
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    from mobilenets.backbone import MobileNetV1, check_resolution
+    from mobilenets.backbone.profile import layer_table, registered_tables
+    from mobilenets.core.tables import render
+    from mobilenets.tasks.registry import import_tasks
+
     if args.model is not None:
         kwargs = parse_key_values(args.model)
         resolution = check_resolution(kwargs.pop("resolution", 224))
@@ -131,6 +63,7 @@ def run_profile(args: argparse.Namespace) -> int:
             raise SystemExit(f"--model: {error}") from None
         tables = [layer_table(model, resolution)]
     else:
+        import_tasks()  # each task registers its paper table
         builders = registered_tables()
         unknown = set(args.table or []) - set(builders)
         if unknown:
@@ -141,6 +74,8 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from mobilenets.core.tables import render
+
     if args.target == "backbone":
         from mobilenets.backbone.bench import bench_backbone, bench_table
 
@@ -185,15 +120,17 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from mobilenets.tasks.registry import synthetic_writer
+
     options = parse_key_values(",".join(args.option or []))
-    root = SYNTHETIC_WRITERS[args.task](args.root, seed=args.seed, **options)
+    root = synthetic_writer(args.task)(args.root, seed=args.seed, **options)
     print(f"wrote synthetic {args.task} data to {root}")
     return 0
 
 
 def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("synth", help="write a task's synthetic dataset in the real on-disk layout")
-    parser.add_argument("task", choices=sorted(SYNTHETIC_WRITERS))
+    parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("root", help="folder to write into")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--option", action="append", help="writer argument as key=value, e.g. num_classes=8")
@@ -202,9 +139,9 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     import torch
-
-    from mobilenets.tasks.datamodule import eval_transform, read_image
+    from mobilenets.tasks.face_embedding import FaceEmbeddingTask
     from mobilenets.tasks.face_embedding.metrics import squared_distances
+    from mobilenets.tasks.images import eval_transform, read_image
 
     task = FaceEmbeddingTask.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
     transform = eval_transform(task.hparams.resolution, crop_fraction=1.0)
@@ -212,7 +149,7 @@ def run_verify(args: argparse.Namespace) -> int:
     with torch.no_grad():
         embeddings = task(task.backbone.normalize(images)).numpy()
     distance = float(squared_distances(embeddings[:1], embeddings[1:])[0])
-    threshold = task.threshold if args.threshold is None else args.threshold
+    threshold = task.verification_threshold if args.threshold is None else args.threshold
     verdict = "same person" if distance < threshold else "different people"
     print(f"squared distance {distance:.4f}, threshold {threshold:.4f}: {verdict}")
     return 0
@@ -252,7 +189,7 @@ def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from mobilenets.tasks.demo import run_demo
+    from mobilenets.cli.demo import run_demo
 
     run_demo(args.output, quick=args.quick, fresh=args.fresh)
     return 0
@@ -283,7 +220,6 @@ def _add_student(subparsers: argparse._SubParsersAction) -> None:
 
 def run_partition(args: argparse.Namespace) -> int:
     import numpy as np
-
     from mobilenets.tasks.geolocation.data import read_geotagged_csv
     from mobilenets.tasks.geolocation.partition import build_partitions, write_partition
 
@@ -317,10 +253,15 @@ def _add_partition(subparsers: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from mobilenets.deploy.checkpoint import export_checkpoint, report_markdown
+    from mobilenets.distill import DistillationTask
+    from mobilenets.tasks.loading import load_task
 
     overrides = {"root": args.data_root} if args.data_root else {}
     output = args.output or str(Path(args.checkpoint).with_suffix("")) + "_export"
-    report = export_checkpoint(args.checkpoint, output, int8=not args.no_int8, pt2=args.pt2,
+    task = load_task(args.checkpoint)
+    if isinstance(task, DistillationTask):  # a distiller deploys its student
+        task = task.student
+    report = export_checkpoint(args.checkpoint, task, output, int8=not args.no_int8, pt2=args.pt2,
                                dynamic_size=args.dynamic_size, evaluate_data=not args.no_data,
                                calibration=args.calibration_batches, threads=args.threads, data_overrides=overrides)
     print(report_markdown(report))
@@ -345,6 +286,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_shards(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
+    from mobilenets.cli.lightning import MobileNetsCLI
     from mobilenets.tasks.shards import write_shards
 
     datamodule = MobileNetsCLI(["--config", args.config, *overrides], run=False).datamodule
@@ -448,11 +390,13 @@ def show_suite_messages() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``mobilenets`` and ``python -m mobilenets.tasks``."""
+    """Entry point of ``mobilenets`` and ``python -m mobilenets.cli``."""
     show_suite_messages()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
-        MobileNetsCLI(args=argv)  # None: LightningCLI reads sys.argv itself
+        from mobilenets.cli.lightning import MobileNetsCLI
+
+        MobileNetsCLI(args=argv)  # None: the real command line, which LightningCLI reads itself
         return 0
     args, overrides = build_parser().parse_known_args(args_list)
     if getattr(args, "passes_overrides", False):  # config overrides such as --data.init_args.root go through

@@ -1,0 +1,90 @@
+"""``MobileNetsCLI``: LightningCLI over every registered task, the distiller and their data modules."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+from lightning_fabric.plugins import TorchCheckpointIO
+from mobilenets.configs import config_path
+from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
+from mobilenets.tasks.predictions import PredictionWriter
+from mobilenets.tasks.registry import import_tasks
+from mobilenets.tasks.resume import AtomicCheckpointIO, ExactResume, find_last_checkpoint
+from pytorch_lightning.cli import LightningCLI
+
+__all__ = ["MobileNetsCLI", "resolve_config_args"]
+
+log = logging.getLogger(__name__)
+
+# Short class names in configs (``class_path: ClassificationTask``) resolve among the imported subclasses.
+import_tasks()
+
+
+def resolve_config_args(args: Sequence[str]) -> list[str]:
+    """``--config NAME`` / ``--config=NAME`` made a path: a file, or a packaged config (``demo/dogs.yaml``)."""
+    resolved, following = [], False
+    for arg in args:
+        if following:
+            arg, following = str(config_path(arg)), False
+        elif arg == "--config":
+            following = True
+        elif arg.startswith("--config="):
+            arg = "--config=" + str(config_path(arg.split("=", 1)[1]))
+        resolved.append(arg)
+    return resolved
+
+
+class MobileNetsCLI(LightningCLI):
+    """LightningCLI over every task (``BaseTask`` subclasses and ``DistillationTask``) and data module.
+
+    The optimizer comes from the task's own arguments (so depthwise filters and BN skip weight decay),
+    not from LightningCLI's ``--optimizer``, so there is one way to configure it.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        """``args``: the command line after ``mobilenets`` (``sys.argv`` when None); ``--config`` takes a path or a
+        packaged config's name."""
+        if args is None:  # the real command line: LightningCLI reads sys.argv itself
+            sys.argv[1:] = resolve_config_args(sys.argv[1:])
+        super().__init__(
+            model_class=pl.LightningModule,
+            datamodule_class=pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            args=None if args is None else resolve_config_args(args),
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: pl.cli.LightningArgumentParser) -> None:
+        # One resolution for model and data: the model's is the source, the data module follows it.
+        parser.link_arguments("model.init_args.resolution", "data.init_args.resolution")
+        # predict writes a CSV in every task; --predictions.output_file chooses where.
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
+        # Every fit resumes exactly from its checkpoints and saves one on SIGTERM.
+        parser.add_lightning_class_args(ExactResume, "resume")
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Lightning's trainer, writing checkpoints atomically unless a plugin already chose how to write them."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` under the trainer's root directory, whichever logger
+        version wrote it (Lightning looks only in this run's new version folder); none there starts afresh."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        root = self.trainer.default_root_dir
+        found = find_last_checkpoint(root)
+        config["ckpt_path"] = str(found) if found else None
+        if found:
+            log.info("resuming from %s", found)
+        else:
+            log.info("no last.ckpt under %s: starting afresh", root)

@@ -1,0 +1,76 @@
+"""The inference graph every task exports: images in [0, 1] -> the task's final, post-processed outputs.
+
+Each task builds its own subclass in ``export_module()`` (its package's ``export.py``); ``mobilenets.deploy``
+traces it to ONNX, runs it and scores it without knowing which task it holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from mobilenets.backbone import fold_batchnorm
+from torch import Tensor, nn
+
+__all__ = ["TaskExport"]
+
+
+class TaskExport(nn.Module):
+    """A task's network as a deployable graph: normalisation, the network with batch norm folded, and the task's
+    post-processing. Subclasses set ``output_names`` and ``postprocess``; ``metadata`` says what outputs mean.
+
+    Attributes:
+        output_names: the final outputs, in order.
+        graph_outputs: what the traced graph returns (``output_names`` unless ``finish_onnx`` appends more graph).
+        dynamic_size_ok: whether any input height and width are valid (not for SSD, whose anchors fix the size).
+        fixed_cost: whether the run time is independent of the image content (not for NMS), so latency is timed.
+    """
+
+    output_names: tuple[str, ...] = ()
+    dynamic_size_ok: bool = True
+    fixed_cost: bool = True
+
+    def __init__(self, task: Any) -> None:
+        super().__init__()
+        backbone = task.backbone
+        self.register_buffer("mean", backbone.input_mean.detach().clone().float())
+        self.register_buffer("std", backbone.input_std.detach().clone().float())
+        self.network = fold_batchnorm(task.inference_network()).float()
+        self.resolution = int(task.hparams.resolution)
+        self.task_class = f"{type(task).__module__}.{type(task).__qualname__}"
+
+    @property
+    def graph_outputs(self) -> tuple[str, ...]:
+        return self.output_names
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return self.postprocess(self.network((images - self.mean) / self.std))
+
+    def postprocess(self, outputs: Any) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def run(self, images: Tensor) -> tuple[Tensor, ...]:
+        """The final outputs (``output_names``) in PyTorch: what the exported file computes."""
+        return self(images)
+
+    def finish_onnx(self, model: Any) -> None:
+        """Complete the traced ONNX graph in place (e.g. append ONNX operators the trace cannot give)."""
+
+    def compare(self, reference: tuple[np.ndarray, ...], exported: tuple[np.ndarray, ...]) -> dict[str, float]:
+        """How far an exported runtime's outputs are from PyTorch's: the largest absolute difference of each float
+        output, the share of equal values of each index output."""
+        report = {}
+        for name, ours, theirs in zip(self.output_names, reference, exported):
+            if ours.shape != theirs.shape:
+                raise ValueError(f"{name}: PyTorch gives shape {ours.shape}, the export {theirs.shape}")
+            if np.issubdtype(ours.dtype, np.floating):
+                report[f"{name}_max_abs_diff"] = float(np.abs(ours - theirs).max())
+            else:
+                report[f"{name}_agreement"] = float((ours == theirs).mean())
+        return report
+
+    def metadata(self) -> dict[str, Any]:
+        """What a consumer of the exported file needs to read its outputs."""
+        return {"task": self.task_class, "resolution": self.resolution, "outputs": list(self.output_names),
+                "input": "images: float32 RGB in [0, 1], NCHW"}
+

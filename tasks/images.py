@@ -1,0 +1,105 @@
+"""Image records and their decoding, with errors that name the record; the shared transforms; the dataset over
+records that every task's data module builds its splits from."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+__all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "drop_unreadable", "eval_transform", "read_image",
+           "train_transform"]
+
+log = logging.getLogger(__name__)
+
+
+class BadRecordError(ValueError):
+    """A dataset record that cannot be used; the message names the file and the record."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image and its label (a class index, an attribute vector, ...); ``source`` says where it was listed."""
+
+    path: Path
+    label: Any
+    source: str
+    box: tuple[int, int, int, int] | None = None
+
+
+def read_image(path: Path, source: str) -> torch.Tensor:
+    """Decode an image as an RGB uint8 (C, H, W) tensor, or raise naming the file and where it was listed."""
+    try:
+        with Image.open(path) as image:
+            return v2.functional.pil_to_tensor(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise BadRecordError(f"{path} ({source}): unreadable image: {error}") from None
+
+
+def drop_unreadable(records: list[ImageRecord]) -> tuple[list[ImageRecord], list[str]]:
+    """Decode every image once; keep the readable ones (for ``skip_bad``: bad files counted, not crashed on)."""
+    kept, skipped = [], []
+    for record in records:
+        try:
+            read_image(record.path, record.source)
+            kept.append(record)
+        except BadRecordError as error:
+            skipped.append(str(error))
+    return kept, skipped
+
+
+def train_transform(resolution: int, min_scale: float = 0.25) -> v2.Transform:
+    """Light augmentation, as the paper advises for small models: random resized crop and flip."""
+    return v2.Compose([
+        v2.RandomResizedCrop(resolution, scale=(min_scale, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+def eval_transform(resolution: int, crop_fraction: float = 0.875) -> v2.Transform:
+    """Resize the short side to resolution / crop_fraction, then the central resolution x resolution."""
+    return v2.Compose([
+        v2.Resize(round(resolution / crop_fraction), antialias=True),
+        v2.CenterCrop(resolution),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+class ImageDataset(Dataset):
+    """Images in [0, 1] with their labels: ``{"image", "label", "file", "index"}``; normalisation is the model's."""
+
+    def __init__(self, records: list[ImageRecord], transform: v2.Transform | None = None) -> None:
+        self.records = records
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def split(self, keep: list[int]) -> tuple[ImageDataset, list[ImageRecord]]:
+        """The records at ``keep`` as a dataset, and the others without their labels."""
+        kept = set(keep)
+        dropped = [replace(r, label=-1) for i, r in enumerate(self.records) if i not in kept]
+        return ImageDataset([self.records[i] for i in keep], self.transform), dropped
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        image = read_image(record.path, record.source)
+        if record.box is not None:
+            x0, y0, x1, y1 = record.box
+            image = image[:, y0:y1, x0:x1]
+        image = tv_tensors.Image(image)
+        if self.transform is not None:
+            image = self.transform(image)
+        label = record.label
+        if isinstance(label, (list, tuple, np.ndarray)):
+            label = torch.as_tensor(np.asarray(label))
+        return {"image": image.as_subclass(torch.Tensor), "label": label, "file": str(record.path), "index": index}

@@ -1,0 +1,41 @@
+"""Tasks and data modules rebuilt from the checkpoints the ``mobilenets`` command writes."""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from mobilenets.core.checkpoint import read_checkpoint
+from mobilenets.core.imports import resolve_class
+
+__all__ = ["load_datamodule", "load_task"]
+
+
+def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningModule:
+    """The task a checkpoint holds (any ``LightningModule``: a ``BaseTask``, a distiller), in eval mode, its class
+    read from the checkpoint (``_class_path``, which the CLI records) unless ``task_class`` is given."""
+    path = Path(path)
+    class_path = read_checkpoint(path).get("hyper_parameters", {}).get("_class_path")
+    if task_class is None and not class_path:
+        raise ValueError(f"{path}: the checkpoint does not record its task class (no _class_path); pass it")
+    task_class = task_class or resolve_class(class_path, None)
+    if not issubclass(task_class, pl.LightningModule):
+        raise ValueError(f"{path}: {task_class.__name__} is not a LightningModule")
+    # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
+    # Lightning would otherwise give this task the outer module's hyperparameters.
+    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu", weights_only=False)
+    return task.eval()
+
+
+def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModule:
+    """The data module a checkpoint was trained with (its recorded class and arguments), ``overrides`` applied
+    (``root`` to read the data from another place, ``batch_size``, ``num_workers`` ...)."""
+    hparams = dict(read_checkpoint(path).get("datamodule_hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if not class_path:
+        raise ValueError(f"{path}: the checkpoint records no data module; train through the mobilenets CLI, or "
+                         f"give the data's config")
+    return resolve_class(class_path, None)(**{**hparams, **overrides})
