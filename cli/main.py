@@ -52,7 +52,7 @@ def run_profile(args: argparse.Namespace) -> int:
     from mobilenets.backbone import MobileNetV1, check_resolution
     from mobilenets.backbone.profile import layer_table, registered_tables
     from mobilenets.core.tables import render
-    from mobilenets.tasks.registry import import_tasks
+    from mobilenets.tasks.registry import import_tables
 
     if args.model is not None:
         kwargs = parse_key_values(args.model)
@@ -63,7 +63,7 @@ def run_profile(args: argparse.Namespace) -> int:
             raise SystemExit(f"--model: {error}") from None
         tables = [layer_table(model, resolution)]
     else:
-        import_tasks()  # each task registers its paper table
+        import_tables()  # each task registers its paper table
         builders = registered_tables()
         unknown = set(args.table or []) - set(builders)
         if unknown:

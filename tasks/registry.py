@@ -1,8 +1,9 @@
 """The tasks the ``mobilenets`` command knows, by name, without importing them (the command starts fast).
 
 Adding a task = adding its package and one ``register_task`` line here (or, for a task living elsewhere, a
-``register_task`` call before the command runs). Importing a task package registers its classes for configs'
-short names (``class_path: ClassificationTask``) and its tables for ``mobilenets profile``.
+``register_task`` call before the command runs). Every task package has the same rooms (``data``, ``model``,
+``task``, ``synthetic``): importing ``task`` and ``data`` registers its classes for configs' short names
+(``class_path: ClassificationTask``), importing ``model`` its paper table for ``mobilenets profile``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["TASKS", "TaskEntry", "import_tasks", "register_task", "synthetic_writer"]
+__all__ = ["TASKS", "TaskEntry", "import_tables", "import_tasks", "register_task", "synthetic_writer"]
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,17 @@ def register_task(name: str, package: str, synthetic: str) -> TaskEntry:
     return TASKS[name]
 
 
-def import_tasks() -> list[Any]:
-    """Import every registered task package (their classes and profile tables register themselves)."""
-    return [importlib.import_module(entry.package) for entry in TASKS.values()]
+def import_tasks() -> None:
+    """Import every registered task's ``task`` and ``data`` modules (their classes become known to configs)."""
+    for entry in TASKS.values():
+        for room in ("task", "data"):
+            importlib.import_module(f"{entry.package}.{room}")
+
+
+def import_tables() -> None:
+    """Import every registered task's ``model`` module (its paper table registers for ``mobilenets profile``)."""
+    for entry in TASKS.values():
+        importlib.import_module(f"{entry.package}.model")
 
 
 def synthetic_writer(name: str) -> Callable[..., Any]:

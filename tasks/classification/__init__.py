@@ -1,9 +1,6 @@
 """Fine-grained classification (the paper's Stanford Dogs, Table 10), and any ImageFolder dataset."""
 
-from mobilenets.tasks.classification.data import DogsDataModule
-from mobilenets.tasks.classification.model import MobileNetClassifier, table10
-from mobilenets.tasks.classification.synthetic import write_stanford_dogs
-from mobilenets.tasks.classification.task import ClassificationTask
+from mobilenets.core.lazy import lazy_exports
 
 __all__ = [
     "ClassificationTask",
@@ -12,3 +9,9 @@ __all__ = [
     "table10",
     "write_stanford_dogs",
 ]
+__getattr__ = lazy_exports(__name__, {
+    "DogsDataModule": "data",
+    "MobileNetClassifier": "model", "table10": "model",
+    "write_stanford_dogs": "synthetic",
+    "ClassificationTask": "task",
+})

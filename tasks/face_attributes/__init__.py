@@ -1,8 +1,16 @@
 """Face attributes (the paper's Table 12): CelebA-format multi-label data, masked BCE, mean AP."""
 
-from mobilenets.tasks.face_attributes.data import CelebADataModule
-from mobilenets.tasks.face_attributes.model import table12
-from mobilenets.tasks.face_attributes.synthetic import write_celeba
-from mobilenets.tasks.face_attributes.task import FaceAttributesTask
+from mobilenets.core.lazy import lazy_exports
 
-__all__ = ["CelebADataModule", "FaceAttributesTask", "table12", "write_celeba"]
+__all__ = [
+    "CelebADataModule",
+    "FaceAttributesTask",
+    "table12",
+    "write_celeba",
+]
+__getattr__ = lazy_exports(__name__, {
+    "CelebADataModule": "data",
+    "table12": "model",
+    "write_celeba": "synthetic",
+    "FaceAttributesTask": "task",
+})

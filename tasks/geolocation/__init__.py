@@ -3,11 +3,24 @@
 Dual use: locating photos can locate people. The suite ships no trained geolocation weights.
 """
 
-from mobilenets.tasks.geolocation.data import GeoDataModule
-from mobilenets.tasks.geolocation.model import table11
-from mobilenets.tasks.geolocation.partition import build_partition, cell_ids, read_partition, write_partition
-from mobilenets.tasks.geolocation.synthetic import write_geotagged
-from mobilenets.tasks.geolocation.task import DrawGeoPredictions, GeolocationTask
+from mobilenets.core.lazy import lazy_exports
 
-__all__ = ["DrawGeoPredictions", "GeoDataModule", "GeolocationTask", "build_partition", "cell_ids", "read_partition",
-           "table11", "write_geotagged", "write_partition"]
+__all__ = [
+    "DrawGeoPredictions",
+    "GeoDataModule",
+    "GeolocationTask",
+    "build_partition",
+    "cell_ids",
+    "read_partition",
+    "table11",
+    "write_geotagged",
+    "write_partition",
+]
+__getattr__ = lazy_exports(__name__, {
+    "GeoDataModule": "data",
+    "table11": "model",
+    "build_partition": "partition", "cell_ids": "partition", "read_partition": "partition",
+    "write_partition": "partition",
+    "write_geotagged": "synthetic",
+    "DrawGeoPredictions": "task", "GeolocationTask": "task",
+})

@@ -1,0 +1,56 @@
+"""SceneTask: what differs from BaseTask, and the task protocol; nothing else."""
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from scenes.export import SceneExport
+from scenes.model import SceneNet
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.distillation import SoftTargets, check_same_shape
+
+
+class SceneTask(BaseTask):
+    monitor, mode = "val/accuracy", "max"
+
+    def __init__(self, num_classes: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
+        self.test_accuracy = MulticlassAccuracy(num_classes, average="micro")
+
+    def configure_models(self) -> None:
+        self.model = SceneNet(self.build_backbone(), self.hparams.num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch["image"])
+        return F.cross_entropy(logits, batch["label"]), logits
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.val_accuracy.update(self.model(batch["image"]), batch["label"])
+        self.log("val/accuracy", self.val_accuracy)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.test_accuracy.update(self.model(batch["image"]), batch["label"])
+        self.log("test/accuracy", self.test_accuracy)
+
+    def distillation_criterion(self, student_outputs: torch.Tensor, teacher_outputs: torch.Tensor,
+                               temperature: float) -> SoftTargets:
+        check_same_shape(student_outputs, teacher_outputs)
+        return SoftTargets(temperature)
+
+    def export_module(self) -> SceneExport:
+        return SceneExport(self)
+
+    def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
+                         stage: str) -> dict[str, float]:
+        metric = self.val_accuracy.clone()
+        metric.reset()
+        for batch, (probabilities,) in outputs:
+            metric.update(torch.from_numpy(probabilities), batch["label"])
+        return {"accuracy": float(metric.compute())}

@@ -1,0 +1,57 @@
+"""A sixth task (``scenes``, in this folder) runs synth, fit, test, export and distill through the suite's shared code
+without any package of the suite knowing it: docs/adding-a-task.md, proven."""
+
+import json
+
+import pytest
+import yaml
+
+from mobilenets.cli import main
+from mobilenets.tasks.registry import TASKS, register_task
+
+
+@pytest.fixture
+def scenes_registered():
+    register_task("scenes", "scenes", "write_scenes")
+    yield
+    TASKS.pop("scenes")
+
+
+def write_config(path, model, data_root, run_dir, epochs):
+    config = {"seed_everything": 0, "model": model,
+              "data": {"class_path": "scenes.data.ScenesDataModule",
+                       "init_args": {"root": str(data_root), "batch_size": 8, "num_workers": 0,
+                                     "val_fraction": 0.25, "persistent_workers": False}},
+              "trainer": {"max_epochs": epochs, "default_root_dir": str(run_dir), "logger": False,
+                          "enable_progress_bar": False, "enable_model_summary": False}}
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+SCENE_TASK = {"class_path": "scenes.task.SceneTask",
+              "init_args": {"backbone": {"alpha": 0.25}, "resolution": 32, "optimizer": "Adam", "lr": 0.01}}
+
+
+@pytest.mark.slow
+def test_a_sixth_task_runs_through_the_shared_code(tmp_path, scenes_registered, capsys):
+    data = tmp_path / "scenes"
+    assert main(["synth", "scenes", str(data), "--option", "per_class=30"]) == 0
+    assert len(list(data.rglob("*.png"))) == 120
+
+    config = write_config(tmp_path / "scenes.yaml", SCENE_TASK, data, tmp_path / "run", epochs=5)
+    main(["fit", "--config", config])
+    (best,) = (tmp_path / "run").rglob("best-epoch=*.ckpt")  # BaseTask wired the task's monitor into checkpointing
+    main(["test", "--config", config, "--ckpt_path", str(best)])
+
+    assert main(["export", str(best), "--output", str(tmp_path / "export"), "--no-int8"]) == 0
+    report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    assert report["task"] == "scenes.task.SceneTask"
+    assert report["parity_fp32"]["probabilities_max_abs_diff"] < 1e-4
+    pytorch, onnx = report["metrics"]["pytorch"]["accuracy"], report["metrics"]["onnx"]["accuracy"]
+    assert pytorch == onnx and 0 < pytorch <= 1, report["metrics"]  # the task's own metric, scored by the protocol
+
+    student = {"class_path": "DistillationTask",
+               "init_args": {"student": SCENE_TASK, "teacher": {"checkpoint": str(best)}, "resolution": 32}}
+    config = write_config(tmp_path / "distill.yaml", student, data, tmp_path / "distill", epochs=1)
+    main(["fit", "--config", config])
+    assert list((tmp_path / "distill").rglob("best-epoch=*.ckpt"))
