@@ -106,6 +106,8 @@ class DistillationTask(pl.LightningModule):
         # Records the student's spec (a built module is not a setting: ignored then).
         self.save_hyperparameters(ignore=["student"] if built_by_caller else None)
         task = student if built_by_caller else build_student(student)
+        if type(task).distillation_criterion is BaseTask.distillation_criterion:
+            raise ValueError(f"{type(task).__name__} cannot be distilled: it defines no distillation_criterion")
         if not 0 <= hard_weight <= 1:
             raise ValueError(f"hard_weight must be in [0, 1], got {hard_weight}")
         if hint is not None and teacher_cache:
@@ -118,10 +120,7 @@ class DistillationTask(pl.LightningModule):
         self.teacher = load_teacher(teacher, default_task=type(task))
         self.distill_modules = nn.ModuleDict()
         student_out, teacher_out = self._probe()
-        try:
-            self.distill_modules["criterion"] = task.distillation_criterion(student_out, teacher_out, temperature)
-        except NotImplementedError as error:
-            raise ValueError(str(error)) from None
+        self.distill_modules["criterion"] = task.distillation_criterion(student_out, teacher_out, temperature)
         self._student_maps = self._teacher_maps = None
         if hint is not None:
             self._student_maps = _Capture(getattr(task.backbone.features, f"layer{hint.student_layer}"))

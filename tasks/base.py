@@ -41,11 +41,11 @@ def silence_intended_warnings() -> None:
 
 
 def monitored_checkpoint(trainer: pl.Trainer, monitor: str, mode: str) -> list[Callback]:
-    """A ``ModelCheckpoint`` keeping the best epoch by ``monitor`` when the trainer has none that monitors a
-    metric (a checkpoint callback in the config, with its own monitor, is left as it is)."""
-    if any(callback.monitor for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)):
+    """A ``ModelCheckpoint`` keeping the best epoch by ``monitor`` in place of Lightning's default (the latest
+    epoch), unless checkpointing is off, nothing is validated, or the config chose a monitored checkpoint itself."""
+    if not trainer.checkpoint_callbacks or trainer.limit_val_batches == 0:
         return []
-    if not trainer.checkpoint_callbacks:  # enable_checkpointing: false
+    if any(callback.monitor for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)):
         return []
     return [ModelCheckpoint(monitor=monitor, mode=mode, filename="best-{epoch}")]
 

@@ -22,11 +22,12 @@ __all__ = [
 ]
 
 
-def check_same_shape(student: Tensor, teacher: Tensor, what: str = "outputs") -> None:
-    """Refuse a teacher whose outputs do not line up with the student's, naming both shapes."""
+def check_same_shape(student: Tensor, teacher: Tensor, what: str = "outputs",
+                     requirement: str = "they must predict the same labels") -> None:
+    """Refuse a teacher whose outputs do not line up with the student's, naming both shapes and what must agree."""
     if student.shape != teacher.shape:
         raise ValueError(f"the teacher gives {what} of shape {tuple(teacher.shape[1:])}, the student "
-                         f"{tuple(student.shape[1:])}: they must predict the same labels")
+                         f"{tuple(student.shape[1:])}: {requirement}")
 
 
 def soft_target_distillation(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0,

@@ -81,7 +81,7 @@ def test_two_processes_evaluate_exactly_like_one(name, tmp_path, monkeypatch):
     one = [*args, "--data.root", "data_one", "--data.synthetic", "true"]
     main(["fit", *one, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
           "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "fit"])
-    (checkpoint,) = Path("fit").rglob("epoch=*.ckpt")
+    (checkpoint,) = Path("fit").rglob("epoch=*.ckpt")  # no validation: Lightning's own checkpoint
     main(["validate", *one, "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", "one"])
     two = [*args, "--data.root", "data_two", "--data.synthetic", "true", "--ckpt_path", str(checkpoint),
            "--trainer.default_root_dir", "two", "--trainer.accelerator", "cpu", "--trainer.devices", "2",

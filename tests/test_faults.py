@@ -117,12 +117,12 @@ def test_a_worker_dying_mid_epoch_stops_the_fit_and_the_last_checkpoint_remains(
 
     import pytorch_lightning as pl
     from mobilenets.backbone import BackboneConfig
-    from mobilenets.tasks import datamodule as datamodule_module
+    from mobilenets.tasks import images as images_module
     from mobilenets.tasks.classification import ClassificationTask
     from mobilenets.tasks.resume import ExactResume, find_last_checkpoint
 
     marker = tmp_path / "crash"
-    real_read = datamodule_module.read_image
+    real_read = images_module.read_image
 
     def read_or_die(path, source):
         if marker.exists() and torch.utils.data.get_worker_info() is not None:
@@ -133,7 +133,7 @@ def test_a_worker_dying_mid_epoch_stops_the_fit_and_the_last_checkpoint_remains(
         def on_train_epoch_end(self, trainer, pl_module):
             marker.touch()
 
-    monkeypatch.setattr(datamodule_module, "read_image", read_or_die)
+    monkeypatch.setattr(images_module, "read_image", read_or_die)
     data = DogsDataModule(str(tmp_path / "dogs"), synthetic=True, resolution=32, batch_size=2, num_workers=1,
                           persistent_workers=False,
                           synthetic_options=dict(num_classes=2, train_per_class=3, test_per_class=1))

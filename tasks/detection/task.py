@@ -157,8 +157,11 @@ class DetectionTask(BaseTask):
                                temperature: float) -> DetectionTargets:
         """Per-anchor soft targets and foreground-weighted boxes: teacher and student must share the input size, the
         anchors and the classes."""
-        check_same_shape(student_outputs["cls_logits"], teacher_outputs["cls_logits"], "per-anchor class scores")
-        check_same_shape(student_outputs["bbox_regression"], teacher_outputs["bbox_regression"], "box offsets")
+        requirement = "they must share the input size, the anchors and the classes"
+        check_same_shape(student_outputs["cls_logits"], teacher_outputs["cls_logits"], "per-anchor class scores",
+                         requirement)
+        check_same_shape(student_outputs["bbox_regression"], teacher_outputs["bbox_regression"], "box offsets",
+                         requirement)
         return DetectionTargets(temperature)
 
     def inference_network(self) -> SSDNetwork:

@@ -28,8 +28,9 @@ def write_config(path, model, data_root, run_dir, epochs):
     return str(path)
 
 
+# The demo configs' recipe (RMSprop, lr 0.05): ten short epochs separate day from night.
 SCENE_TASK = {"class_path": "scenes.task.SceneTask",
-              "init_args": {"backbone": {"alpha": 0.25}, "resolution": 32, "optimizer": "Adam", "lr": 0.01}}
+              "init_args": {"backbone": {"alpha": 0.25}, "resolution": 32, "lr": 0.05}}
 
 
 @pytest.mark.slow
@@ -38,7 +39,7 @@ def test_a_sixth_task_runs_through_the_shared_code(tmp_path, scenes_registered, 
     assert main(["synth", "scenes", str(data), "--option", "per_class=30"]) == 0
     assert len(list(data.rglob("*.png"))) == 120
 
-    config = write_config(tmp_path / "scenes.yaml", SCENE_TASK, data, tmp_path / "run", epochs=5)
+    config = write_config(tmp_path / "scenes.yaml", SCENE_TASK, data, tmp_path / "run", epochs=10)
     main(["fit", "--config", config])
     (best,) = (tmp_path / "run").rglob("best-epoch=*.ckpt")  # BaseTask wired the task's monitor into checkpointing
     main(["test", "--config", config, "--ckpt_path", str(best)])
@@ -48,7 +49,7 @@ def test_a_sixth_task_runs_through_the_shared_code(tmp_path, scenes_registered, 
     assert report["task"] == "scenes.task.SceneTask"
     assert report["parity_fp32"]["probabilities_max_abs_diff"] < 1e-4
     pytorch, onnx = report["metrics"]["pytorch"]["accuracy"], report["metrics"]["onnx"]["accuracy"]
-    assert pytorch == onnx and 0 < pytorch <= 1, report["metrics"]  # the task's own metric, scored by the protocol
+    assert pytorch == onnx and pytorch >= 0.9, report["metrics"]  # the task's own metric, scored by the protocol
 
     student = {"class_path": "DistillationTask",
                "init_args": {"student": SCENE_TASK, "teacher": {"checkpoint": str(best)}, "resolution": 32}}

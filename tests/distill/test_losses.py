@@ -59,7 +59,7 @@ def test_hint_adapts_channels_and_size():
 
 
 def test_shape_mismatch_is_refused():
-    with pytest.raises(ValueError, match="do not match"):
+    with pytest.raises(ValueError, match="must predict the same labels"):
         soft_target_distillation(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="temperature"):
         soft_target_distillation(torch.zeros(2, 3), torch.zeros(2, 3), temperature=0)

@@ -9,7 +9,7 @@ from mobilenets.cli.demo import STAGES
 from PIL import Image
 
 FILES = ["report.md", "metrics.json", "accuracy_vs_macs.png", "accuracy_vs_params.png", "detection.png",
-         "geolocation_map.png"]
+         "geolocation.png"]
 
 
 @pytest.mark.slow

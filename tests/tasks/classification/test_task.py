@@ -55,7 +55,7 @@ def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
               "--data.batch_size", "4", "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
               "--trainer.default_root_dir", "run", "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
-    (checkpoint,) = Path("run").rglob("epoch=*.ckpt")
+    (checkpoint,) = Path("run").rglob("best-epoch=*.ckpt")
     fit_keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "val/loss", "val/top1", "val/top3"} <= fit_keys  # top-k is clamped to 3 classes
     main(["test", *common, "--ckpt_path", str(checkpoint)])

@@ -80,7 +80,7 @@ def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "run",
               "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
-    (checkpoint,) = Path("run").rglob("epoch=*.ckpt")
+    (checkpoint,) = Path("run").rglob("best-epoch=*.ckpt")
     keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "train/loss_box", "train/loss_cls"} | {f"val/{n}" for n in STAT_NAMES} <= keys
     main(["test", *common, "--ckpt_path", str(checkpoint)])

@@ -111,7 +111,7 @@ def test_fit_test_predict_verify_through_the_cli(tmp_path, monkeypatch, capsys):
               "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
               "--trainer.default_root_dir", "run", "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
-    (checkpoint,) = Path("run").rglob("epoch=*.ckpt")
+    (checkpoint,) = Path("run").rglob("best-epoch=*.ckpt")
     keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "train/active_triplets", "val/accuracy", "val/val", "val/auc", "val/pairs"} <= keys
     assert "val/tar_at_far" not in keys  # 20 negatives cannot resolve FAR 1e-4

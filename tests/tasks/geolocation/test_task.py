@@ -64,7 +64,7 @@ def test_partition_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "run",
               "--trainer.log_every_n_steps", "1"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
-    (checkpoint,) = Path("run").rglob("epoch=*.ckpt")
+    (checkpoint,) = Path("run").rglob("best-epoch=*.ckpt")
     keys = set().union(*(row.keys() for row in logged_metrics(Path("run"))))
     assert {"train/loss", "val/acc_1km", "val/acc_25km", "val/acc_200km", "val/acc_750km", "val/acc_2500km",
             "val/median_km"} <= keys
