@@ -3,10 +3,11 @@ records that every task's data module builds its splits from."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 __all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "drop_unreadable", "eval_transform", "read_image",
-           "train_transform"]
+           "record_errors", "train_transform"]
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,25 @@ def read_image(path: Path, source: str) -> torch.Tensor:
         raise BadRecordError(f"{path} ({source}): unreadable image: {error}") from None
 
 
+@contextlib.contextmanager
+def record_errors(skipped: list[str], skip_bad: bool) -> Iterator[None]:
+    """One record's reading: a ``BadRecordError`` inside raises, or with ``skip_bad`` is counted in ``skipped`` (the
+    record left out) and reading goes on."""
+    try:
+        yield
+    except BadRecordError as error:
+        if not skip_bad:
+            raise
+        skipped.append(str(error))
+
+
 def drop_unreadable(records: list[ImageRecord]) -> tuple[list[ImageRecord], list[str]]:
     """Decode every image once; keep the readable ones (for ``skip_bad``: bad files counted, not crashed on)."""
     kept, skipped = [], []
     for record in records:
-        try:
+        with record_errors(skipped, skip_bad=True):
             read_image(record.path, record.source)
             kept.append(record)
-        except BadRecordError as error:
-            skipped.append(str(error))
     return kept, skipped
 
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 from lightning_fabric.plugins import TorchCheckpointIO
+from mobilenets.core.distributed import gather_objects
 from mobilenets.core.io import replacing
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -63,12 +63,7 @@ class ExactResume(Callback):
         self._rank, self._world_size = 0, 1
 
     def state_dict(self) -> dict[str, Any]:
-        states = _random_states()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, states)
-            return {"random_states": gathered}
-        return {"random_states": [states]}
+        return {"random_states": gather_objects(_random_states())}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Put this rank's generators back as the checkpoint found them, at once: Lightning restores callbacks

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.io
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
 from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.images import BadRecordError, ImageRecord
+from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 __all__ = ["DogsDataModule", "read_image_folder", "read_stanford_dogs", "stanford_dogs_classes"]
@@ -91,7 +91,7 @@ def read_stanford_dogs(
     records, skipped = [], []
     for index, (file, annotation, label) in enumerate(zip(files, annotations, labels)):
         source = f"{list_path.name}[{index}]"
-        try:
+        with record_errors(skipped, skip_bad):
             if not 1 <= label <= num_classes:
                 raise BadRecordError(f"{root / 'Images' / file} ({source}): label {label} outside 1..{num_classes}")
             path = root / "Images" / file
@@ -99,10 +99,6 @@ def read_stanford_dogs(
                 raise BadRecordError(f"{path} ({source}): image file not found")
             box = _read_box(root / "Annotation" / annotation, source) if crop_to_box else None
             records.append(ImageRecord(path, label - 1, source, box))
-        except BadRecordError as error:
-            if not skip_bad:
-                raise
-            skipped.append(str(error))
     return records, skipped
 
 

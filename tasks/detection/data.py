@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.detection.synthetic import write_coco
-from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image
+from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
@@ -61,11 +61,10 @@ def validate_coco(coco: COCO, path: Path, image_dir: Path, skip_bad: bool) -> li
             skipped.append(message)
             bad_images.add(image_id)
         elif skip_bad:  # opted in: decode once now, so an unreadable image is skipped rather than met mid-epoch
-            try:
+            with record_errors(skipped, skip_bad=True):
+                bad_images.add(image_id)  # until it decodes
                 read_image(file, source)
-            except BadRecordError as error:
-                skipped.append(str(error))
-                bad_images.add(image_id)
+                bad_images.discard(image_id)
     for annotation_id, annotation in coco.anns.items():
         where = f"{path}: annotation id {annotation_id}"
         image = coco.imgs.get(annotation["image_id"])

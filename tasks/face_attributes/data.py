@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
-from mobilenets.tasks.images import BadRecordError, ImageRecord
+from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 
 __all__ = ["CelebADataModule", "read_celeba_attributes", "read_celeba_partition", "read_attribute_csv"]
 
@@ -39,7 +39,7 @@ def read_celeba_attributes(
         fields = line.split()
         if not fields:
             continue
-        try:
+        with record_errors(skipped, skip_bad):
             if len(fields) != len(names) + 1:
                 raise BadRecordError(
                     f"{path}:{line_number}: {fields[0]}: expected {len(names)} values, got {len(fields) - 1}"
@@ -50,10 +50,6 @@ def read_celeba_attributes(
             values = np.array([int(value) for value in fields[1:]], dtype=np.int8)
             # CelebA: 1 yes, -1 no, 0 unknown -> ours: 1 yes, 0 no, -1 unknown
             records[fields[0]] = (line_number, np.select([values == 1, values == -1], [1, 0], UNKNOWN).astype(np.int8))
-        except BadRecordError as error:
-            if not skip_bad:
-                raise
-            skipped.append(str(error))
     declared = int(lines[0])
     if declared != len(records) + len(skipped):
         raise BadRecordError(f"{path}:1: declares {declared} images but lists {len(records) + len(skipped)}")
@@ -103,7 +99,7 @@ def read_attribute_csv(path: Path, image_root: Path, skip_bad: bool = False
             raise BadRecordError(f"{path}:1: the header must be 'file,<attribute>,...'")
         names, records, skipped = header[1:], [], []
         for line_number, row in enumerate(reader, start=2):
-            try:
+            with record_errors(skipped, skip_bad):
                 if len(row) != len(header):
                     raise BadRecordError(f"{path}:{line_number}: expected {len(header)} fields, got {len(row)}")
                 labels = []
@@ -116,10 +112,6 @@ def read_attribute_csv(path: Path, image_root: Path, skip_bad: bool = False
                 if not image.is_file():
                     raise BadRecordError(f"{image} ({path.name}:{line_number}): image file not found")
                 records.append(ImageRecord(image, np.array(labels, dtype=np.int8), f"{path.name}:{line_number}"))
-            except BadRecordError as error:
-                if not skip_bad:
-                    raise
-                skipped.append(str(error))
     return names, records, skipped
 
 
@@ -187,7 +179,7 @@ class CelebADataModule(BaseDataModule):
         splits: dict[str, list[ImageRecord]] = {"train": [], "val": [], "test": []}
         for line_number, file, split in read_celeba_partition(partition_path):
             source = f"{partition_path.name}:{line_number}"
-            try:
+            with record_errors(self.skipped, self.hparams.skip_bad):
                 if file not in attributes:
                     raise BadRecordError(f"{partition_path}:{line_number}: {file} is not in {attr_path.name}")
                 image = root / "img_align_celeba" / file
@@ -196,10 +188,6 @@ class CelebADataModule(BaseDataModule):
                 if self.hparams.crop_to_box and file not in boxes:
                     raise BadRecordError(f"{image} ({source}): no box in list_bbox_celeba.txt")
                 splits[split].append(ImageRecord(image, attributes[file][1], source, boxes.get(file)))
-            except BadRecordError as error:
-                if not self.hparams.skip_bad:
-                    raise
-                self.skipped.append(str(error))
         return self._select(names, splits)
 
     def _read_csv(self) -> dict[str, list[ImageRecord]]:

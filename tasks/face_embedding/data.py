@@ -15,7 +15,7 @@ from typing import Any
 
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_embedding.synthetic import write_faces
-from mobilenets.tasks.images import BadRecordError, ImageRecord
+from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
@@ -64,7 +64,7 @@ def read_pairs(path: Path, image_root: Path, skip_bad: bool = False) -> tuple[li
         line_number = index + 2
         fold, same = index // (2 * per_fold), index % (2 * per_fold) < per_fold
         fields = line.split()
-        try:
+        with record_errors(skipped, skip_bad):
             expected = 3 if same else 4
             if len(fields) != expected:
                 kind = "matched 'name n1 n2'" if same else "mismatched 'name1 n1 name2 n2'"
@@ -74,10 +74,6 @@ def read_pairs(path: Path, image_root: Path, skip_bad: bool = False) -> tuple[li
             else:
                 first, second = image(fields[0], fields[1], str(line_number)), image(fields[2], fields[3], str(line_number))
             pairs.append(Pair(first, second, same, fold, f"{path.name}:{line_number}"))
-        except BadRecordError as error:
-            if not skip_bad:
-                raise
-            skipped.append(str(error))
     return pairs, skipped
 
 
