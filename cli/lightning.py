@@ -47,18 +47,20 @@ class MobileNetsCLI(LightningCLI):
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
         """``args``: the command line after ``mobilenets`` (``sys.argv`` when None); ``--config`` takes a path or a
         packaged config's name."""
-        if args is None:  # the real command line: LightningCLI reads sys.argv itself
+        options: dict[str, Any] = dict(
+            model_class=pl.LightningModule, datamodule_class=pl.LightningDataModule, subclass_mode_model=True,
+            subclass_mode_data=True, auto_configure_optimizers=False, save_config_kwargs={"overwrite": True}, run=run)
+        if args is None:  # the real command line, which LightningCLI reads itself
             sys.argv[1:] = resolve_config_args(sys.argv[1:])
-        super().__init__(
-            model_class=pl.LightningModule,
-            datamodule_class=pl.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            auto_configure_optimizers=False,
-            save_config_kwargs={"overwrite": True},
-            args=None if args is None else resolve_config_args(args),
-            run=run,
-        )
+            super().__init__(**options)
+            return
+        # Given args are the whole command line: hide the process's own (the demo's, a test runner's), which
+        # LightningCLI would otherwise warn about.
+        argv, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            super().__init__(args=resolve_config_args(args), **options)
+        finally:
+            sys.argv = argv
 
     def add_arguments_to_parser(self, parser: pl.cli.LightningArgumentParser) -> None:
         # One resolution for model and data: the model's is the source, the data module follows it.
