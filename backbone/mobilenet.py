@@ -16,7 +16,6 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-
 __all__ = [
     "LAYERS",
     "SHALLOW_REMOVED",

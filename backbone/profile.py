@@ -11,7 +11,6 @@ Each paper table is a ``Table``; task packages register their Section 4 tables w
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Sequence

@@ -8,12 +8,13 @@ from typing import Any, Sequence
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.cli import LightningCLI
+
 from mobilenets.configs import config_path
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
 from mobilenets.tasks.resume import AtomicCheckpointIO, ExactResume, find_last_checkpoint
-from pytorch_lightning.cli import LightningCLI
 
 __all__ = ["MobileNetsCLI", "resolve_config_args"]
 

@@ -139,6 +139,7 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     import torch
+
     from mobilenets.tasks.face_embedding import FaceEmbeddingTask
     from mobilenets.tasks.face_embedding.metrics import squared_distances
     from mobilenets.tasks.images import eval_transform, read_image
@@ -220,6 +221,7 @@ def _add_student(subparsers: argparse._SubParsersAction) -> None:
 
 def run_partition(args: argparse.Namespace) -> int:
     import numpy as np
+
     from mobilenets.tasks.geolocation.data import read_geotagged_csv
     from mobilenets.tasks.geolocation.partition import build_partitions, write_partition
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from mobilenets.core.io import replacing, write_text
 from mobilenets.deploy.bench import time_runtimes
 from mobilenets.deploy.evaluate import (

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
-from jsonargparse import ArgumentParser
 import torch
+from jsonargparse import ArgumentParser
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mobilenets.backbone import check_resolution
-from mobilenets.distill.cache import TeacherCache
 from mobilenets.core.io import replacing
+from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
 from mobilenets.distill.teachers import TeacherConfig, load_teacher
 from mobilenets.tasks.base import BaseTask, monitored_checkpoint

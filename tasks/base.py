@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch import nn
+
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from torch import nn
 
 if TYPE_CHECKING:
     from mobilenets.tasks.export import TaskExport

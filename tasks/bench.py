@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn import functional as F
+
 from mobilenets.backbone import MobileNetV1
 from mobilenets.core.tables import Table
 from mobilenets.tasks.classification import DogsDataModule, MobileNetClassifier, write_stanford_dogs
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS
-from torch import nn
-from torch.nn import functional as F
 
 __all__ = ["bench_data", "bench_detection", "bench_s2", "bench_shards", "bench_training"]
 
@@ -108,8 +109,9 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
 def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, threads: int = 2) -> Table:
     """End-to-end detection latency at batch 1 (preprocess + network + box decoding + NMS): our SSD300 and
     SSDLite on 1.0 MobileNet beside torchvision's ``ssdlite320_mobilenet_v3_large``, random weights, interleaved."""
-    from mobilenets.tasks.detection.model import ssd_mobilenet
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+    from mobilenets.tasks.detection.model import ssd_mobilenet
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -145,6 +147,7 @@ def bench_s2(points: int = 1_000_000, reference_points: int = 50_000, rounds: in
     """S2 leaf cell ids per second: our vectorised NumPy version against s2sphere, one point per call."""
     import numpy as np
     import s2sphere
+
     from mobilenets.tasks.geolocation.partition import cell_ids
 
     rng = np.random.default_rng(0)
@@ -190,6 +193,7 @@ def bench_shards(num_images: int = 3000, csv_rows: int = 1_000_000, batch_size: 
     Then what shards still read at start-up for ``csv_rows`` photos: the coordinates of a CSV that size and
     their S2 partition (built once; later starts read the partition file)."""
     import numpy as np
+
     from mobilenets.tasks.geolocation import GeoDataModule
     from mobilenets.tasks.geolocation.data import read_geotagged_csv
     from mobilenets.tasks.geolocation.partition import build_partition

@@ -16,6 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from pytorch_lightning.utilities import CombinedLoader
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.transforms import v2
+
 from mobilenets.backbone import check_resolution
 from mobilenets.tasks.images import (
     BadRecordError,
@@ -26,11 +32,6 @@ from mobilenets.tasks.images import (
     train_transform,
 )
 from mobilenets.tasks.shards import ShardedImages
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
-from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.transforms import v2
 
 __all__ = ["BaseDataModule"]
 

@@ -6,13 +6,15 @@ traces it to ONNX, runs it and scores it without knowing which task it holds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
-from mobilenets.backbone import fold_batchnorm
+import torch
 from torch import Tensor, nn
 
-__all__ = ["TaskExport"]
+from mobilenets.backbone import fold_batchnorm
+
+__all__ = ["TaskExport", "score_outputs"]
 
 
 class TaskExport(nn.Module):
@@ -74,3 +76,18 @@ class TaskExport(nn.Module):
         return {"task": self.task_class, "resolution": self.resolution, "outputs": list(self.output_names),
                 "input": "images: float32 RGB in [0, 1], NCHW"}
 
+
+
+def score_outputs(metric: Any, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], output: int = 0,
+                  prefix: str = "val/") -> dict[str, float]:
+    """A fresh copy of a task's torchmetrics ``metric`` (a ``Metric`` or ``MetricCollection``) over an export's
+    ``outputs[output]`` against each batch's ``label``: probabilities rank as the logits do, so top-k and average
+    precision are the task's own."""
+    metric = metric.clone()
+    metric.reset()
+    for batch, arrays in outputs:
+        metric.update(torch.from_numpy(arrays[output]), batch["label"].long())
+    values = metric.compute()
+    if not isinstance(values, dict):
+        return {"value": float(values)}
+    return {name.removeprefix(prefix): float(value) for name, value in values.items()}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mobilenets.backbone import MobileNetV1
 from torch import Tensor, nn
+
+from mobilenets.backbone import MobileNetV1
 
 __all__ = ["MobileNetClassifier"]
 

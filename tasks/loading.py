@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+
 from mobilenets.core.checkpoint import read_checkpoint
 from mobilenets.core.imports import resolve_class
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter
+
 from mobilenets.core.distributed import gather_objects
 from mobilenets.core.io import write_csv, write_text
-from pytorch_lightning.callbacks import BasePredictionWriter
 
 __all__ = ["PredictionWriter"]
 

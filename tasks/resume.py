@@ -28,10 +28,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
-from mobilenets.core.distributed import gather_objects
-from mobilenets.core.io import replacing
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from mobilenets.core.distributed import gather_objects
+from mobilenets.core.io import replacing
 
 __all__ = ["AtomicCheckpointIO", "ExactResume", "find_last_checkpoint"]
 

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from mobilenets.core.io import write_text
-from mobilenets.tasks.images import BadRecordError, ImageDataset
 from PIL import Image
 from torchvision.transforms import v2
+
+from mobilenets.core.io import write_text
+from mobilenets.tasks.images import BadRecordError, ImageDataset
 
 __all__ = ["ShardedImages", "write_shards"]
 

@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from mobilenets.cli import main
 from tiny_task import TinyTask
+
+from mobilenets.cli import main
 
 
 def test_help_lists_lightning_and_suite_subcommands(capsys):

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from helpers import logged_metrics
+
 from mobilenets.cli import main
 from mobilenets.tasks.classification import DogsDataModule
 
@@ -105,6 +106,7 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
     exactly what the teacher gives for that sample."""
     import numpy as np
     import pytorch_lightning as pl
+
     from mobilenets.backbone import BackboneConfig
     from mobilenets.distill import TeacherConfig, load_teacher
     from mobilenets.tasks.classification import ClassificationTask

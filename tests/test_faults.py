@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from mobilenets.tasks.classification import DogsDataModule
 from mobilenets.tasks.detection import CocoDataModule
 from mobilenets.tasks.face_attributes import CelebADataModule
@@ -116,6 +117,7 @@ def test_a_worker_dying_mid_epoch_stops_the_fit_and_the_last_checkpoint_remains(
     import os
 
     import pytorch_lightning as pl
+
     from mobilenets.backbone import BackboneConfig
     from mobilenets.tasks import images as images_module
     from mobilenets.tasks.classification import ClassificationTask

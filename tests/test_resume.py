@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import logged_metrics
+
 from mobilenets.cli import main
 from mobilenets.tasks.resume import AtomicCheckpointIO, find_last_checkpoint
 

@@ -2,11 +2,12 @@
 
 import pytorch_lightning as pl
 import torch
-from mobilenets.backbone import BackboneConfig
-from mobilenets.tasks.base import BaseTask
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
+
+from mobilenets.backbone import BackboneConfig
+from mobilenets.tasks.base import BaseTask
 
 
 class BrightnessDataset(Dataset):

@@ -12,10 +12,11 @@ from xml.etree import ElementTree
 
 import numpy as np
 import scipy.io
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 __all__ = ["DogsDataModule", "read_image_folder", "read_stanford_dogs", "stanford_dogs_classes"]
 

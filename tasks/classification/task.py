@@ -6,13 +6,15 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+from torch.nn import functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.classification.export import ClassifierExport
 from mobilenets.tasks.classification.model import MobileNetClassifier
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
-from torch.nn import functional as F
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from mobilenets.tasks.export import score_outputs
 
 __all__ = ["ClassificationTask"]
 
@@ -98,8 +100,4 @@ class ClassificationTask(BaseTask):
     def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
                          stage: str) -> dict[str, float]:
         """Top-1 / top-k of the exported probabilities (the same ranking as the logits)."""
-        metrics = self.val_metrics.clone()
-        metrics.reset()
-        for batch, (probabilities, *_) in outputs:
-            metrics.update(torch.from_numpy(probabilities), batch["label"].long())
-        return {name.removeprefix("val/"): float(value) for name, value in metrics.compute().items()}
+        return score_outputs(self.val_metrics, outputs)

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.detection.synthetic import write_coco
-from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+from mobilenets.tasks.datamodule import BaseDataModule
+from mobilenets.tasks.detection.synthetic import write_coco
+from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 
 __all__ = ["CocoDataModule", "CocoDetectionDataset", "collate_detection", "load_coco"]
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from mobilenets.tasks.export import TaskExport
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
+
+from mobilenets.tasks.export import TaskExport
 
 __all__ = ["DetectionExport"]
 

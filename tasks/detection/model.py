@@ -14,14 +14,15 @@ from collections import OrderedDict
 from typing import Sequence
 
 import torch
-from mobilenets.backbone import MobileNetV1
-from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
-from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
-from mobilenets.core.tables import Table
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSDScoringHead
 from torchvision.models.detection.ssdlite import SSDLiteHead
+
+from mobilenets.backbone import MobileNetV1
+from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
+from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
+from mobilenets.core.tables import Table
 
 __all__ = ["MobileNetSSDFeatures", "SSD1x1Head", "TFAnchorGenerator", "TABLE13_ROWS", "ssd_mobilenet", "table13"]
 

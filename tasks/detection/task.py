@@ -9,6 +9,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from PIL import Image
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torchvision.ops import box_iou
+from torchvision.utils import draw_bounding_boxes
+
 from mobilenets.backbone import MobileNetV1
 from mobilenets.core.distributed import gather_objects
 from mobilenets.core.io import write_text
@@ -17,10 +22,6 @@ from mobilenets.tasks.detection.export import DetectionExport
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
 from mobilenets.tasks.detection.model import EXTRA_DEPTHS, SSDNetwork, ssd_mobilenet
 from mobilenets.tasks.distillation import DetectionTargets, check_same_shape
-from PIL import Image
-from pytorch_lightning.callbacks import BasePredictionWriter
-from torchvision.ops import box_iou
-from torchvision.utils import draw_bounding_boxes
 
 __all__ = ["DetectionTask", "DrawDetections"]
 

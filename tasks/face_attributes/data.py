@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mobilenets.tasks.export import TaskExport
 from torch import Tensor
+
+from mobilenets.tasks.export import TaskExport
 
 __all__ = ["AttributesExport"]
 

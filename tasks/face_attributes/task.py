@@ -7,11 +7,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from mobilenets.core.io import write_csv
-from mobilenets.tasks.base import BaseTask
-from mobilenets.tasks.distillation import MultilabelTargets, check_same_shape
-from mobilenets.tasks.face_attributes.export import AttributesExport
-from mobilenets.tasks.face_attributes.model import MobileNetClassifier
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -19,6 +14,13 @@ from torchmetrics.classification import (
     MultilabelRecall,
     MultilabelSpecificity,
 )
+
+from mobilenets.core.io import write_csv
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.distillation import MultilabelTargets, check_same_shape
+from mobilenets.tasks.export import score_outputs
+from mobilenets.tasks.face_attributes.export import AttributesExport
+from mobilenets.tasks.face_attributes.model import MobileNetClassifier
 
 __all__ = ["FaceAttributesTask", "masked_bce"]
 
@@ -131,8 +133,4 @@ class FaceAttributesTask(BaseTask):
     def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
                          stage: str) -> dict[str, float]:
         """Mean AP of the exported probabilities."""
-        metrics = self.val_metrics.clone()
-        metrics.reset()
-        for batch, (probabilities,) in outputs:
-            metrics.update(torch.from_numpy(probabilities), batch["label"].long())
-        return {name.removeprefix("val/"): float(value) for name, value in metrics.compute().items()}
+        return score_outputs(self.val_metrics, outputs)

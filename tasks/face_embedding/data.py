@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.face_embedding.synthetic import write_faces
-from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from mobilenets.tasks.datamodule import BaseDataModule
+from mobilenets.tasks.face_embedding.synthetic import write_faces
+from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 
 __all__ = ["FaceIdentityDataModule", "Pair", "read_identity_folders", "read_pairs"]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from torch import Tensor, nn
+from torch.nn import functional as F
+
 from mobilenets.backbone import MobileNetV1
 from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
 from mobilenets.core.tables import Table
-from torch import Tensor, nn
-from torch.nn import functional as F
 
 __all__ = ["EmbeddingNet", "TABLE14_ROWS", "table14"]
 

@@ -6,13 +6,14 @@ from typing import Any, Iterable, Literal
 
 import numpy as np
 import torch
+from pytorch_metric_learning import distances, losses, miners
+
 from mobilenets.core.distributed import gather_objects
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.distillation import EmbeddingDistillation
 from mobilenets.tasks.face_embedding.export import EmbeddingExport
 from mobilenets.tasks.face_embedding.metrics import squared_distances, verification_metrics
 from mobilenets.tasks.face_embedding.model import EmbeddingNet
-from pytorch_metric_learning import distances, losses, miners
 
 __all__ = ["FaceEmbeddingTask", "count_valid_triplets"]
 

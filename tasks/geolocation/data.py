@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.geolocation.partition import (
     Partition,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from mobilenets.tasks.export import TaskExport
 from torch import Tensor
+
+from mobilenets.tasks.export import TaskExport
 
 __all__ = ["GeolocationExport", "hierarchical_scores"]
 

@@ -9,13 +9,14 @@ import numpy as np
 import pytorch_lightning as pl
 import s2sphere
 import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torch.nn import functional as F
+
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from mobilenets.tasks.geolocation.export import GeolocationExport, hierarchical_scores
 from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy
 from mobilenets.tasks.geolocation.model import MobileNetClassifier
-from pytorch_lightning.callbacks import BasePredictionWriter
-from torch.nn import functional as F
 
 __all__ = ["DrawGeoPredictions", "GeolocationTask"]
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from mobilenets.backbone import LAYERS, MobileNetV1, check_resolution
 
 # Table 1 at 224 px: (layer, output channels, output side).

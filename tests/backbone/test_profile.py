@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 from mobilenets.backbone import MobileNetV1, profile_model
 from mobilenets.backbone.profile import IMAGENET_ROWS, agrees, compare_rows, imagenet_table, table2, table3
-from torch.utils.flop_counter import FlopCounterMode
 
 # PAPER.md, Tables 4-9: (row name, MACs in millions, params in millions) exactly as printed.
 PAPER_IMAGENET = {

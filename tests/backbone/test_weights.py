@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from mobilenets.backbone import MobileNetV1, convert_timm_state_dict, load_backbone, load_pretrained, save_backbone
 from mobilenets.backbone.weights import read_weights
 

@@ -10,6 +10,7 @@ import onnx
 import pytest
 import pytorch_lightning as pl
 import torch
+
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.deploy import export_onnx, inference_model, read_metadata

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from mobilenets.distill.losses import HintLoss
 from mobilenets.tasks.distillation import (
     EmbeddingDistillation,

@@ -7,6 +7,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from helpers import logged_metrics
+from tiny_task import TinyTask
+
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.distill import DistillationTask, HintConfig, TeacherConfig, load_teacher
@@ -14,7 +16,6 @@ from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
 from mobilenets.tasks.detection import DetectionTask
 from mobilenets.tasks.face_attributes import FaceAttributesTask
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask
-from tiny_task import TinyTask
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENT = {"class_path": "mobilenets.tasks.classification.ClassificationTask",

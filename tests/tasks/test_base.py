@@ -3,9 +3,10 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from tiny_task import TinyDataModule, TinyTask
+
 from mobilenets.backbone import BackboneConfig, MobileNetV1, save_backbone
 from mobilenets.tasks.optim import parameter_groups
-from tiny_task import TinyDataModule, TinyTask
 
 SMALL = BackboneConfig(alpha=0.25)
 

@@ -4,9 +4,10 @@ import json
 import math
 
 import pytest
+from PIL import Image
+
 from mobilenets.cli import main
 from mobilenets.cli.demo import STAGES
-from PIL import Image
 
 FILES = ["report.md", "metrics.json", "accuracy_vs_macs.png", "accuracy_vs_params.png", "detection.png",
          "geolocation.png"]

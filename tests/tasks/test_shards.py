@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import logged_metrics
+
 from mobilenets.cli import main
 from mobilenets.tasks.classification import DogsDataModule
 from mobilenets.tasks.detection import CocoDataModule

@@ -3,10 +3,9 @@
 from pathlib import Path
 from typing import Any
 
-from scenes.synthetic import SCENES, write_scenes
-
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.images import ImageRecord
+from scenes.synthetic import SCENES, write_scenes
 
 
 class ScenesDataModule(BaseDataModule):

@@ -4,13 +4,14 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from scenes.export import SceneExport
-from scenes.model import SceneNet
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
+from mobilenets.tasks.export import score_outputs
+from scenes.export import SceneExport
+from scenes.model import SceneNet
 
 
 class SceneTask(BaseTask):
@@ -49,8 +50,4 @@ class SceneTask(BaseTask):
 
     def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
                          stage: str) -> dict[str, float]:
-        metric = self.val_accuracy.clone()
-        metric.reset()
-        for batch, (probabilities,) in outputs:
-            metric.update(torch.from_numpy(probabilities), batch["label"])
-        return {"accuracy": float(metric.compute())}
+        return {"accuracy": score_outputs(self.val_accuracy, outputs)["value"]}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+
 from mobilenets.tasks.classification.data import DogsDataModule, read_stanford_dogs, stanford_dogs_classes
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
 from mobilenets.tasks.images import BadRecordError, ImageDataset

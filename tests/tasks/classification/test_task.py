@@ -7,6 +7,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from helpers import logged_metrics
+
 from mobilenets.backbone import BackboneConfig, MobileNetV1, profile_model
 from mobilenets.backbone.profile import agrees
 from mobilenets.cli import main

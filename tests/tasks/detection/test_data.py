@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+
 from mobilenets.tasks.detection.data import CocoDataModule, load_coco
 from mobilenets.tasks.detection.synthetic import CATEGORIES, write_coco
 from mobilenets.tasks.images import BadRecordError

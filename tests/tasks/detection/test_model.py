@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
+from torchvision.models.detection.image_list import ImageList
+
 from mobilenets.backbone import MobileNetV1, profile_model
 from mobilenets.tasks.detection.model import SSDNetwork, TFAnchorGenerator, ssd_mobilenet, table13
-from torchvision.models.detection.image_list import ImageList
 
 
 def _anchors(ssd, size):

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import logged_metrics
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.tasks.detection import CocoDataModule, DetectionTask
 from mobilenets.tasks.detection.data import load_coco
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from mobilenets.tasks.face_attributes.data import (
     CelebADataModule,
     read_attribute_csv,

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from helpers import logged_metrics
+from sklearn.metrics import average_precision_score
+from torchmetrics.classification import MultilabelAveragePrecision
+
 from mobilenets.backbone import MobileNetV1, profile_model
 from mobilenets.backbone.profile import agrees
 from mobilenets.cli import main
 from mobilenets.tasks.face_attributes import FaceAttributesTask, table12
 from mobilenets.tasks.face_attributes.model import TABLE12_ROWS
 from mobilenets.tasks.face_attributes.task import masked_bce
-from sklearn.metrics import average_precision_score
-from torchmetrics.classification import MultilabelAveragePrecision
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -91,6 +92,7 @@ def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
 
 def test_attribute_count_must_match(tmp_path):
     import pytorch_lightning as pl
+
     from mobilenets.backbone import BackboneConfig
     from mobilenets.tasks.face_attributes import CelebADataModule
 

@@ -4,6 +4,7 @@ import logging
 import shutil
 
 import pytest
+
 from mobilenets.tasks.face_embedding.data import FaceIdentityDataModule, read_identity_folders, read_pairs
 from mobilenets.tasks.face_embedding.synthetic import write_faces
 from mobilenets.tasks.images import BadRecordError

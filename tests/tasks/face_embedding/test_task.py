@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 from helpers import logged_metrics
+from pytorch_metric_learning import distances, miners
+
 from mobilenets.backbone import MobileNetV1, profile_model
 from mobilenets.backbone.profile import agrees
 from mobilenets.cli import main
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask, table14
 from mobilenets.tasks.face_embedding.metrics import tar_at_far, verification_metrics
 from mobilenets.tasks.face_embedding.task import count_valid_triplets
-from pytorch_metric_learning import distances, miners
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import s2sphere
+
 from mobilenets.tasks.geolocation.partition import (
     build_partition,
     build_partitions,

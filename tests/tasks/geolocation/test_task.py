@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import logged_metrics
+
 from mobilenets.cli import main
 from mobilenets.tasks.geolocation import table11
 from mobilenets.tasks.geolocation.data import read_geotagged_csv
@@ -118,6 +119,7 @@ def test_hierarchical_scores_by_hand():
 
 def test_hierarchical_levels_from_data_to_training(tmp_path):
     import pytorch_lightning as pl
+
     from mobilenets.backbone import BackboneConfig
     from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask
 
