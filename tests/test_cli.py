@@ -81,3 +81,32 @@ def test_print_config(capsys):
         main(["fit", "--model", "tiny_task.TinyTask", "--data", "tiny_task.TinyDataModule", "--print_config"])
     out = capsys.readouterr().out
     assert "alpha: 1.0" in out and "optimizer: RMSprop" in out
+
+
+def test_help_imports_nothing_heavy():
+    """The command answers --help (its own and its subcommands') without importing torch or Lightning."""
+    code = ("import sys\nfrom mobilenets.cli import main\n"
+            "for args in (['--help'], ['export', '--help'], ['synth', '--help'], ['bench', '--help']):\n"
+            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+            "heavy = sorted(m for m in ('torch', 'torchvision', 'pytorch_lightning') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout[-300:]
+
+
+def test_configs_are_found_by_packaged_name(tmp_path, monkeypatch, capsys):
+    from mobilenets.configs import CONFIG_DIR, available_configs, config_path
+
+    assert {"demo/dogs.yaml", "paper/coco_ssd300.yaml", "distill/dogs.yaml"} <= set(available_configs())
+    monkeypatch.chdir(tmp_path)  # nothing of the repository here
+    assert config_path("demo/dogs.yaml") == CONFIG_DIR / "demo" / "dogs.yaml"
+    assert config_path("configs/demo/dogs.yaml") == CONFIG_DIR / "demo" / "dogs.yaml"
+    own = tmp_path / "mine.yaml"
+    own.write_text("trainer: {max_epochs: 1}\n")
+    assert config_path(str(own)) == own  # a file wins over a packaged name
+    with pytest.raises(FileNotFoundError, match="demo/dogs.yaml"):  # the error lists what is packaged
+        config_path("demo/dog.yaml")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "demo/dogs.yaml", "--print_config"])
+    assert "class_path: mobilenets.tasks.classification.ClassificationTask" in capsys.readouterr().out
