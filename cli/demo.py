@@ -32,7 +32,7 @@ __all__ = ["PAPER", "STAGES", "Stage", "run_demo"]
 
 #: --quick: a few training batches per stage, then the whole test split (numbers show the plumbing, not accuracy)
 QUICK = ("--trainer.limit_val_batches", "2", "--trainer.num_sanity_val_steps", "0",
-         "--trainer.check_val_every_n_epoch", "1")
+         "--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1")
 
 
 @dataclass(frozen=True)
