@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["BaseTask", "monitored_checkpoint"]
 
 
-
 def silence_intended_warnings() -> None:
     """Filter the two Lightning warnings that describe what the suite does on purpose (called as tasks are built,
     so that a harness that resets warning filters between runs keeps them)."""
@@ -43,10 +42,11 @@ def silence_intended_warnings() -> None:
 
 def monitored_checkpoint(trainer: pl.Trainer, monitor: str, mode: str) -> list[Callback]:
     """A ``ModelCheckpoint`` keeping the best epoch by ``monitor`` in place of Lightning's default (the latest
-    epoch), unless checkpointing is off, nothing is validated, or the config chose a monitored checkpoint itself."""
-    if not trainer.checkpoint_callbacks or trainer.limit_val_batches == 0:
-        return []
-    if any(callback.monitor for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)):
+    epoch); nothing when checkpointing is off, nothing is validated, or the config set up its own checkpoints."""
+    callbacks = trainer.checkpoint_callbacks
+    default = (len(callbacks) == 1 and type(callbacks[0]) is ModelCheckpoint and callbacks[0].monitor is None
+               and callbacks[0].dirpath is None and callbacks[0].filename is None)
+    if not default or trainer.limit_val_batches == 0:
         return []
     return [ModelCheckpoint(monitor=monitor, mode=mode, filename="best-{epoch}")]
 
