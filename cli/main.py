@@ -49,12 +49,12 @@ def parse_key_values(spec: str) -> dict:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from mobilenets.backbone import MobileNetV1, check_resolution
-    from mobilenets.backbone.profile import layer_table, registered_tables
     from mobilenets.core.tables import render
-    from mobilenets.tasks.registry import import_tables
 
     if args.model is not None:
+        from mobilenets.backbone import MobileNetV1, check_resolution
+        from mobilenets.backbone.profile import layer_table
+
         kwargs = parse_key_values(args.model)
         resolution = check_resolution(kwargs.pop("resolution", 224))
         try:
@@ -63,12 +63,13 @@ def run_profile(args: argparse.Namespace) -> int:
             raise SystemExit(f"--model: {error}") from None
         tables = [layer_table(model, resolution)]
     else:
-        import_tables()  # each task registers its paper table
-        builders = registered_tables()
-        unknown = set(args.table or []) - set(builders)
+        from mobilenets.cli.tables import paper_tables
+
+        tables = paper_tables()
+        unknown = set(args.table or []) - {table.key for table in tables}
         if unknown:
-            raise SystemExit(f"--table: unknown {sorted(unknown)}; choose from {list(builders)}")
-        tables = [builder() for key, builder in builders.items() if not args.table or key in args.table]
+            raise SystemExit(f"--table: unknown {sorted(unknown)}; choose from {[table.key for table in tables]}")
+        tables = [table for table in tables if not args.table or table.key in args.table]
     print(render(tables, args.format))
     return 0
 

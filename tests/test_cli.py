@@ -27,6 +27,12 @@ def test_console_script_and_module_entry_points():
         assert "profile" in result.stdout
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Profile tables are cached per test, never in the user's cache."""
+    monkeypatch.setenv("MOBILENETS_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def test_profile_prints_every_paper_table(capsys):
     assert main(["profile"]) == 0
     out = capsys.readouterr().out
@@ -110,3 +116,29 @@ def test_configs_are_found_by_packaged_name(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--config", "demo/dogs.yaml", "--print_config"])
     assert "class_path: mobilenets.tasks.classification.ClassificationTask" in capsys.readouterr().out
+
+
+def test_profile_tables_are_read_back_from_the_cache(tmp_path, capsys):
+    assert main(["profile", "--table", "table3"]) == 0
+    assert "### Table 3" in capsys.readouterr().out
+    (cached,) = (tmp_path / "cache").glob("profile-*.json")
+    tables = json.loads(cached.read_text())
+    assert [table["key"] for table in tables][:3] == ["table2", "table3", "imagenet"]
+    assert {"table10", "table11", "table12", "table13", "table14"} <= {table["key"] for table in tables}
+    tables[1]["title"] = "Table 3, as cached"
+    cached.write_text(json.dumps(tables))
+    assert main(["profile", "--table", "table3"]) == 0
+    assert "### Table 3, as cached" in capsys.readouterr().out
+
+
+def test_profile_cache_key_follows_code_and_versions(tmp_path):
+    from mobilenets.cli.tables import _package_folders, cache_key
+
+    (tmp_path / "module.py").write_text("x = 1\n")
+    key = cache_key([tmp_path], ["torch==2.14.1"])
+    assert cache_key([tmp_path], ["torch==2.14.1"]) == key
+    assert cache_key([tmp_path], ["torch==2.15.0"]) != key
+    (tmp_path / "module.py").write_text("x = 2\n")
+    assert cache_key([tmp_path], ["torch==2.14.1"]) != key
+    folders = {folder.name for folder in _package_folders()}
+    assert {"core", "backbone", "classification", "detection", "geolocation"} <= folders
