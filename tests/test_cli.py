@@ -27,10 +27,12 @@ def test_console_script_and_module_entry_points():
         assert "profile" in result.stdout
 
 
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    """Profile tables are cached per test, never in the user's cache."""
-    monkeypatch.setenv("MOBILENETS_CACHE_DIR", str(tmp_path / "cache"))
+@pytest.fixture(autouse=True, scope="module")
+def own_cache(tmp_path_factory):
+    """Profile tables are computed once for these tests and cached in a folder of theirs, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOBILENETS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def test_profile_prints_every_paper_table(capsys):
@@ -118,7 +120,8 @@ def test_configs_are_found_by_packaged_name(tmp_path, monkeypatch, capsys):
     assert "class_path: mobilenets.tasks.classification.ClassificationTask" in capsys.readouterr().out
 
 
-def test_profile_tables_are_read_back_from_the_cache(tmp_path, capsys):
+def test_profile_tables_are_read_back_from_the_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOBILENETS_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["profile", "--table", "table3"]) == 0
     assert "### Table 3" in capsys.readouterr().out
     (cached,) = (tmp_path / "cache").glob("profile-*.json")
