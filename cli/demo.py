@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-
 from mobilenets.backbone.profile import PAPER_IMAGENET, profile_model
 from mobilenets.cli.lightning import MobileNetsCLI
 from mobilenets.configs import config_path
 from mobilenets.core.io import write_text
-from mobilenets.distill import DistillationTask
-from mobilenets.tasks.base import BaseTask
+from mobilenets.distill import trained_task
 
 __all__ = ["PAPER", "STAGES", "Stage", "run_demo"]
 
@@ -101,11 +98,6 @@ PAPER: dict[str, tuple[str, list[tuple[str, str, float, float]]]] = {
 }
 
 
-def _task_of(module: pl.LightningModule) -> BaseTask:
-    """The task a stage trained: a distiller's student, or the task itself."""
-    return module.student if isinstance(module, DistillationTask) else module
-
-
 def _run_stage(stage: Stage, output: Path, quick: bool, teacher: str | None) -> dict[str, Any]:
     root = output / "runs" / stage.name
     args = ["--config", str(config_path(stage.config)), "--data.init_args.root", str(output / "data" / stage.data),
@@ -118,7 +110,7 @@ def _run_stage(stage: Stage, output: Path, quick: bool, teacher: str | None) -> 
     callback = cli.trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
     tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
-    task = _task_of(cli.model)
+    task = trained_task(cli.model)
     resolution = task.hparams.resolution
     profile = profile_model(task.inference_network(), resolution)
     result = {

@@ -256,14 +256,12 @@ def _add_partition(subparsers: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from mobilenets.deploy.checkpoint import export_checkpoint, report_markdown
-    from mobilenets.distill import DistillationTask
+    from mobilenets.distill import trained_task
     from mobilenets.tasks.loading import load_task
 
     overrides = {"root": args.data_root} if args.data_root else {}
     output = args.output or str(Path(args.checkpoint).with_suffix("")) + "_export"
-    task = load_task(args.checkpoint)
-    if isinstance(task, DistillationTask):  # a distiller deploys its student
-        task = task.student
+    task = trained_task(load_task(args.checkpoint))
     report = export_checkpoint(args.checkpoint, task, output, int8=not args.no_int8, pt2=args.pt2,
                                dynamic_size=args.dynamic_size, evaluate_data=not args.no_data,
                                calibration=args.calibration_batches, threads=args.threads, data_overrides=overrides)

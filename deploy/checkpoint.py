@@ -69,7 +69,6 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    task.eval()
     export = inference_model(task)
     size = export.resolution
     files = {"onnx": export_onnx(task, output / "model.onnx", dynamic_size)}

@@ -6,7 +6,7 @@ teachers, their output cache, FitNets hints and the ``DistillationTask`` that dr
 
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
-from mobilenets.distill.task import DistillationTask, HintConfig, save_student
+from mobilenets.distill.task import DistillationTask, HintConfig, save_student, trained_task
 from mobilenets.distill.teachers import Teacher, TeacherConfig, load_teacher
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "TeacherConfig",
     "load_teacher",
     "save_student",
+    "trained_task",
 ]

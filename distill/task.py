@@ -26,7 +26,7 @@ from mobilenets.distill.losses import HintLoss
 from mobilenets.distill.teachers import TeacherConfig, load_teacher
 from mobilenets.tasks.base import BaseTask, monitored_checkpoint
 
-__all__ = ["DistillationTask", "HintConfig", "build_student", "save_student"]
+__all__ = ["DistillationTask", "HintConfig", "build_student", "save_student", "trained_task"]
 
 
 @dataclass(frozen=True)
@@ -300,3 +300,8 @@ def save_student(checkpoint_path: str | Path, output_path: str | Path) -> Path:
     with replacing(output_path) as partial:
         torch.save(output, partial)
     return Path(output_path)
+
+
+def trained_task(module: pl.LightningModule) -> BaseTask:
+    """The task a trained module holds: a distiller's student (what it deploys and reports), or the task itself."""
+    return module.student if isinstance(module, DistillationTask) else module

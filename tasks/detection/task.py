@@ -176,14 +176,13 @@ class DetectionTask(BaseTask):
         """COCO mAP of the exported detections, their boxes mapped back to each image's pixels (``scale``)."""
         detections, image_ids = [], []
         for batch, (batch_index, boxes, scores, labels) in outputs:
-            for image, box, score, label in zip(batch_index.tolist(), boxes.tolist(), scores.tolist(),
-                                                labels.tolist()):
-                sx, sy = batch["scale"][image]
-                x0, y0, x1, y1 = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
-                detections.append({"image_id": int(batch["image_id"][image]),
-                                   "category_id": self.category_ids[label - 1],
-                                   "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score})
-            image_ids += [int(i) for i in batch["image_id"]]
+            ids = [int(i) for i in batch["image_id"]]
+            per_image = [{"boxes": torch.from_numpy(boxes[batch_index == image]) * torch.tensor([sx, sy, sx, sy]),
+                          "labels": torch.from_numpy(labels[batch_index == image]),
+                          "scores": torch.from_numpy(scores[batch_index == image])}
+                         for image, (sx, sy) in enumerate(batch["scale"])]
+            detections += self._to_coco(per_image, ids)
+            image_ids += ids
         stats = coco_evaluate(datamodule.coco_for(stage), detections, image_ids)
         return {"mAP": stats["mAP"], "mAP50": stats["mAP50"]}
 
