@@ -90,6 +90,17 @@ def run_bench(args: argparse.Namespace) -> int:
         from mobilenets.tasks.bench import bench_detection
 
         table = bench_detection(rounds=args.rounds, threads=args.threads)
+    elif args.target == "detection-train":
+        import json
+
+        from mobilenets.tasks.detection.bench import bench_detection_training, training_table
+
+        rows = bench_detection_training(config=args.config, steps=args.steps, batch_size=args.batch_size,
+                                        threads=args.threads)
+        if args.format == "json":
+            print(json.dumps({"rows": rows}, indent=2))
+            return 0
+        table = training_table(rows)
     elif args.target == "distill":
         from mobilenets.distill.bench import bench_teacher_cache
 
@@ -322,9 +333,11 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
     parser.add_argument(
-        "target", choices=["backbone", "train", "data", "detection", "s2", "distill", "deploy", "shards"],
+        "target",
+        choices=["backbone", "train", "data", "detection", "detection-train", "s2", "distill", "deploy", "shards"],
         help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader; "
-        "detection: end-to-end SSD latency vs torchvision's SSDLite; s2: S2 cell ids vs s2sphere; "
+        "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
+        "steps, our SSD300 and SSDLite vs torchvision's SSDLite recipe (on our body, and on MobileNet v3); s2: S2 cell ids vs s2sphere; "
         "distill: distillation epochs without and with the teacher-output cache; deploy: PyTorch, onnxruntime "
         "fp32 and int8 over alpha x resolution, timm's export as the reference; shards: geolocation training data "
         "from image files vs WebDataset shards",
@@ -336,6 +349,11 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=int, help="data: loader workers (default: the data module's)")
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25], help="deploy: widths")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128], help="deploy: sizes")
+    parser.add_argument("--steps", type=int, default=120, help="detection-train: optimizer steps per model")
+    parser.add_argument("--config", default="demo/detection.yaml",
+                        help="detection-train: the detection config whose model, augmentation and synthetic data "
+                        "our rows use")
+    parser.add_argument("--batch-size", type=int, help="detection-train: batch size (default: the config's)")
     parser.add_argument("--plot", help="deploy: folder for latency_vs_macs.png and accuracy_vs_latency.png")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     parser.set_defaults(handler=run_bench)

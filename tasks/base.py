@@ -65,6 +65,9 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_kwargs: its arguments; CosineAnnealingLR's ``T_max`` defaults to the whole run.
         lr_scheduler_interval: step the schedule every ``"step"`` or every ``"epoch"``.
         freeze_backbone: train only the head; the backbone (and its BN statistics) stays fixed.
+        trainable_backbone_layers: train only the last N of the backbone's layers (the paper's 14: conv 0 and
+            the 13 depthwise-separable ones), the earlier ones and their BN statistics fixed, as torchvision's
+            detectors' argument of that name; None trains all, 0 is ``freeze_backbone``.
         backbone_lr_mult: backbone learning rate = lr x this (fine-tuning often uses 0.1).
         channels_last: keep weights and images in channels-last memory layout (measured faster for
             MobileNet on CPU, see README; also the layout GPUs' mixed precision prefers).
@@ -92,6 +95,7 @@ class BaseTask(pl.LightningModule, ABC):
         lr_scheduler_kwargs: dict[str, Any] | None = None,
         lr_scheduler_interval: str = "step",
         freeze_backbone: bool = False,
+        trainable_backbone_layers: int | None = None,
         backbone_lr_mult: float = 1.0,
         channels_last: bool = True,
     ) -> None:
@@ -105,9 +109,10 @@ class BaseTask(pl.LightningModule, ABC):
         self.configure_models()
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if freeze_backbone:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()
+        self._frozen = self._frozen_backbone_parts()
+        for module in self._frozen:
+            module.requires_grad_(False)
+            module.eval()
 
     @abstractmethod
     def configure_models(self) -> None:
@@ -135,11 +140,24 @@ class BaseTask(pl.LightningModule, ABC):
     def backbone(self) -> MobileNetV1:
         return self.model.backbone
 
+    def _frozen_backbone_parts(self) -> list[nn.Module]:
+        """The backbone, or its layers before the last ``trainable_backbone_layers``, that do not train."""
+        hparams = self.hparams
+        if hparams.freeze_backbone:
+            return [self.backbone]
+        if hparams.trainable_backbone_layers is None:
+            return []
+        layers = list(self.backbone.features.children())
+        if not 0 <= hparams.trainable_backbone_layers <= len(layers):
+            raise ValueError(f"trainable_backbone_layers must be between 0 and {len(layers)} (the backbone's "
+                             f"layers), got {hparams.trainable_backbone_layers}")
+        return layers[:len(layers) - hparams.trainable_backbone_layers]
+
     def train(self, mode: bool = True) -> BaseTask:
-        """Keep a frozen backbone in eval mode, so its BN statistics do not drift while the head trains."""
+        """Keep frozen backbone layers in eval mode, so their BN statistics do not drift while the rest trains."""
         super().train(mode)
-        if self.hparams.freeze_backbone:
-            self.backbone.eval()
+        for module in self._frozen:
+            module.eval()
         return self
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -152,6 +152,22 @@ class ImageFolderForDetection(Dataset):
                 "index": index}
 
 
+def ssd_augmentation(kind: str) -> v2.Transform:
+    """SSD's training augmentation, boxes following the image: ``ssd`` (photometric distortion, zoom out, IoU
+    crop, flip) or ``light`` (photometric distortion and flip)."""
+    geometric = [
+        v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.5),
+        v2.RandomIoUCrop(),
+    ] if kind == "ssd" else []
+    return v2.Compose([
+        v2.RandomPhotometricDistort(p=0.5),
+        *geometric,
+        v2.RandomHorizontalFlip(),
+        v2.SanitizeBoundingBoxes(),  # drops boxes the crop made degenerate: never let one reach the loss
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
 def collate_detection(samples: list[dict[str, Any]]) -> dict[str, list]:
     """Images differ in size and targets in length: keep each field as a list (torchvision detection's input)."""
     return {key: [sample[key] for sample in samples] for key in samples[0]}
@@ -177,6 +193,8 @@ class CocoDataModule(BaseDataModule):
         if self.hparams.shards:
             raise ValueError(f"{type(self).__name__} cannot train from shards: detection reads its boxes from COCO annotations")
         self.coco: dict[str, COCO] = {}
+        self.image_dirs: dict[str, Path] = {}
+        self.sources: dict[str, Path] = {}
         self.category_ids: list[int] = []
         self.class_names: list[str] = []
 
@@ -189,18 +207,7 @@ class CocoDataModule(BaseDataModule):
         return len(self.category_ids)
 
     def train_transform(self) -> v2.Transform:
-        """SSD's augmentation: photometric distortion, zoom out, IoU crop, flip; boxes follow the image."""
-        geometric = [
-            v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.5),
-            v2.RandomIoUCrop(),
-        ] if self.hparams.augment == "ssd" else []
-        return v2.Compose([
-            v2.RandomPhotometricDistort(p=0.5),
-            *geometric,
-            v2.RandomHorizontalFlip(),
-            v2.SanitizeBoundingBoxes(),  # drops boxes the crop made degenerate: never let one reach the loss
-            v2.ToDtype(torch.float32, scale=True),
-        ])
+        return ssd_augmentation(self.hparams.augment)
 
     def eval_transform(self) -> v2.Transform:
         """Original size (the SSD transform resizes, and maps detections back to these coordinates)."""
@@ -215,11 +222,9 @@ class CocoDataModule(BaseDataModule):
         splits = {"train": hp.train_split, "val": hp.val_split, "test": hp.test_split or hp.val_split}
         datasets: dict[str, Dataset] = {}
         for stage, split in splits.items():
-            path = self.root / "annotations" / f"instances_{split}.json"
             if split not in self.coco:
-                self.coco[split] = load_coco(path)
-                self.skipped += validate_coco(self.coco[split], path, self.root / split, hp.skip_bad)
-            coco = self.coco[split]
+                self.coco[split], self.image_dirs[split], self.sources[split] = self.read_split(split)
+            coco, path = self.coco[split], self.sources[split]
             if stage == "train":
                 self.category_ids = sorted(coco.cats)
                 self.class_names = [coco.cats[i]["name"] for i in self.category_ids]
@@ -227,12 +232,20 @@ class CocoDataModule(BaseDataModule):
                 raise BadRecordError(f"{path}: categories {sorted(coco.cats)} differ from training's {self.category_ids}")
             label_of = {category: label for label, category in enumerate(self.category_ids, start=1)}
             transform = self.train_transform() if stage == "train" else self.eval_transform()
-            datasets[stage] = CocoDetectionDataset(coco, self.root / split, label_of, transform, path.name)
+            datasets[stage] = CocoDetectionDataset(coco, self.image_dirs[split], label_of, transform, path.name)
         if self.skipped:
             log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
         predict = self.predict_records()
         datasets["predict"] = ImageFolderForDetection(predict, self.eval_transform()) if predict else datasets["test"]
         return datasets
+
+    def read_split(self, split: str) -> tuple[COCO, Path, Path]:
+        """A split's ground truth as a checked pycocotools ``COCO``, the folder its ``file_name``s are relative
+        to, and the annotation file (for messages)."""
+        path = self.root / "annotations" / f"instances_{split}.json"
+        coco = load_coco(path)
+        self.skipped += validate_coco(coco, path, self.root / split, self.hparams.skip_bad)
+        return coco, self.root / split, path
 
     def coco_for(self, stage: str) -> COCO:
         """The ground truth pycocotools object of a stage's split (for COCOeval)."""

@@ -10,7 +10,7 @@ from typing import Sequence
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["STAT_NAMES", "coco_evaluate"]
+__all__ = ["STAT_NAMES", "coco_evaluate", "per_category_ap", "run_cocoeval"]
 
 STAT_NAMES = (
     "mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
@@ -18,12 +18,13 @@ STAT_NAMES = (
 )
 
 
-def coco_evaluate(ground_truth: COCO, detections: Sequence[dict], image_ids: Sequence[int] | None = None
-                  ) -> dict[str, float]:
-    """The 12 COCOeval bbox stats of COCO-format ``detections`` (``image_id``, ``category_id``, ``bbox`` xywh,
-    ``score``), over ``image_ids`` (default: every ground-truth image). No detections score 0."""
+def run_cocoeval(ground_truth: COCO, detections: Sequence[dict], image_ids: Sequence[int] | None = None
+                 ) -> COCOeval | None:
+    """pycocotools' COCOeval (bbox) of COCO-format ``detections`` (``image_id``, ``category_id``, ``bbox`` xywh,
+    ``score``) over ``image_ids`` (default: every ground-truth image), evaluated, accumulated and summarised;
+    None without detections."""
     if not detections:
-        return {name: 0.0 for name in STAT_NAMES}
+        return None
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
         results = ground_truth.loadRes(copy.deepcopy(list(detections)))  # loadRes edits what it is given
         evaluator = COCOeval(ground_truth, results, "bbox")
@@ -32,4 +33,29 @@ def coco_evaluate(ground_truth: COCO, detections: Sequence[dict], image_ids: Seq
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator
+
+
+def coco_evaluate(ground_truth: COCO, detections: Sequence[dict], image_ids: Sequence[int] | None = None
+                  ) -> dict[str, float]:
+    """The 12 COCOeval bbox stats of ``detections`` (see ``run_cocoeval``); no detections score 0."""
+    evaluator = run_cocoeval(ground_truth, detections, image_ids)
+    if evaluator is None:
+        return {name: 0.0 for name in STAT_NAMES}
     return {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
+
+
+def per_category_ap(ground_truth: COCO, evaluator: COCOeval | None) -> list[dict[str, float | int | str]]:
+    """AP (IoU 0.5:0.95) and AP50 of every category (all areas, 100 detections), as COCOeval's summary computes
+    them over all categories; -1 for a category without ground truth (pycocotools' convention)."""
+    rows = []
+    for index, category_id in enumerate(sorted(ground_truth.cats)):
+        ap = ap50 = 0.0
+        if evaluator is not None:
+            precision = evaluator.eval["precision"][:, :, index, 0, -1]  # IoU x recall, area "all", maxDets 100
+            valid, valid50 = precision[precision > -1], precision[0][precision[0] > -1]
+            ap = float(valid.mean()) if valid.size else -1.0
+            ap50 = float(valid50.mean()) if valid50.size else -1.0
+        rows.append({"category_id": category_id, "name": ground_truth.cats[category_id]["name"], "AP": ap,
+                     "AP50": ap50})
+    return rows

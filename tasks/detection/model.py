@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -24,10 +25,39 @@ from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
 from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
 from mobilenets.core.tables import Table
 
-__all__ = ["MobileNetSSDFeatures", "SSD1x1Head", "TFAnchorGenerator", "TABLE13_ROWS", "ssd_mobilenet", "table13"]
+__all__ = ["AnchorConfig", "MobileNetSSDFeatures", "SSD1x1Head", "TFAnchorGenerator", "TABLE13_ROWS", "ssd_mobilenet", "table13"]
 
 FEATURE_LAYERS = (11, 13)
 EXTRA_DEPTHS = (512, 256, 256, 128)
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """The ``anchors:`` block: the TF object detection API's ``ssd_anchor_generator`` fields, TF's defaults.
+
+    Args:
+        min_scale, max_scale: box scales (fractions of the image side) of the lowest and highest maps; the maps
+            between get linearly spaced scales.
+        aspect_ratios: width / height of the boxes at every location (all maps but a reduced lowest one).
+        interpolated_scale_aspect_ratio: the aspect ratio of one more box per location at the scale between this
+            map's and the next's (sqrt(s_k s_k+1)); 0 adds none.
+        reduce_boxes_in_lowest_layer: the lowest map gets only 3 boxes, (0.1, 1), (min_scale, 2), (min_scale, 1/2).
+    """
+
+    min_scale: float = 0.2
+    max_scale: float = 0.95
+    aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+    interpolated_scale_aspect_ratio: float = 1.0
+    reduce_boxes_in_lowest_layer: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ValueError(f"anchors: need 0 < min_scale <= max_scale, got {self.min_scale} and {self.max_scale}")
+        if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
+            raise ValueError(f"anchors: aspect_ratios must be positive, got {list(self.aspect_ratios)}")
+        if self.interpolated_scale_aspect_ratio < 0:
+            raise ValueError("anchors: interpolated_scale_aspect_ratio must be >= 0 (0: no interpolated box), got "
+                             f"{self.interpolated_scale_aspect_ratio}")
 
 
 class TFAnchorGenerator(DefaultBoxGenerator):
@@ -35,21 +65,23 @@ class TFAnchorGenerator(DefaultBoxGenerator):
 
     Hand-written because torchvision's generator always puts the same box set on every map: TF puts 3 boxes on
     the lowest map ((0.1, 1), (s0, 2), (s0, 1/2)) and on the others one box per aspect ratio at scale s_k
-    plus one at sqrt(s_k * s_k+1) with aspect ratio 1. Scales run linearly from ``min_scale`` to ``max_scale``.
+    plus one at sqrt(s_k * s_k+1) (with ``interpolated_scale_aspect_ratio``). Scales run linearly from
+    ``min_scale`` to ``max_scale``.
     """
 
-    def __init__(self, num_layers: int = 6, min_scale: float = 0.2, max_scale: float = 0.95,
-                 aspect_ratios: Sequence[float] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0),
-                 reduce_boxes_in_lowest_layer: bool = True) -> None:
-        scales = [min_scale + (max_scale - min_scale) * i / (num_layers - 1) for i in range(num_layers)] + [1.0]
+    def __init__(self, num_layers: int = 6, config: AnchorConfig = AnchorConfig()) -> None:
+        low, high = config.min_scale, config.max_scale
+        scales = [low + (high - low) * i / (num_layers - 1) for i in range(num_layers)] + [1.0]
         super().__init__(aspect_ratios=[[2]] * num_layers, scales=scales, clip=False)
         specs: list[list[tuple[float, float]]] = []
         for layer in range(num_layers):
             scale, next_scale = scales[layer], scales[layer + 1]
-            if layer == 0 and reduce_boxes_in_lowest_layer:
+            if layer == 0 and config.reduce_boxes_in_lowest_layer:
                 specs.append([(0.1, 1.0), (scale, 2.0), (scale, 0.5)])
-            else:
-                specs.append([(scale, ratio) for ratio in aspect_ratios] + [(math.sqrt(scale * next_scale), 1.0)])
+                continue
+            specs.append([(scale, ratio) for ratio in config.aspect_ratios])
+            if config.interpolated_scale_aspect_ratio > 0:
+                specs[-1].append((math.sqrt(scale * next_scale), config.interpolated_scale_aspect_ratio))
         self.box_specs = specs
         self._wh_pairs = [
             torch.tensor([[s * math.sqrt(r), s / math.sqrt(r)] for s, r in layer_specs], dtype=torch.float32)
@@ -115,6 +147,7 @@ def ssd_mobilenet(
     size: int = 300,
     lite: bool = False,
     extra_depths: Sequence[int] = EXTRA_DEPTHS,
+    anchors: AnchorConfig = AnchorConfig(),
     score_thresh: float = 0.01,
     nms_thresh: float = 0.6,
     detections_per_img: int = 100,
@@ -124,15 +157,15 @@ def ssd_mobilenet(
     The input normalisation is the body's own (it travels with its weights).
     """
     features = MobileNetSSDFeatures(body, extra_depths, lite)
-    anchors = TFAnchorGenerator(num_layers=len(features.out_channels))
-    per_location = anchors.num_anchors_per_location()
+    anchor_generator = TFAnchorGenerator(len(features.out_channels), anchors)
+    per_location = anchor_generator.num_anchors_per_location()
     if lite:
         head: nn.Module = SSDLiteHead(features.out_channels, per_location, num_classes,
                                       norm_layer=lambda channels: nn.BatchNorm2d(channels))
     else:
         head = SSD1x1Head(features.out_channels, per_location, num_classes)
     return SSD(
-        features, anchors, (size, size), num_classes,
+        features, anchor_generator, (size, size), num_classes,
         image_mean=body.input_mean.flatten().tolist(), image_std=body.input_std.flatten().tolist(),
         head=head, score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
         topk_candidates=100,  # TF SSD-MobileNet's max_detections_per_class

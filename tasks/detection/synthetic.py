@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["CATEGORIES", "write_coco"]
+__all__ = ["CATEGORIES", "write_coco", "write_voc"]
 
 # Non-contiguous ids, as COCO's 1..90 with gaps.
 CATEGORIES = [
@@ -107,4 +107,42 @@ def write_coco(root: str | Path, train_images: int = 200, val_images: int = 50, 
                    class_colours=class_colours)
     _split(root, "train2017", train_images, 1, image_size, rng, **options)
     _split(root, "val2017", val_images, 100_000, image_size, rng, **options)
+    return root
+
+
+def write_voc(root: str | Path, train_images: int = 200, test_images: int = 50, image_size: int = 160,
+              year: str = "VOC2007", seed: int = 0, **options: object) -> Path:
+    """The same shapes in Pascal VOC's layout under ``root`` (a VOCdevkit folder): ``<year>/JPEGImages``,
+    ``<year>/Annotations/*.xml`` (1-based corners; crowd regions become ``difficult`` objects) and
+    ``<year>/ImageSets/Main/{trainval,test}.txt``; ``options`` as ``write_coco``'s."""
+    import shutil
+    import tempfile
+
+    root = Path(root)
+    folder = root / year
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        write_coco(scratch, train_images=train_images, val_images=test_images, image_size=image_size, seed=seed,
+                   **options)
+        for split, image_set in (("train2017", "trainval"), ("val2017", "test")):
+            coco = json.loads((Path(scratch) / "annotations" / f"instances_{split}.json").read_text())
+            names = {c["id"]: c["name"] for c in coco["categories"]}
+            stems = []
+            for image in coco["images"]:
+                stem = f"{image['id']:06d}"
+                shutil.copy(Path(scratch) / split / image["file_name"], folder / "JPEGImages" / f"{stem}.jpg")
+                objects = "".join(
+                    f"<object><name>{names[a['category_id']]}</name><pose>Unspecified</pose><truncated>0</truncated>"
+                    f"<difficult>{a['iscrowd']}</difficult><bndbox><xmin>{int(a['bbox'][0]) + 1}</xmin>"
+                    f"<ymin>{int(a['bbox'][1]) + 1}</ymin><xmax>{int(a['bbox'][0] + a['bbox'][2])}</xmax>"
+                    f"<ymax>{int(a['bbox'][1] + a['bbox'][3])}</ymax></bndbox></object>"
+                    for a in coco["annotations"] if a["image_id"] == image["id"])
+                (folder / "Annotations" / f"{stem}.xml").write_text(
+                    f"<annotation><folder>{year}</folder><filename>{stem}.jpg</filename>"
+                    f"<source><database>mobilenet-suite synthetic</database></source><size><width>{image['width']}"
+                    f"</width><height>{image['height']}</height><depth>3</depth></size><segmented>0</segmented>"
+                    f"{objects}</annotation>\n")
+                stems.append(stem)
+            (folder / "ImageSets" / "Main" / f"{image_set}.txt").write_text("\n".join(stems) + "\n")
     return root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -15,15 +16,18 @@ from torchvision.ops import box_iou
 from torchvision.utils import draw_bounding_boxes
 
 from mobilenets.backbone import MobileNetV1
+from mobilenets.core.checkpoint import read_checkpoint
 from mobilenets.core.distributed import gather_objects
-from mobilenets.core.io import write_text
+from mobilenets.core.io import write_csv, write_text
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.detection.export import DetectionExport
-from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
-from mobilenets.tasks.detection.model import EXTRA_DEPTHS, SSDNetwork, ssd_mobilenet
+from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, per_category_ap, run_cocoeval
+from mobilenets.tasks.detection.model import EXTRA_DEPTHS, AnchorConfig, SSDNetwork, ssd_mobilenet
 from mobilenets.tasks.distillation import DetectionTargets, check_same_shape
 
 __all__ = ["DetectionTask", "DrawDetections"]
+
+log = logging.getLogger(__name__)
 
 
 class DetectionTask(BaseTask):
@@ -33,6 +37,10 @@ class DetectionTask(BaseTask):
         num_classes: object categories (COCO: 80 used, ids up to 90), without the background.
         lite: SSDLite (depthwise-separable extra layers and heads) instead of SSD.
         extra_depths: depths of the four extra layers (TF SSD-MobileNet: 512, 256, 256, 128).
+        anchors: the anchor layout (``AnchorConfig``: TF's ``ssd_anchor_generator`` fields and defaults).
+        fine_tune_checkpoint: a detection ``.ckpt`` (any classes) to start ``fit`` from, as the TF API's
+            ``fine_tune_checkpoint``: backbone, extra layers and box regressor are loaded, the class predictor is
+            created anew for this task's classes. Not read when resuming (``--ckpt_path``) or testing.
         score_thresh, nms_thresh, detections_per_img: post-processing.
         resolution: the SSD input size (the paper's 300).
         **kwargs: the shared task arguments, see ``BaseTask``.
@@ -45,6 +53,7 @@ class DetectionTask(BaseTask):
     batched_images = False
 
     def __init__(self, num_classes: int = 90, lite: bool = False, extra_depths: Sequence[int] = EXTRA_DEPTHS,
+                 anchors: AnchorConfig = AnchorConfig(), fine_tune_checkpoint: str | None = None,
                  score_thresh: float = 0.01, nms_thresh: float = 0.6, detections_per_img: int = 100,
                  resolution: int = 300, **kwargs: Any) -> None:
         if num_classes < 1:
@@ -57,8 +66,9 @@ class DetectionTask(BaseTask):
 
     def configure_models(self) -> None:
         hp = self.hparams
+        anchors = hp.anchors if isinstance(hp.anchors, AnchorConfig) else AnchorConfig(**hp.anchors)
         self.model = ssd_mobilenet(self.build_backbone(), hp.num_classes + 1, size=hp.resolution, lite=hp.lite,
-                                   extra_depths=hp.extra_depths, score_thresh=hp.score_thresh,
+                                   extra_depths=hp.extra_depths, anchors=anchors, score_thresh=hp.score_thresh,
                                    nms_thresh=hp.nms_thresh, detections_per_img=hp.detections_per_img)
 
     @property
@@ -66,10 +76,50 @@ class DetectionTask(BaseTask):
         return self.model.backbone.body
 
     def setup(self, stage: str) -> None:
-        """Take category ids and names from the data; refuse a different number of classes."""
+        """Take category ids and names from the data; refuse a different number of classes. Starting ``fit``
+        afresh, load ``fine_tune_checkpoint``."""
         ids = self.names_from_data("category_ids", "num_classes", "categories")
         if ids:
             self.category_ids, self.class_names = ids, list(self.trainer.datamodule.class_names)
+        if stage == "fit" and self.hparams.fine_tune_checkpoint and self.trainer.ckpt_path is None:
+            self.fine_tune_from(self.hparams.fine_tune_checkpoint)
+
+    def fine_tune_from(self, path: str | Path) -> dict[str, list[str]]:
+        """Load every tensor of a detection checkpoint but the class predictor's, which keeps its fresh init.
+
+        Returns the names ``loaded`` and ``reinitialised``; any other tensor that is missing from the checkpoint
+        or differs in shape is an error naming it."""
+        state = read_checkpoint(path).get("state_dict")
+        if state is None:
+            raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict); give a DetectionTask .ckpt")
+        source = {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
+        own = self.model.state_dict()
+        reinitialised = self.class_predictor_tensors()
+        loaded = {}
+        for key, value in own.items():
+            if key in reinitialised:
+                continue
+            if key not in source:
+                raise ValueError(f"{path}: has no tensor {key}; fine-tuning needs a detector of the same architecture "
+                                 f"(lite, extra_depths, anchors per location, backbone alpha)")
+            if source[key].shape != value.shape:
+                raise ValueError(f"{path}: tensor {key} has shape {tuple(source[key].shape)}, this model's "
+                                 f"{tuple(value.shape)}; fine-tuning needs the same architecture except the classes")
+            loaded[key] = source[key]
+        self.model.load_state_dict(loaded, strict=False)
+        log.info("fine_tune_checkpoint %s: loaded %d tensors; re-initialised the %d of the class predictor (%s)",
+                 path, len(loaded), len(reinitialised), ", ".join(reinitialised))
+        return {"loaded": sorted(loaded), "reinitialised": reinitialised}
+
+    def class_predictor_tensors(self) -> list[str]:
+        """State-dict names of the class predictor: the last conv of each map's class-score branch (with SSDLite,
+        the depthwise block before it does not depend on the classes and is fine-tuned like the rest)."""
+        names = []
+        for index, branch in enumerate(self.model.head.classification_head.module_list):
+            convs = [name for name, module in branch.named_modules() if isinstance(module, torch.nn.Conv2d)]
+            prefix = f"head.classification_head.module_list.{index}" + (f".{convs[-1]}" if convs[-1] else "")
+            names += [f"{prefix}.weight", f"{prefix}.bias"]
+        return names
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Detections (boxes xyxy in each image's own pixels, labels 1..K, scores) for images in [0, 1]."""
@@ -131,13 +181,17 @@ class DetectionTask(BaseTask):
         datamodule = self.trainer.datamodule
         if not image_ids or datamodule is None:
             return
-        stats = coco_evaluate(datamodule.coco_for(stage), detections, image_ids)
+        ground_truth = datamodule.coco_for(stage)
+        evaluator = run_cocoeval(ground_truth, detections, image_ids)
+        stats = dict(zip(STAT_NAMES, evaluator.stats)) if evaluator else dict.fromkeys(STAT_NAMES, 0.0)
         for name in STAT_NAMES:
-            self.log(f"{stage}/{name}", stats[name], prog_bar=name in ("mAP", "mAP50"))
+            self.log(f"{stage}/{name}", float(stats[name]), prog_bar=name in ("mAP", "mAP50"))
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            write_text(Path(log_dir or self.trainer.default_root_dir) / f"detections_{stage}.json",
-                       json.dumps(detections))
+            folder = Path(log_dir or self.trainer.default_root_dir)
+            write_text(folder / f"detections_{stage}.json", json.dumps(detections))
+            if stage == "test":
+                write_csv(folder / "per_category_ap.csv", per_category_ap(ground_truth, evaluator))
 
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val")

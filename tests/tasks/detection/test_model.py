@@ -7,7 +7,7 @@ import torch
 from torchvision.models.detection.image_list import ImageList
 
 from mobilenets.backbone import MobileNetV1, profile_model
-from mobilenets.tasks.detection.model import SSDNetwork, TFAnchorGenerator, ssd_mobilenet, table13
+from mobilenets.tasks.detection.model import AnchorConfig, SSDNetwork, TFAnchorGenerator, ssd_mobilenet, table13
 
 
 def _anchors(ssd, size):
@@ -75,3 +75,35 @@ def test_any_size_and_classes():
     ssd = ssd_mobilenet(MobileNetV1(alpha=0.5, num_classes=0), 11, size=224).eval()
     out = ssd.head(list(ssd.backbone(torch.zeros(1, 3, 224, 224)).values()))
     assert out["cls_logits"].shape[-1] == 11 and out["cls_logits"].shape[1] == out["bbox_regression"].shape[1]
+
+
+@pytest.mark.parametrize("anchors, per_location", [
+    (AnchorConfig(), [3, 6, 6, 6, 6, 6]),  # TF's defaults: 1917 at 300 px
+    (AnchorConfig(reduce_boxes_in_lowest_layer=False), [6, 6, 6, 6, 6, 6]),
+    (AnchorConfig(aspect_ratios=(1.0, 2.0, 0.5)), [3, 4, 4, 4, 4, 4]),
+    (AnchorConfig(aspect_ratios=(1.0, 2.0, 0.5), interpolated_scale_aspect_ratio=0.0), [3, 3, 3, 3, 3, 3]),
+])
+def test_anchors_from_the_config_change_the_count_as_computed(anchors, per_location):
+    ssd = ssd_mobilenet(MobileNetV1(alpha=0.25, num_classes=0), 5, anchors=anchors).eval()
+    _, boxes = _anchors(ssd, 300)
+    cells = [19 * 19, 10 * 10, 5 * 5, 3 * 3, 2 * 2, 1]
+    assert ssd.anchor_generator.num_anchors_per_location() == per_location
+    assert len(boxes) == sum(c * a for c, a in zip(cells, per_location))
+    heads = ssd.head.classification_head.module_list
+    assert [h.out_channels // 5 for h in heads] == per_location  # the predictors follow the anchors
+    profile = profile_model(SSDNetwork(ssd), 300)  # and so does the profile
+    assert profile.params == sum(p.numel() for p in SSDNetwork(ssd).parameters())
+
+
+def test_anchor_scales_from_the_config():
+    generator = TFAnchorGenerator(6, AnchorConfig(min_scale=0.1, max_scale=0.9, reduce_boxes_in_lowest_layer=False))
+    assert torch.allclose(generator._wh_pairs[0][0], torch.tensor([0.1, 0.1]))
+    assert torch.allclose(generator._wh_pairs[5][0], torch.tensor([0.9, 0.9]))
+    assert torch.allclose(generator._wh_pairs[2][0], torch.tensor([0.42, 0.42]))  # 0.1 + 0.8 * 2 / 5
+
+
+def test_bad_anchor_config():
+    with pytest.raises(ValueError, match="min_scale <= max_scale"):
+        AnchorConfig(min_scale=0.9, max_scale=0.2)
+    with pytest.raises(ValueError, match="aspect_ratios must be positive"):
+        AnchorConfig(aspect_ratios=(1.0, 0.0))

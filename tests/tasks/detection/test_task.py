@@ -1,6 +1,7 @@
 """COCO evaluation equals pycocotools; the detection task end to end through the CLI; learning."""
 
 import contextlib
+import csv
 import io
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.tasks.detection import CocoDataModule, DetectionTask
 from mobilenets.tasks.detection.data import load_coco
-from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate
+from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, per_category_ap, run_cocoeval
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -61,6 +62,59 @@ def test_evaluate_coco_equals_pycocotools(tmp_path, capsys):
     assert [float(printed[name]) for name in STAT_NAMES] == pytest.approx(expected, abs=1e-4)
 
 
+def test_per_category_ap_equals_cocoeval_on_each_category_alone(tmp_path):
+    (tmp_path / "gt.json").write_text(json.dumps(GROUND_TRUTH))
+    ground_truth = load_coco(tmp_path / "gt.json")
+    rows = per_category_ap(ground_truth, run_cocoeval(ground_truth, DETECTIONS))
+    assert [(r["category_id"], r["name"]) for r in rows] == [(5, "five"), (9, "nine")]
+    for row in rows:  # the reference: pycocotools evaluating one category
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator = COCOeval(ground_truth, ground_truth.loadRes(json.loads(json.dumps(DETECTIONS))), "bbox")
+            evaluator.params.catIds = [row["category_id"]]
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        assert (row["AP"], row["AP50"]) == pytest.approx((evaluator.stats[0], evaluator.stats[1]), abs=1e-9)
+    assert 0 < rows[0]["AP"] < 1 and rows[1]["AP50"] == pytest.approx(1.0)
+    assert [r["AP"] for r in per_category_ap(ground_truth, None)] == [0.0, 0.0]
+
+
+def _detection_checkpoint(path: Path, **task_args) -> DetectionTask:
+    task = DetectionTask(backbone=BackboneConfig(alpha=0.25), resolution=96, channels_last=False, **task_args)
+    torch.save({"state_dict": task.state_dict()}, path)  # the part of a Lightning checkpoint fine-tuning reads
+    return task
+
+
+@pytest.mark.parametrize("lite", [False, True])
+def test_fine_tuning_loads_all_but_the_class_predictor(tmp_path, lite, caplog):
+    source = _detection_checkpoint(tmp_path / "coco.ckpt", num_classes=80, lite=lite, extra_depths=(32, 32, 32, 16))
+    task = DetectionTask(num_classes=3, backbone=BackboneConfig(alpha=0.25), resolution=96, lite=lite,
+                         extra_depths=(32, 32, 32, 16), channels_last=False)
+    fresh = {k: v.clone() for k, v in task.model.state_dict().items()}
+    with caplog.at_level("INFO"):
+        report = task.fine_tune_from(tmp_path / "coco.ckpt")
+    expected = [f"head.classification_head.module_list.{i}{'.1' if lite else ''}.{p}" for i in range(6)
+                for p in ("weight", "bias")]
+    assert report["reinitialised"] == expected  # one 1x1 class predictor per feature map: 12 tensors
+    state, source_state = task.model.state_dict(), source.model.state_dict()
+    assert sorted(report["loaded"]) == sorted(set(state) - set(expected)) and len(report["loaded"]) == len(state) - 12
+    assert all(torch.equal(state[k], source_state[k]) for k in report["loaded"])
+    assert all(torch.equal(state[k], fresh[k]) for k in expected)  # the new classes' predictor keeps its init
+    assert state[expected[0]].shape[0] == fresh[expected[0]].shape[0] != source_state[expected[0]].shape[0]
+    assert f"loaded {len(state) - 12} tensors" in caplog.text
+
+
+def test_fine_tuning_refuses_another_architecture(tmp_path):
+    _detection_checkpoint(tmp_path / "wide.ckpt", num_classes=80, extra_depths=(64, 32, 32, 16))
+    task = DetectionTask(num_classes=3, backbone=BackboneConfig(alpha=0.25), resolution=96,
+                         extra_depths=(32, 32, 32, 16), channels_last=False)
+    with pytest.raises(ValueError, match=r"wide.ckpt: tensor backbone.extras.0.0.conv.weight has shape"):
+        task.fine_tune_from(tmp_path / "wide.ckpt")
+    torch.save({"weights": {}}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a Lightning checkpoint"):
+        task.fine_tune_from(tmp_path / "plain.pt")
+
+
 def test_no_detections_score_zero(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(GROUND_TRUTH))
     assert set(coco_evaluate(load_coco(tmp_path / "gt.json"), []).values()) == {0.0}
@@ -71,7 +125,7 @@ def test_bad_num_classes():
         DetectionTask(num_classes=0)
 
 
-def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys):
+def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
     assert main(["synth", "detection", "coco", "--option", "train_images=8", "--option", "val_images=4",
                  "--option", "image_size=96"]) == 0
@@ -89,6 +143,12 @@ def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys
     detections = json.loads(results.read_text())
     assert detections and {d["category_id"] for d in detections} <= {3, 7, 11, 42}  # original COCO ids
     test_row = [row for row in logged_metrics(Path("run")) if row.get("test/mAP")][-1]
+    (per_category,) = Path("run").rglob("per_category_ap.csv")
+    assert per_category.parent == results.parent
+    with per_category.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["category_id"], r["name"]) for r in rows] == [("3", "disc"), ("7", "box"), ("11", "triangle"),
+                                                              ("42", "ring")]
     capsys.readouterr()
     main(["evaluate-coco", "--gt", "coco/annotations/instances_val2017.json", "--dt", str(results)])
     printed = dict(line.split() for line in capsys.readouterr().out.strip().splitlines())
@@ -99,6 +159,10 @@ def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys
     predictions = json.loads(Path("predictions.json").read_text())
     assert predictions and {"file_name", "image_id", "category_id", "bbox", "score", "category"} <= set(predictions[0])
     assert len(list(Path("drawn").glob("*.jpg"))) == 4
+    with caplog.at_level("INFO", logger="mobilenets.tasks.detection.task"):
+        main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.default_root_dir", "tuned",
+              "--model.fine_tune_checkpoint", str(checkpoint)])
+    assert f"fine_tune_checkpoint {checkpoint}: loaded" in caplog.text
 
 
 def test_training_lifts_map_through_the_evaluation_path(tmp_path):
