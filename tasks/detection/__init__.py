@@ -6,15 +6,17 @@ __all__ = [
     "CocoDataModule",
     "DetectionTask",
     "DrawDetections",
+    "VOCDataModule",
     "coco_evaluate",
     "ssd_mobilenet",
     "table13",
     "write_coco",
+    "write_voc",
 ]
 __getattr__ = lazy_exports(__name__, {
-    "CocoDataModule": "data",
+    "CocoDataModule": "data", "VOCDataModule": "data",
     "coco_evaluate": "metrics",
     "ssd_mobilenet": "model", "table13": "model",
-    "write_coco": "synthetic",
+    "write_coco": "synthetic", "write_voc": "synthetic",
     "DetectionTask": "task", "DrawDetections": "task",
 })

@@ -1,4 +1,5 @@
-"""COCO-format detection data, read with pycocotools, augmented the SSD way with transforms.v2.
+"""COCO-format detection data (and Pascal VOC's layout, read into the same form), augmented the SSD way with
+transforms.v2.
 
 Category ids (COCO's 1..90 with gaps) map to contiguous labels 1..K (0 is SSD's background) and back in
 every output. Crowd annotations never become training targets; evaluation leaves them to pycocotools, which
@@ -12,7 +13,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 from pycocotools.coco import COCO
@@ -21,10 +22,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.detection.synthetic import write_coco
+from mobilenets.tasks.detection.metrics import voc07_map50
+from mobilenets.tasks.detection.synthetic import write_coco, write_voc
+from mobilenets.tasks.detection.voc import read_voc, voc_class_names
 from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 
-__all__ = ["CocoDataModule", "CocoDetectionDataset", "collate_detection", "load_coco"]
+__all__ = ["CocoDataModule", "CocoDetectionDataset", "VOCDataModule", "collate_detection", "load_coco", "ssd_augmentation"]
 
 log = logging.getLogger(__name__)
 # A box may overhang its image by this many pixels (annotation tools round); beyond it is an error.
@@ -192,6 +195,7 @@ class CocoDataModule(BaseDataModule):
         super().__init__(root, **kwargs)
         if self.hparams.shards:
             raise ValueError(f"{type(self).__name__} cannot train from shards: detection reads its boxes from COCO annotations")
+        self.splits = {"train": train_split, "val": val_split, "test": test_split or val_split}
         self.coco: dict[str, COCO] = {}
         self.image_dirs: dict[str, Path] = {}
         self.sources: dict[str, Path] = {}
@@ -218,10 +222,8 @@ class CocoDataModule(BaseDataModule):
         return ImageFolderForDetection(records, self.eval_transform())
 
     def build_datasets(self) -> dict[str, Dataset]:
-        hp = self.hparams
-        splits = {"train": hp.train_split, "val": hp.val_split, "test": hp.test_split or hp.val_split}
         datasets: dict[str, Dataset] = {}
-        for stage, split in splits.items():
+        for stage, split in self.splits.items():
             if split not in self.coco:
                 self.coco[split], self.image_dirs[split], self.sources[split] = self.read_split(split)
             coco, path = self.coco[split], self.sources[split]
@@ -249,5 +251,45 @@ class CocoDataModule(BaseDataModule):
 
     def coco_for(self, stage: str) -> COCO:
         """The ground truth pycocotools object of a stage's split (for COCOeval)."""
-        hp = self.hparams
-        return self.coco[{"val": hp.val_split, "test": hp.test_split or hp.val_split}[stage]]
+        return self.coco[self.splits[stage]]
+
+    def dataset_metrics(self, stage: str, detections: list[dict]) -> dict[str, float]:
+        """Metrics of the dataset's own protocol, logged beside COCOeval's (none for COCO)."""
+        return {}
+
+
+class VOCDataModule(CocoDataModule):
+    """Pascal VOC (or any dataset in its layout, as LabelImg writes it) for ``DetectionTask``.
+
+    Args:
+        root: the ``VOCdevkit`` folder holding ``VOC2007/``, ``VOC2012/`` (or your own year folder).
+        train_sets, val_sets, test_sets: ``<year folder>/<image set>`` lists; the SSD paper's VOC setting is
+            07+12 trainval (``[VOC2007/trainval, VOC2012/trainval]``) for training and 07 test for evaluation.
+            ``test_sets`` defaults to ``val_sets``.
+        classes: category names in id order; by default VOC's 20 classes, or, when the training annotations name
+            others (your own data in VOC's layout), the names they use in sorted order.
+        **kwargs: ``CocoDataModule``'s (augmentation, ``skip_bad``, loaders ...).
+    """
+
+    def __init__(self, root: str, train_sets: Sequence[str] = ("VOC2007/trainval",),
+                 val_sets: Sequence[str] = ("VOC2007/test",), test_sets: Sequence[str] | None = None,
+                 classes: Sequence[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(root, train_split="train", val_split="val", test_split="test", **kwargs)
+        self.sets = {"train": list(train_sets), "val": list(val_sets), "test": list(test_sets or val_sets)}
+        self.classes = list(classes) if classes else None
+
+    def write_synthetic(self, root: Path, **options: Any) -> None:
+        write_voc(root, **options)
+
+    def read_split(self, split: str) -> tuple[COCO, Path, Path]:
+        """A split's image sets read from their XML files (the sets' first list names the source)."""
+        classes = self.classes or voc_class_names(self.root, self.sets["train"])
+        coco, skipped = read_voc(self.root, self.sets[split], classes, self.hparams.skip_bad)
+        year, _, name = self.sets[split][0].partition("/")
+        listing = self.root / year / "ImageSets" / "Main" / f"{name}.txt"
+        self.skipped += skipped + validate_coco(coco, listing, self.root, self.hparams.skip_bad)  # image files
+        return coco, self.root, listing
+
+    def dataset_metrics(self, stage: str, detections: list[dict]) -> dict[str, float]:
+        """VOC 2007's 11-point mAP at IoU 0.5 (``voc07_mAP50``), the number VOC papers report."""
+        return {"voc07_mAP50": voc07_map50(self.coco_for(stage), detections)}

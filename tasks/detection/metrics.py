@@ -7,10 +7,13 @@ import copy
 import io
 from typing import Sequence
 
+import numpy as np
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_convert, box_iou
 
-__all__ = ["STAT_NAMES", "coco_evaluate", "per_category_ap", "run_cocoeval"]
+__all__ = ["STAT_NAMES", "coco_evaluate", "per_category_ap", "run_cocoeval", "voc07_map50"]
 
 STAT_NAMES = (
     "mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
@@ -59,3 +62,44 @@ def per_category_ap(ground_truth: COCO, evaluator: COCOeval | None) -> list[dict
         rows.append({"category_id": category_id, "name": ground_truth.cats[category_id]["name"], "AP": ap,
                      "AP50": ap50})
     return rows
+
+
+def voc07_map50(ground_truth: COCO, detections: Sequence[dict]) -> float:
+    """Pascal VOC 2007's mAP: per class, 11-point interpolated AP at IoU > 0.5, averaged over the classes with
+    objects; crowd (VOC: ``difficult``) objects are neither hits nor misses. Detections in COCO results form.
+
+    Hand-written because pycocotools has no VOC protocol: the devkit's ``VOCevaldet`` matches each detection,
+    by score, to the ground-truth box it overlaps most, and counts a second hit on one box as a false positive.
+    """
+    scores = []
+    for category_id in sorted(ground_truth.cats):
+        truth: dict[int, list[dict]] = {}
+        for annotation in ground_truth.loadAnns(ground_truth.getAnnIds(catIds=[category_id])):
+            truth.setdefault(annotation["image_id"], []).append(annotation)
+        positives = sum(not a.get("iscrowd", 0) for boxes in truth.values() for a in boxes)
+        if not positives:
+            continue
+        found = sorted((d for d in detections if d["category_id"] == category_id), key=lambda d: -d["score"])
+        hit, taken = [], set()
+        for detection in found:
+            candidates = truth.get(detection["image_id"], [])
+            if not candidates:
+                hit.append(False)
+                continue
+            overlaps = box_iou(_xyxy([detection["bbox"]]), _xyxy([a["bbox"] for a in candidates]))[0]
+            best = int(overlaps.argmax())
+            if overlaps[best] <= 0.5:
+                hit.append(False)
+            elif not candidates[best].get("iscrowd", 0):  # a hit on a difficult object is ignored
+                hit.append(candidates[best]["id"] not in taken)
+                taken.add(candidates[best]["id"])
+        true_positives = np.cumsum(hit) if hit else np.zeros(0)
+        recall = true_positives / positives
+        precision = true_positives / np.arange(1, len(hit) + 1)
+        scores.append(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0
+                               for t in np.linspace(0, 1, 11)]))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _xyxy(boxes: list) -> torch.Tensor:
+    return box_convert(torch.tensor(boxes, dtype=torch.float64), "xywh", "xyxy")

@@ -186,6 +186,8 @@ class DetectionTask(BaseTask):
         stats = dict(zip(STAT_NAMES, evaluator.stats)) if evaluator else dict.fromkeys(STAT_NAMES, 0.0)
         for name in STAT_NAMES:
             self.log(f"{stage}/{name}", float(stats[name]), prog_bar=name in ("mAP", "mAP50"))
+        for name, value in datamodule.dataset_metrics(stage, detections).items():
+            self.log(f"{stage}/{name}", value)
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             folder = Path(log_dir or self.trainer.default_root_dir)

@@ -1,5 +1,5 @@
-"""Pascal VOC detection data (VOC2007 / VOC2012 layout), read into pycocotools' ``COCO`` so that training,
-COCOeval, per-category AP, drawing and export work on it exactly as on COCO.
+"""Pascal VOC detection annotations (VOC2007 / VOC2012 layout), read into pycocotools' ``COCO`` so that training,
+COCOeval, per-category AP, drawing and export work on them exactly as on COCO (``VOCDataModule``).
 
 The published layout (the devkit's)::
 
@@ -24,10 +24,9 @@ from typing import Any, Sequence
 
 from pycocotools.coco import COCO
 
-from mobilenets.tasks.detection.data import CocoDataModule
 from mobilenets.tasks.images import BadRecordError, record_errors
 
-__all__ = ["VOC_CLASSES", "VOCDataModule", "read_voc", "read_voc_xml"]
+__all__ = ["VOC_CLASSES", "read_voc", "read_voc_xml", "voc_class_names"]
 
 log = logging.getLogger(__name__)
 
@@ -122,48 +121,18 @@ def read_voc(root: Path, sets: Sequence[str], classes: Sequence[str], skip_bad: 
     return coco, skipped
 
 
-class VOCDataModule(CocoDataModule):
-    """Pascal VOC (or any dataset in its layout, as LabelImg writes it) for ``DetectionTask``.
-
-    Args:
-        root: the ``VOCdevkit`` folder holding ``VOC2007/``, ``VOC2012/`` (or your own year folder).
-        train_sets, val_sets, test_sets: ``<year folder>/<image set>`` lists; the SSD paper's VOC setting is
-            07+12 trainval (``[VOC2007/trainval, VOC2012/trainval]``) for training and 07 test for evaluation.
-            ``test_sets`` defaults to ``val_sets``.
-        classes: category names in id order; by default VOC's 20 classes, or, when the training annotations name
-            others (your own data in VOC's layout), the names they use in sorted order.
-        **kwargs: ``CocoDataModule``'s (augmentation, ``skip_bad``, loaders ...).
-    """
-
-    def __init__(self, root: str, train_sets: Sequence[str] = ("VOC2007/trainval",),
-                 val_sets: Sequence[str] = ("VOC2007/test",), test_sets: Sequence[str] | None = None,
-                 classes: Sequence[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(root, train_split="train", val_split="val", test_split="test", **kwargs)
-        self.sets = {"train": list(train_sets), "val": list(val_sets), "test": list(test_sets or val_sets)}
-
-    def write_synthetic(self, root: Path, **options: Any) -> None:
-        from mobilenets.tasks.detection.synthetic import write_voc
-
-        write_voc(root, **options)
-
-    def classes_in(self, sets: Sequence[str]) -> Sequence[str]:
-        """VOC's 20 classes if the object names in ``sets`` are all among them, else those names, sorted."""
-        names = set()
-        for set_name in sets:
-            year, _, split = set_name.partition("/")
-            listing = self.root / year / "ImageSets" / "Main" / f"{split}.txt"
-            for stem in (line.split()[0] for line in listing.read_text().splitlines() if line.strip()) \
-                    if listing.is_file() else ():
-                xml_path = self.root / year / "Annotations" / f"{stem}.xml"
-                with contextlib.suppress(ElementTree.ParseError, OSError):  # read_voc reports bad files
-                    names |= {(o.findtext("name") or "").strip() for o in ElementTree.parse(xml_path).iter("object")}
-        names.discard("")
-        return VOC_CLASSES if names <= set(VOC_CLASSES) else sorted(names)
-
-    def read_split(self, split: str) -> tuple[COCO, Path, Path]:
-        """A split's image sets read from their XML files (the sets' first list names the source)."""
-        classes = self.hparams.classes or self.classes_in(self.sets["train"])
-        coco, skipped = read_voc(self.root, self.sets[split], classes, self.hparams.skip_bad)
-        self.skipped += skipped
-        year, _, name = self.sets[split][0].partition("/")
-        return coco, self.root, self.root / year / "ImageSets" / "Main" / f"{name}.txt"
+def voc_class_names(root: Path, sets: Sequence[str]) -> tuple[str, ...]:
+    """VOC's 20 classes if the object names in ``sets`` are all among them, else those names, sorted (your own
+    data in VOC's layout)."""
+    names = set()
+    for set_name in sets:
+        year, _, split = set_name.partition("/")
+        listing = root / year / "ImageSets" / "Main" / f"{split}.txt"
+        stems = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()] \
+            if listing.is_file() else []
+        for stem in stems:
+            with contextlib.suppress(ElementTree.ParseError, OSError):  # read_voc reports bad files
+                tree = ElementTree.parse(root / year / "Annotations" / f"{stem}.xml")
+                names |= {(o.findtext("name") or "").strip() for o in tree.iter("object")}
+    names.discard("")
+    return VOC_CLASSES if names <= set(VOC_CLASSES) else tuple(sorted(names))
