@@ -2,8 +2,9 @@
 transforms.v2.
 
 Category ids (COCO's 1..90 with gaps) map to contiguous labels 1..K (0 is SSD's background) and back in
-every output. Crowd annotations never become training targets; evaluation leaves them to pycocotools, which
-treats them as regions to ignore. Images without annotations are kept.
+every output. Crowd annotations never become training targets: they travel as ``crowd_boxes``, regions whose
+anchors are neither objects nor background in the loss; evaluation leaves them to pycocotools, which ignores
+them too. Images without annotations are kept.
 """
 
 from __future__ import annotations
@@ -126,15 +127,17 @@ class CocoDetectionDataset(Dataset):
         info = self.coco.imgs[image_id]
         path = self.image_dir / info["file_name"]
         image = tv_tensors.Image(read_image(path, f"image id {image_id} in {self.source}"))
-        annotations = [a for a in self.coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        annotations = self.coco.imgToAnns.get(image_id, [])
         boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         target = {
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=image.shape[-2:]),
             "labels": torch.tensor([self.label_of[a["category_id"]] for a in annotations], dtype=torch.int64),
+            "iscrowd": torch.tensor([bool(a.get("iscrowd", 0)) for a in annotations], dtype=torch.bool),
         }
         image, target = self.transform(image, target)
-        target["boxes"] = target["boxes"].clamp(min=0).as_subclass(torch.Tensor)
+        crowd, boxes = target.pop("iscrowd"), target["boxes"].clamp(min=0).as_subclass(torch.Tensor)
+        target = {"boxes": boxes[~crowd], "labels": target["labels"][~crowd], "crowd_boxes": boxes[crowd]}
         return {"image": image.as_subclass(torch.Tensor), "target": target, "image_id": image_id, "file": str(path),
                 "index": index}
 
@@ -155,6 +158,12 @@ class ImageFolderForDetection(Dataset):
                 "index": index}
 
 
+def _labels_and_crowd(inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``SanitizeBoundingBoxes`` drops together with a box: its label and its crowd flag."""
+    target = inputs[1] if isinstance(inputs, tuple) and len(inputs) == 2 else inputs[0][1]
+    return target["labels"], target["iscrowd"]
+
+
 def ssd_augmentation(kind: str) -> v2.Transform:
     """SSD's training augmentation, boxes following the image: ``ssd`` (photometric distortion, zoom out, IoU
     crop, flip) or ``light`` (photometric distortion and flip)."""
@@ -166,7 +175,7 @@ def ssd_augmentation(kind: str) -> v2.Transform:
         v2.RandomPhotometricDistort(p=0.5),
         *geometric,
         v2.RandomHorizontalFlip(),
-        v2.SanitizeBoundingBoxes(),  # drops boxes the crop made degenerate: never let one reach the loss
+        v2.SanitizeBoundingBoxes(labels_getter=_labels_and_crowd),  # drops boxes a crop made degenerate
         v2.ToDtype(torch.float32, scale=True),
     ])
 

@@ -16,16 +16,19 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
+from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSDScoringHead
 from torchvision.models.detection.ssdlite import SSDLiteHead
+from torchvision.ops import box_area, box_iou
 
 from mobilenets.backbone import MobileNetV1
 from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
 from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
 from mobilenets.core.tables import Table
 
-__all__ = ["AnchorConfig", "MobileNetSSDFeatures", "SSD1x1Head", "TFAnchorGenerator", "TABLE13_ROWS", "ssd_mobilenet", "table13"]
+__all__ = ["IGNORE", "AnchorConfig", "MobileNetSSDFeatures", "match_anchors", "ssd_loss", "SSD1x1Head", "TFAnchorGenerator", "TABLE13_ROWS", "ssd_mobilenet", "table13"]
 
 FEATURE_LAYERS = (11, 13)
 EXTRA_DEPTHS = (512, 256, 256, 128)
@@ -170,6 +173,60 @@ def ssd_mobilenet(
         head=head, score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
         topk_candidates=100,  # TF SSD-MobileNet's max_detections_per_class
     )
+
+
+#: the matched index of an anchor on a crowd region: neither an object nor background (the ``Matcher``'s own
+#: "between thresholds" value, which the SSD matcher otherwise never produces)
+IGNORE = Matcher.BETWEEN_THRESHOLDS
+#: an unmatched anchor that covers a crowd region by at least this share of its area is ignored
+CROWD_COVER = 0.5
+
+
+def match_anchors(ssd: SSD, targets: list[dict[str, Tensor]], anchors: list[Tensor]) -> list[Tensor]:
+    """SSD's matching (IoU >= 0.5 plus each object's best anchor) per image; anchors left unmatched that lie on a
+    crowd region (``target["crowd_boxes"]``) become ``IGNORE``, as the TF API and Detectron treat crowds."""
+    matched = []
+    for target, anchors_per_image in zip(targets, anchors):
+        if target["boxes"].numel():
+            indices = ssd.proposal_matcher(box_iou(target["boxes"], anchors_per_image))
+        else:
+            indices = torch.full((len(anchors_per_image),), -1, dtype=torch.int64, device=anchors_per_image.device)
+        crowd = target.get("crowd_boxes")
+        if crowd is not None and crowd.numel():
+            top_left = torch.max(anchors_per_image[:, None, :2], crowd[None, :, :2])
+            bottom_right = torch.min(anchors_per_image[:, None, 2:], crowd[None, :, 2:])
+            inside = (bottom_right - top_left).clamp(min=0).prod(-1) / box_area(anchors_per_image)[:, None]
+            indices[(indices < 0) & (inside.max(1).values >= CROWD_COVER)] = IGNORE
+        matched.append(indices)
+    return matched
+
+
+def ssd_loss(ssd: SSD, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor], anchors: list[Tensor],
+             matched_idxs: list[Tensor]) -> dict[str, Tensor]:
+    """torchvision's SSD loss: smooth L1 on the matched anchors' encoded boxes, cross-entropy on them and on 3x as
+    many hardest background anchors, both over the number of matches. Anchors matched ``IGNORE`` are neither.
+
+    Hand-written because ``SSD.compute_loss`` has no ignore label: every unmatched anchor is a background candidate.
+    """
+    box_losses, class_targets = [], []
+    for target, regression, anchors_per_image, matched in zip(targets, head_outputs["bbox_regression"], anchors,
+                                                               matched_idxs):
+        foreground = torch.where(matched >= 0)[0]
+        encoded = ssd.box_coder.encode_single(target["boxes"][matched[foreground]], anchors_per_image[foreground])
+        box_losses.append(F.smooth_l1_loss(regression[foreground], encoded, reduction="sum"))
+        labels = torch.zeros_like(matched)
+        labels[foreground] = target["labels"][matched[foreground]]
+        class_targets.append(labels)
+    matched, labels = torch.stack(matched_idxs), torch.stack(class_targets)
+    cls_logits = head_outputs["cls_logits"]
+    cls_loss = F.cross_entropy(cls_logits.reshape(-1, cls_logits.size(-1)), labels.reshape(-1),
+                               reduction="none").view(labels.shape)
+    foreground, candidates = matched >= 0, matched == Matcher.BELOW_LOW_THRESHOLD
+    rank = cls_loss.masked_fill(~candidates, -float("inf")).sort(1, descending=True)[1].sort(1)[1]
+    background = (rank < ssd.neg_to_pos_ratio * foreground.sum(1, keepdim=True)) & candidates
+    matches = max(1, int(foreground.sum()))
+    return {"bbox_regression": torch.stack(box_losses).sum() / matches,
+            "classification": (cls_loss[foreground].sum() + cls_loss[background].sum()) / matches}
 
 
 class SSDNetwork(nn.Module):

@@ -12,7 +12,6 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
-from torchvision.ops import box_iou
 from torchvision.utils import draw_bounding_boxes
 
 from mobilenets.backbone import MobileNetV1
@@ -22,7 +21,14 @@ from mobilenets.core.io import write_csv, write_text
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.detection.export import DetectionExport
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, per_category_ap, run_cocoeval
-from mobilenets.tasks.detection.model import EXTRA_DEPTHS, AnchorConfig, SSDNetwork, ssd_mobilenet
+from mobilenets.tasks.detection.model import (
+    EXTRA_DEPTHS,
+    AnchorConfig,
+    SSDNetwork,
+    match_anchors,
+    ssd_loss,
+    ssd_mobilenet,
+)
 from mobilenets.tasks.distillation import DetectionTargets, check_same_shape
 
 __all__ = ["DetectionTask", "DrawDetections"]
@@ -136,17 +142,17 @@ class DetectionTask(BaseTask):
         return self._head(images)[3]
 
     def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """torchvision SSD's training loss (matching, hard negatives), keeping the head outputs for distillation.
-
-        The steps of ``SSD.forward`` in training mode, which returns only the losses."""
-        image_list, targets, features, head = self._head(batch["image"], batch["target"])
+        """SSD's training loss (matching, hard negatives; crowd regions ignored), keeping the head outputs for
+        distillation. The steps of ``SSD.forward`` in training mode, which returns only the losses."""
+        images = batch["image"]
+        image_list, targets, features, head = self._head(images, batch["target"])
+        for image, size, target in zip(images, image_list.image_sizes, targets):  # the transform resized "boxes"
+            if target.get("crowd_boxes") is not None:
+                scale_y, scale_x = size[0] / image.shape[-2], size[1] / image.shape[-1]
+                target["crowd_boxes"] = target["crowd_boxes"] * target["crowd_boxes"].new_tensor(
+                    [scale_x, scale_y, scale_x, scale_y])
         anchors = self.model.anchor_generator(image_list, features)
-        matched = [
-            self.model.proposal_matcher(box_iou(target["boxes"], anchors_per_image)) if target["boxes"].numel()
-            else torch.full((len(anchors_per_image),), -1, dtype=torch.int64, device=anchors_per_image.device)
-            for anchors_per_image, target in zip(anchors, targets)
-        ]
-        losses = self.model.compute_loss(targets, head, anchors, matched)
+        losses = ssd_loss(self.model, targets, head, anchors, match_anchors(self.model, targets, anchors))
         size = len(batch["image"])
         self.log("train/loss_box", losses["bbox_regression"], batch_size=size)
         self.log("train/loss_cls", losses["classification"], batch_size=size)

@@ -4,10 +4,20 @@ import math
 
 import pytest
 import torch
+import torchvision
 from torchvision.models.detection.image_list import ImageList
 
 from mobilenets.backbone import MobileNetV1, profile_model
-from mobilenets.tasks.detection.model import AnchorConfig, SSDNetwork, TFAnchorGenerator, ssd_mobilenet, table13
+from mobilenets.tasks.detection.model import (
+    IGNORE,
+    AnchorConfig,
+    SSDNetwork,
+    TFAnchorGenerator,
+    match_anchors,
+    ssd_loss,
+    ssd_mobilenet,
+    table13,
+)
 
 
 def _anchors(ssd, size):
@@ -107,3 +117,46 @@ def test_bad_anchor_config():
         AnchorConfig(min_scale=0.9, max_scale=0.2)
     with pytest.raises(ValueError, match="aspect_ratios must be positive"):
         AnchorConfig(aspect_ratios=(1.0, 0.0))
+
+
+def _loss_inputs(crowd: bool):
+    torch.manual_seed(0)
+    ssd = ssd_mobilenet(MobileNetV1(alpha=0.25, num_classes=0), 5, size=160, extra_depths=(32, 32, 32, 16))
+    images = ImageList(torch.zeros(2, 3, 160, 160), [(160, 160)] * 2)
+    features = list(ssd.backbone(images.tensors).values())
+    anchors = ssd.anchor_generator(images, features)
+    head = {"cls_logits": torch.randn(2, len(anchors[0]), 5), "bbox_regression": torch.randn(2, len(anchors[0]), 4)}
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 70.0], [80.0, 20.0, 150.0, 90.0]]),
+                "labels": torch.tensor([1, 3])},
+               {"boxes": torch.tensor([[30.0, 40.0, 120.0, 150.0]]), "labels": torch.tensor([2])}]
+    if crowd:
+        targets[1]["crowd_boxes"] = torch.tensor([[0.0, 0.0, 60.0, 60.0]])
+    return ssd, targets, head, anchors
+
+
+def test_ssd_loss_equals_torchvisions_without_crowds():
+    ssd, targets, head, anchors = _loss_inputs(crowd=False)
+    matched = match_anchors(ssd, targets, anchors)
+    reference_matched = [ssd.proposal_matcher(torchvision.ops.box_iou(t["boxes"], a)) for t, a in zip(targets, anchors)]
+    assert all(torch.equal(m, r) for m, r in zip(matched, reference_matched))
+    ours, reference = ssd_loss(ssd, targets, head, anchors, matched), ssd.compute_loss(targets, head, anchors, matched)
+    for key in ("bbox_regression", "classification"):
+        assert torch.allclose(ours[key], reference[key], rtol=1e-6), key
+
+
+def test_anchors_on_a_crowd_region_are_neither_objects_nor_background():
+    ssd, targets, head, anchors = _loss_inputs(crowd=True)
+    matched = match_anchors(ssd, targets, anchors)
+    plain = match_anchors(ssd, [{k: v for k, v in t.items() if k != "crowd_boxes"} for t in targets], anchors)
+    ignored = matched[1] == IGNORE
+    crowd = targets[1]["crowd_boxes"][0]
+    inside = ((anchors[1][:, 2:].clamp(max=crowd[2:]) - anchors[1][:, :2].clamp(min=crowd[:2])).clamp(min=0).prod(1)
+              / torchvision.ops.box_area(anchors[1]))
+    assert torch.equal(ignored, (plain[1] < 0) & (inside >= 0.5)) and ignored.sum() > 10
+    assert torch.equal(matched[0], plain[0]) and torch.equal(matched[1][~ignored], plain[1][~ignored])
+    # an ignored anchor's score does not change the loss, however wrong it is; a background anchor's does
+    base = ssd_loss(ssd, targets, head, anchors, matched)["classification"]
+    pushed = {**head, "cls_logits": head["cls_logits"].clone()}
+    pushed["cls_logits"][1, ignored, 1] = 50.0
+    assert torch.equal(ssd_loss(ssd, targets, pushed, anchors, matched)["classification"], base)
+    assert ssd_loss(ssd, targets, pushed, anchors, plain)["classification"] > base
