@@ -349,7 +349,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=int, help="data: loader workers (default: the data module's)")
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25], help="deploy: widths")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128], help="deploy: sizes")
-    parser.add_argument("--steps", type=int, default=120, help="detection-train: optimizer steps per model")
+    parser.add_argument("--steps", type=int, default=100, help="detection-train: optimizer steps per model")
     parser.add_argument("--config", default="demo/detection.yaml",
                         help="detection-train: the detection config whose model, augmentation and synthetic data "
                         "our rows use")

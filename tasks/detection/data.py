@@ -166,14 +166,16 @@ def _labels_and_crowd(inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
 
 def ssd_augmentation(kind: str) -> v2.Transform:
     """SSD's training augmentation, boxes following the image: ``ssd`` (photometric distortion, zoom out, IoU
-    crop, flip) or ``light`` (photometric distortion and flip)."""
-    geometric = [
-        v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.5),
-        v2.RandomIoUCrop(),
-    ] if kind == "ssd" else []
+    crop, flip: torchvision's ``ssd`` preset), ``ssdlite`` (IoU crop and flip: its ``ssdlite`` preset) or
+    ``light`` (photometric distortion and flip)."""
+    if kind not in ("ssd", "ssdlite", "light"):
+        raise ValueError(f"augment must be 'ssd', 'ssdlite' or 'light', got {kind!r}")
+    photometric = [v2.RandomPhotometricDistort(p=0.5)] if kind in ("ssd", "light") else []
+    zoom_out = [v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0),
+                                 p=0.5)] if kind == "ssd" else []
+    crop = [v2.RandomIoUCrop()] if kind in ("ssd", "ssdlite") else []
     return v2.Compose([
-        v2.RandomPhotometricDistort(p=0.5),
-        *geometric,
+        *photometric, *zoom_out, *crop,
         v2.RandomHorizontalFlip(),
         v2.SanitizeBoundingBoxes(labels_getter=_labels_and_crowd),  # drops boxes a crop made degenerate
         v2.ToDtype(torch.float32, scale=True),
@@ -192,15 +194,16 @@ class CocoDataModule(BaseDataModule):
         root: the dataset folder (COCO 2017's layout, or any dataset laid out the same way).
         train_split, val_split: split names (``train2017``, ``val2017``).
         test_split: the test split's name; the validation split if not given.
-        augment: ``ssd`` (photometric distortion, zoom out, IoU crop, flip: SSD's recipe for long runs) or
-            ``light`` (photometric distortion and flip: for short runs, such as the demo's).
+        augment: ``ssd`` (photometric distortion, zoom out, IoU crop, flip: SSD's recipe for long runs),
+            ``ssdlite`` (IoU crop and flip: torchvision's SSDLite recipe) or ``light`` (photometric distortion and
+            flip: for short runs, such as the demo's).
         **kwargs: the shared data arguments, see ``BaseDataModule`` (``resolution`` is the SSD input size).
     """
 
     collate_fn = staticmethod(collate_detection)
 
     def __init__(self, root: str, train_split: str = "train2017", val_split: str = "val2017",
-                 test_split: str | None = None, augment: Literal["ssd", "light"] = "ssd", **kwargs: Any) -> None:
+                 test_split: str | None = None, augment: Literal["ssd", "ssdlite", "light"] = "ssd", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if self.hparams.shards:
             raise ValueError(f"{type(self).__name__} cannot train from shards: detection reads its boxes from COCO annotations")
