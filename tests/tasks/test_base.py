@@ -85,6 +85,22 @@ def test_frozen_backbone_stays_fixed(tmp_path):
     assert [g["name"] for g in parameter_groups(task, task.backbone, 0.1, 0.0)] == ["head/decay", "head/no_decay"]
 
 
+def test_trainable_backbone_layers_trains_only_the_last_ones(tmp_path):
+    task = TinyTask(backbone=SMALL, trainable_backbone_layers=3, lr_scheduler=None)
+    layers = list(task.backbone.features.children())
+    assert len(layers) == 14  # the paper's conv 0 and 13 depthwise-separable layers
+    before = [{k: v.clone() for k, v in layer.state_dict().items()} for layer in layers]
+    _trainer(tmp_path).fit(task, TinyDataModule())
+    changed = [any(not torch.equal(b[k], v) for k, v in layer.state_dict().items()) for b, layer in zip(before, layers)]
+    assert changed == [False] * 11 + [True] * 3  # weights and BN statistics of the first 11 stay fixed
+    assert all(not p.requires_grad for layer in layers[:11] for p in layer.parameters())
+    task.train()
+    assert [layer.training for layer in layers] == [False] * 11 + [True] * 3
+    assert TinyTask(backbone=SMALL, trainable_backbone_layers=14)._frozen == []
+    with pytest.raises(ValueError, match="trainable_backbone_layers must be between 0 and 14"):
+        TinyTask(backbone=SMALL, trainable_backbone_layers=15)
+
+
 def test_pretrained_backbone_and_its_normalisation(tmp_path):
     source = MobileNetV1(alpha=0.25, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     save_backbone(source, tmp_path / "b.pth")
