@@ -248,21 +248,28 @@ class DetectionTask(BaseTask):
         stats = coco_evaluate(datamodule.coco_for(stage), detections, image_ids)
         return {"mAP": stats["mAP"], "mAP50": stats["mAP50"]}
 
-    def draw(self, datamodule: Any, path: Path, min_score: float = 0.3) -> Path:
-        """The first validation images with their detections drawn (score >= ``min_score``), side by side."""
+    def draw(self, datamodule: Any, path: Path, min_score: float = 0.25, count: int = 4) -> Path:
+        """The first ``count`` validation images that hold objects, side by side: their ground truth in green,
+        the detections scoring at least ``min_score`` in red with class and score."""
         from torchvision.utils import make_grid
 
         self.eval()
-        images = list(next(iter(datamodule.val_dataloader()))["image"][:4])
+        samples = []
+        for batch in datamodule.val_dataloader():
+            samples += [(image, target) for image, target in zip(batch["image"], batch["target"])
+                        if len(target["boxes"])]
+            if len(samples) >= count:
+                break
+        images, targets = [image for image, _ in samples[:count]], [target for _, target in samples[:count]]
         with torch.no_grad():
             detections = self(images)
         drawn = []
-        for image, found in zip(images, detections):
+        for image, target, found in zip(images, targets, detections):
             keep = found["scores"] >= min_score
             names = [f"{self.class_names[label - 1]} {score:.2f}"
                      for label, score in zip(found["labels"][keep].tolist(), found["scores"][keep].tolist())]
-            drawn.append(draw_bounding_boxes((image * 255).to(torch.uint8), found["boxes"][keep], names,
-                                             colors="red", width=2))
+            picture = draw_bounding_boxes((image * 255).to(torch.uint8), target["boxes"], colors="lime", width=1)
+            drawn.append(draw_bounding_boxes(picture, found["boxes"][keep], names, colors="red", width=2))
         grid = make_grid(drawn, nrow=len(drawn), padding=4)
         Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
         return path
