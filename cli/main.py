@@ -337,7 +337,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         choices=["backbone", "train", "data", "detection", "detection-train", "s2", "distill", "deploy", "shards"],
         help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
-        "steps, our SSD300 and SSDLite vs torchvision's SSDLite recipe (on our body, and on MobileNet v3); s2: S2 cell ids vs s2sphere; "
+        "steps, our SSD300 and SSDLite vs torchvision's SSDLite recipe (on our body, and on MobileNet v3); "
+        "s2: S2 cell ids vs s2sphere; "
         "distill: distillation epochs without and with the teacher-output cache; deploy: PyTorch, onnxruntime "
         "fp32 and int8 over alpha x resolution, timm's export as the reference; shards: geolocation training data "
         "from image files vs WebDataset shards",

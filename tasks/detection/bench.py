@@ -52,7 +52,8 @@ class TrainingEntry:
     build: Callable[[int], SSD]  # num_classes with the background -> model
     optimizer: Callable[[SSD, int, int], tuple[torch.optim.Optimizer, Any]]  # model, steps, steps per epoch
     augmentation: Callable[[], v2.Transform]
-    loss: Callable[[SSD, dict], torch.Tensor] = lambda model, batch: sum(model(batch["image"], batch["target"]).values())
+    loss: Callable[[SSD, dict], torch.Tensor] = (  # torchvision's SSD loss by default
+        lambda model, batch: sum(model(batch["image"], batch["target"]).values()))
 
 
 def _torchvision_optimizer(model: SSD, steps: int, steps_per_epoch: int, batch_size: int) -> tuple:
@@ -122,7 +123,8 @@ def default_entries(task_args: dict[str, Any], batch_size: int, augment: str = "
             return tasks[name].model
 
         return TrainingEntry(name, build, lambda model, steps, per_epoch: _task_optimizer(tasks[name], steps),
-                             partial(ssd_augmentation, augment), lambda model, batch: tasks[name].supervised_loss(batch)[0])
+                             partial(ssd_augmentation, augment),
+                             lambda model, batch: tasks[name].supervised_loss(batch)[0])
 
     def torchvision_head_with_our_training(num_classes: int) -> SSD:
         # the same head, init and anchors as (c), trained as our rows are: tells the head from the recipe
@@ -232,7 +234,8 @@ def training_table(rows: list[dict[str, Any]]) -> Table:
     reference = next((r["mAP50"] for r in rows if r["name"] == RECIPE_ON_V1), None)
     return Table(
         key="bench_detection_train",
-        title=f"Detection training, {rows[0]['steps']} steps at batch {rows[0]['batch_size']}, synthetic COCO (val mAP)",
+        title=f"Detection training, {rows[0]['steps']} steps at batch {rows[0]['batch_size']}, synthetic COCO "
+              "(val mAP)",
         columns=["model", "steps", "seconds", "mAP", "mAP50", "mAP50 / recipe on v1"],
         rows=[[r["name"], r["steps"], r["seconds"], f"{r['mAP']:.3f}", f"{r['mAP50']:.3f}",
                f"{r['mAP50'] / reference:.2f}" if reference else "-"] for r in rows],

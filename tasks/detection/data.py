@@ -28,7 +28,8 @@ from mobilenets.tasks.detection.synthetic import write_coco, write_voc
 from mobilenets.tasks.detection.voc import read_voc, voc_class_names
 from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 
-__all__ = ["CocoDataModule", "CocoDetectionDataset", "VOCDataModule", "collate_detection", "load_coco", "ssd_augmentation"]
+__all__ = ["CocoDataModule", "CocoDetectionDataset", "VOCDataModule", "collate_detection", "load_coco",
+           "ssd_augmentation"]
 
 log = logging.getLogger(__name__)
 # A box may overhang its image by this many pixels (annotation tools round); beyond it is an error.
@@ -203,7 +204,8 @@ class CocoDataModule(BaseDataModule):
     collate_fn = staticmethod(collate_detection)
 
     def __init__(self, root: str, train_split: str = "train2017", val_split: str = "val2017",
-                 test_split: str | None = None, augment: Literal["ssd", "ssdlite", "light"] = "ssd", **kwargs: Any) -> None:
+                 test_split: str | None = None, augment: Literal["ssd", "ssdlite", "light"] = "ssd",
+                 **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if self.hparams.shards:
             raise ValueError(f"{type(self).__name__} cannot train from shards: detection reads its boxes from COCO annotations")

@@ -28,7 +28,8 @@ from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
 from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
 from mobilenets.core.tables import Table
 
-__all__ = ["IGNORE", "AnchorConfig", "MobileNetSSDFeatures", "match_anchors", "ssd_loss", "SSD1x1Head", "TFAnchorGenerator", "TABLE13_ROWS", "ssd_mobilenet", "table13"]
+__all__ = ["IGNORE", "AnchorConfig", "MobileNetSSDFeatures", "SSD1x1Head", "TABLE13_ROWS", "TFAnchorGenerator",
+           "match_anchors", "ssd_loss", "ssd_mobilenet", "table13"]
 
 FEATURE_LAYERS = (11, 13)
 EXTRA_DEPTHS = (512, 256, 256, 128)

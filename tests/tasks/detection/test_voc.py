@@ -211,8 +211,9 @@ def test_voc07_map_equals_pycocotools_at_eleven_recall_points(voc_root):
         for _ in range(2):
             shift = (torch.rand(2, generator=generator) - 0.5) * 0.6 * torch.tensor([w, h])
             wrong = torch.rand(1, generator=generator).item() < 0.2
-            detections.append({"image_id": annotation["image_id"], "bbox": [x + shift[0].item(), y + shift[1].item(), w, h],
-                               "category_id": (annotation["category_id"] % 4) + 1 if wrong else annotation["category_id"],
+            category = (annotation["category_id"] % 4) + 1 if wrong else annotation["category_id"]
+            detections.append({"image_id": annotation["image_id"], "category_id": category,
+                               "bbox": [x + shift[0].item(), y + shift[1].item(), w, h],
                                "score": torch.rand(1, generator=generator).item()})
     ours = voc07_map50(coco, detections)
     assert 0.2 < ours < 0.95
