@@ -248,7 +248,7 @@ class DetectionTask(BaseTask):
         stats = coco_evaluate(datamodule.coco_for(stage), detections, image_ids)
         return {"mAP": stats["mAP"], "mAP50": stats["mAP50"]}
 
-    def draw(self, datamodule: Any, path: Path, min_score: float = 0.25, count: int = 4) -> Path:
+    def draw(self, datamodule: Any, path: Path, min_score: float = 0.2, count: int = 4) -> Path:
         """The first ``count`` validation images that hold objects, side by side: their ground truth in green,
         the detections scoring at least ``min_score`` in red with class and score."""
         from torchvision.utils import make_grid
@@ -269,7 +269,9 @@ class DetectionTask(BaseTask):
             names = [f"{self.class_names[label - 1]} {score:.2f}"
                      for label, score in zip(found["labels"][keep].tolist(), found["scores"][keep].tolist())]
             picture = draw_bounding_boxes((image * 255).to(torch.uint8), target["boxes"], colors="lime", width=1)
-            drawn.append(draw_bounding_boxes(picture, found["boxes"][keep], names, colors="red", width=2))
+            if keep.any():  # torchvision warns on an empty box list
+                picture = draw_bounding_boxes(picture, found["boxes"][keep], names, colors="red", width=2)
+            drawn.append(picture)
         grid = make_grid(drawn, nrow=len(drawn), padding=4)
         Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
         return path
@@ -296,5 +298,7 @@ class DrawDetections(BasePredictionWriter):
             rows = [r for r in prediction if r["file_name"] == Path(file).name and r["score"] >= self.min_score]
             boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in rows)]).reshape(-1, 4)
             labels = [f"{r['category']} {r['score']:.2f}" for r in rows]
-            drawn = draw_bounding_boxes((image * 255).to(torch.uint8).cpu(), boxes, labels, colors="red", width=2)
+            drawn = (image * 255).to(torch.uint8).cpu()
+            if len(boxes):  # torchvision warns on an empty box list
+                drawn = draw_bounding_boxes(drawn, boxes, labels, colors="red", width=2)
             Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(self.output_dir / Path(file).name)
