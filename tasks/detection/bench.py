@@ -32,7 +32,7 @@ from torchvision.transforms import v2
 from mobilenets.backbone import BackboneConfig, MobileNetV1
 from mobilenets.core.tables import Table
 from mobilenets.tasks.detection.data import CocoDetectionDataset, collate_detection, load_coco, ssd_augmentation
-from mobilenets.tasks.detection.metrics import coco_evaluate
+from mobilenets.tasks.detection.metrics import coco_evaluate, coco_results
 from mobilenets.tasks.detection.model import FEATURE_LAYERS
 from mobilenets.tasks.detection.synthetic import write_coco
 from mobilenets.tasks.detection.task import DetectionTask
@@ -165,11 +165,8 @@ def _evaluate(model: SSD, dataset: CocoDetectionDataset, coco: COCO, category_id
     with torch.inference_mode():
         for start in range(0, len(dataset), 16):
             samples = [dataset[i] for i in range(start, min(start + 16, len(dataset)))]
-            for sample, found in zip(samples, model([s["image"] for s in samples])):
-                for (x0, y0, x1, y1), label, score in zip(found["boxes"].tolist(), found["labels"].tolist(),
-                                                          found["scores"].tolist()):
-                    detections.append({"image_id": sample["image_id"], "category_id": category_ids[label - 1],
-                                       "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score})
+            detections += coco_results(model([s["image"] for s in samples]), [s["image_id"] for s in samples],
+                                       category_ids)
     return coco_evaluate(coco, detections, dataset.image_ids)
 
 

@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.detection.metrics import voc07_map50
 from mobilenets.tasks.detection.synthetic import write_coco, write_voc
-from mobilenets.tasks.detection.voc import read_voc, voc_class_names
+from mobilenets.tasks.detection.voc import read_voc
 from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 
 __all__ = ["CocoDataModule", "CocoDetectionDataset", "VOCDataModule", "collate_detection", "load_coco",
@@ -160,8 +160,9 @@ class ImageFolderForDetection(Dataset):
 
 
 def _labels_and_crowd(inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """What ``SanitizeBoundingBoxes`` drops together with a box: its label and its crowd flag."""
-    target = inputs[1] if isinstance(inputs, tuple) and len(inputs) == 2 else inputs[0][1]
+    """What ``SanitizeBoundingBoxes`` drops together with a box (called with ``(image, target)``): its label and
+    its crowd flag."""
+    target = inputs[1]
     return target["labels"], target["iscrowd"]
 
 
@@ -297,8 +298,8 @@ class VOCDataModule(CocoDataModule):
 
     def read_split(self, split: str) -> tuple[COCO, Path, Path]:
         """A split's image sets read from their XML files (the sets' first list names the source)."""
-        classes = self.classes or voc_class_names(self.root, self.sets["train"])
-        coco, skipped = read_voc(self.root, self.sets[split], classes, self.hparams.skip_bad)
+        coco, skipped = read_voc(self.root, self.sets[split], self.classes, self.hparams.skip_bad)
+        self.classes = [coco.cats[i]["name"] for i in sorted(coco.cats)]  # training's, for the other splits
         year, _, name = self.sets[split][0].partition("/")
         listing = self.root / year / "ImageSets" / "Main" / f"{name}.txt"
         self.skipped += skipped + validate_coco(coco, listing, self.root, self.hparams.skip_bad)  # image files

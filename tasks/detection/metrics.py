@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -13,12 +13,26 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert, box_iou
 
-__all__ = ["STAT_NAMES", "coco_evaluate", "per_category_ap", "run_cocoeval", "voc07_map50"]
+__all__ = ["STAT_NAMES", "coco_evaluate", "coco_results", "per_category_ap", "run_cocoeval", "voc07_map50"]
 
 STAT_NAMES = (
     "mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
     "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large",
 )
+
+
+def coco_results(detections: Sequence[dict], image_ids: Sequence[int], category_ids: Sequence[int]
+                 ) -> list[dict[str, Any]]:
+    """torchvision detections (boxes xyxy, labels 1..K, scores) of the images ``image_ids`` as COCO results rows:
+    xywh boxes, label k as ``category_ids[k - 1]``."""
+    results = []
+    for image_id, found in zip(image_ids, detections):
+        boxes = found["boxes"].tolist()
+        for (x0, y0, x1, y1), label, score in zip(boxes, found["labels"].tolist(), found["scores"].tolist()):
+            results.append({"image_id": int(image_id), "category_id": category_ids[label - 1],
+                            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                            "score": round(score, 5)})
+    return results
 
 
 def run_cocoeval(ground_truth: COCO, detections: Sequence[dict], image_ids: Sequence[int] | None = None

@@ -20,7 +20,7 @@ from mobilenets.core.distributed import gather_objects
 from mobilenets.core.io import write_csv, write_text
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.detection.export import DetectionExport
-from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, per_category_ap, run_cocoeval
+from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, coco_results, per_category_ap, run_cocoeval
 from mobilenets.tasks.detection.model import (
     EXTRA_DEPTHS,
     AnchorConfig,
@@ -159,14 +159,7 @@ class DetectionTask(BaseTask):
         return losses["bbox_regression"] + losses["classification"], head
 
     def _to_coco(self, detections: list[dict], image_ids: list[int]) -> list[dict[str, Any]]:
-        results = []
-        for image_id, found in zip(image_ids, detections):
-            boxes = found["boxes"].tolist()
-            for (x0, y0, x1, y1), label, score in zip(boxes, found["labels"].tolist(), found["scores"].tolist()):
-                results.append({"image_id": int(image_id), "category_id": self.category_ids[label - 1],
-                                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                                "score": round(score, 5)})
-        return results
+        return coco_results(detections, image_ids, self.category_ids)
 
     def _collect(self, batch: dict) -> None:
         self._detections += self._to_coco(self.model(batch["image"]), batch["image_id"])

@@ -26,7 +26,7 @@ from pycocotools.coco import COCO
 
 from mobilenets.tasks.images import BadRecordError, record_errors
 
-__all__ = ["VOC_CLASSES", "read_voc", "read_voc_xml", "voc_class_names"]
+__all__ = ["VOC_CLASSES", "read_voc", "read_voc_xml"]
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,14 @@ def read_voc_xml(path: Path) -> dict[str, Any]:
     return {"filename": filename, "width": width, "height": height, "objects": objects}
 
 
-def read_voc(root: Path, sets: Sequence[str], classes: Sequence[str], skip_bad: bool = False
+def read_voc(root: Path, sets: Sequence[str], classes: Sequence[str] | None = None, skip_bad: bool = False
              ) -> tuple[COCO, list[str]]:
     """The images of ``sets`` (``VOC2007/trainval`` ...: a year folder under ``root`` and an ImageSets/Main list)
-    as a COCO object with ``file_name`` relative to ``root``, and the records skipped with ``skip_bad``."""
-    category_of = {name: index for index, name in enumerate(classes, start=1)}
-    images, annotations, skipped = [], [], []
+    as a COCO object with ``file_name`` relative to ``root``, and the records skipped with ``skip_bad``.
+
+    ``classes`` are the category names in id order; None takes VOC's 20 if the objects' names are all among them,
+    else the names the files use, sorted (your own data in VOC's layout)."""
+    records, skipped = [], []
     for set_name in sets:
         year, _, split = set_name.partition("/")
         listing = root / year / "ImageSets" / "Main" / f"{split}.txt"
@@ -93,46 +95,35 @@ def read_voc(root: Path, sets: Sequence[str], classes: Sequence[str], skip_bad: 
             raise FileNotFoundError(f"{listing}: VOC image set not found; sets are named '<year folder>/<split>' "
                                     f"(VOC2007/trainval) under the VOCdevkit folder {root}")
         for line_number, line in enumerate(listing.read_text().splitlines(), start=1):
-            stem = line.split()[0] if line.strip() else ""
-            if not stem:
+            if not line.strip():
                 continue
-            xml_path = root / year / "Annotations" / f"{stem}.xml"
+            xml_path = root / year / "Annotations" / f"{line.split()[0]}.xml"
             with record_errors(skipped, skip_bad):
                 if not xml_path.is_file():
                     raise BadRecordError(f"{xml_path}: annotation file not found ({listing.name} line {line_number})")
-                record = read_voc_xml(xml_path)
-                unknown = sorted({o["name"] for o in record["objects"]} - set(category_of))
-                if unknown:
-                    raise BadRecordError(f"{xml_path}: classes {unknown} are not among the data module's classes "
-                                         f"({', '.join(classes)}); set data.init_args.classes")
-                image_id = len(images) + 1
-                images.append({"id": image_id, "file_name": f"{year}/JPEGImages/{record['filename']}",
-                               "width": record["width"], "height": record["height"]})
-                for obj in record["objects"]:
-                    x, y, w, h = obj["bbox"]
-                    annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                        "category_id": category_of[obj["name"]], "bbox": [x, y, w, h],
-                                        "area": w * h, "iscrowd": int(obj["difficult"])})
+                records.append((year, xml_path, read_voc_xml(xml_path)))
+    if classes is None:
+        names = {o["name"] for _, _, record in records for o in record["objects"]}
+        classes = VOC_CLASSES if names <= set(VOC_CLASSES) else tuple(sorted(names))
+    category_of = {name: index for index, name in enumerate(classes, start=1)}
+    images, annotations = [], []
+    for year, xml_path, record in records:
+        with record_errors(skipped, skip_bad):
+            unknown = sorted({o["name"] for o in record["objects"]} - set(category_of))
+            if unknown:
+                raise BadRecordError(f"{xml_path}: classes {unknown} are not among the data module's classes "
+                                     f"({', '.join(classes)}); set data.init_args.classes")
+            image_id = len(images) + 1
+            images.append({"id": image_id, "file_name": f"{year}/JPEGImages/{record['filename']}",
+                           "width": record["width"], "height": record["height"]})
+            for obj in record["objects"]:
+                x, y, w, h = obj["bbox"]
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                    "category_id": category_of[obj["name"]], "bbox": [x, y, w, h],
+                                    "area": w * h, "iscrowd": int(obj["difficult"])})
     coco = COCO()
     coco.dataset = {"images": images, "annotations": annotations,
                     "categories": [{"id": i, "name": n} for n, i in category_of.items()]}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco.createIndex()
     return coco, skipped
-
-
-def voc_class_names(root: Path, sets: Sequence[str]) -> tuple[str, ...]:
-    """VOC's 20 classes if the object names in ``sets`` are all among them, else those names, sorted (your own
-    data in VOC's layout)."""
-    names = set()
-    for set_name in sets:
-        year, _, split = set_name.partition("/")
-        listing = root / year / "ImageSets" / "Main" / f"{split}.txt"
-        stems = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()] \
-            if listing.is_file() else []
-        for stem in stems:
-            with contextlib.suppress(ElementTree.ParseError, OSError):  # read_voc reports bad files
-                tree = ElementTree.parse(root / year / "Annotations" / f"{stem}.xml")
-                names |= {(o.findtext("name") or "").strip() for o in tree.iter("object")}
-    names.discard("")
-    return VOC_CLASSES if names <= set(VOC_CLASSES) else tuple(sorted(names))
