@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
+from torchvision.models.detection.transform import resize_boxes
 from torchvision.utils import draw_bounding_boxes
 
 from mobilenets.backbone import MobileNetV1
@@ -148,9 +149,7 @@ class DetectionTask(BaseTask):
         image_list, targets, features, head = self._head(images, batch["target"])
         for image, size, target in zip(images, image_list.image_sizes, targets):  # the transform resized "boxes"
             if target.get("crowd_boxes") is not None:
-                scale_y, scale_x = size[0] / image.shape[-2], size[1] / image.shape[-1]
-                target["crowd_boxes"] = target["crowd_boxes"] * target["crowd_boxes"].new_tensor(
-                    [scale_x, scale_y, scale_x, scale_y])
+                target["crowd_boxes"] = resize_boxes(target["crowd_boxes"], image.shape[-2:], size)
         anchors = self.model.anchor_generator(image_list, features)
         losses = ssd_loss(self.model, targets, head, anchors, match_anchors(self.model, targets, anchors))
         size = len(batch["image"])
