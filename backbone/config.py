@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from mobilenets.backbone.mobilenet import Activation, MobileNetV1
+from mobilenets.backbone.mobilenet import Activation, MobileNetV1, Padding
 from mobilenets.backbone.weights import load_pretrained
+from mobilenets.core.checkpoint import checkpoint_type
 
 __all__ = ["BackboneConfig"]
 
 
+@checkpoint_type
 @dataclass(frozen=True)
 class BackboneConfig:
     """The one ``backbone:`` block every task config shares.
 
     Args:
         alpha: width multiplier.
-        pretrained: local path to weights (our checkpoint, a task's Lightning checkpoint, or a timm
-            ``mobilenetv1_*`` state dict); never a URL, nothing is downloaded.
+        pretrained: local path to weights: ours (``mobilenets weights convert`` output, a task's Lightning
+            checkpoint), a TF-slim checkpoint, a Keras ``.h5``, Hugging Face or timm weights (see
+            ``mobilenets.backbone.weights``); never a URL, nothing is downloaded.
+        padding: ``"tf_same"`` for weights trained in TensorFlow (TF-slim checkpoints, Keras files, Hugging Face
+            ports, and files converted from them); loading such weights into ``"symmetric"`` is refused.
         min_depth, activation, drop_rate, output_stride, separable, shallow: see ``MobileNetV1``.
     """
 
@@ -29,6 +34,7 @@ class BackboneConfig:
     output_stride: int = 32
     separable: bool = True
     shallow: bool = False
+    padding: Padding = "symmetric"
 
     def build(self, num_classes: int = 0) -> MobileNetV1:
         """Build the backbone (loading ``pretrained`` if set) with a fresh ``num_classes`` classifier."""

@@ -20,6 +20,7 @@ __all__ = [
     "LAYERS",
     "SHALLOW_REMOVED",
     "ConvBNAct",
+    "TFSamePad2d",
     "DepthwiseSeparable",
     "MobileNetV1",
     "check_resolution",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 Activation = Literal["relu", "relu6"]
+Padding = Literal["symmetric", "tf_same"]
 
 # torchvision / ImageNet statistics: the default normalisation of a backbone trained here from scratch.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -63,8 +65,43 @@ def _activation(name: Activation) -> nn.Module:
     raise ValueError(f"activation must be 'relu' or 'relu6', got {name!r}")
 
 
+class TFSamePad2d(nn.Module):
+    """Zero padding as TensorFlow's ``padding="SAME"``: ``ceil(size / stride)`` outputs, the odd pixel on the
+    bottom/right, worked out from the input size at run time (so any resolution, and exported graphs, agree).
+
+    Written here because torch's ``Conv2d(padding="same")`` refuses strides > 1 and torchvision has no such layer;
+    timm's ``pad_same`` is the same rule.
+    """
+
+    def __init__(self, kernel_size: int, stride: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+
+    def _amount(self, size: int) -> tuple[int, int]:
+        outputs = -(-size // self.stride)
+        total = max((outputs - 1) * self.stride + (self.kernel_size - 1) * self.dilation + 1 - size, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        top, bottom = self._amount(x.shape[-2])
+        left, right = self._amount(x.shape[-1])
+        return nn.functional.pad(x, (left, right, top, bottom))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}"
+
+
+def _check_padding(padding: str) -> None:
+    if padding not in ("symmetric", "tf_same"):
+        raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}")
+
+
 class ConvBNAct(nn.Sequential):
-    """Conv (no bias) -> BatchNorm -> ReLU, the unit every MobileNet layer is made of."""
+    """Conv (no bias) -> BatchNorm -> ReLU, the unit every MobileNet layer is made of.
+
+    ``padding="tf_same"`` puts a ``TFSamePad2d`` before a strided conv (stride 1 SAME is symmetric anyway),
+    as weights trained in TensorFlow expect; it adds no parameters, so state dicts are the same either way.
+    """
 
     def __init__(
         self,
@@ -75,26 +112,36 @@ class ConvBNAct(nn.Sequential):
         dilation: int = 1,
         groups: int = 1,
         activation: Activation = "relu6",
+        padding: Padding = "symmetric",
     ) -> None:
-        padding = dilation * (kernel_size - 1) // 2
-        super().__init__(
-            OrderedDict(
-                conv=nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation, groups, bias=False),
-                bn=nn.BatchNorm2d(out_chs),
-                act=_activation(activation),
-            )
-        )
+        _check_padding(padding)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        conv_padding = dilation * (kernel_size - 1) // 2
+        if padding == "tf_same" and stride > 1:
+            layers["pad"] = TFSamePad2d(kernel_size, stride, dilation)
+            conv_padding = 0
+        layers["conv"] = nn.Conv2d(in_chs, out_chs, kernel_size, stride, conv_padding, dilation, groups, bias=False)
+        layers["bn"] = nn.BatchNorm2d(out_chs)
+        layers["act"] = _activation(activation)
+        super().__init__(layers)
 
 
 class DepthwiseSeparable(nn.Sequential):
     """3x3 depthwise conv + BN + ReLU, then 1x1 pointwise conv + BN + ReLU (Figure 3, right)."""
 
     def __init__(
-        self, in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1, activation: Activation = "relu6"
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        dilation: int = 1,
+        activation: Activation = "relu6",
+        padding: Padding = "symmetric",
     ) -> None:
         super().__init__(
             OrderedDict(
-                dw=ConvBNAct(in_chs, in_chs, 3, stride, dilation, groups=in_chs, activation=activation),
+                dw=ConvBNAct(in_chs, in_chs, 3, stride, dilation, groups=in_chs, activation=activation,
+                             padding=padding),
                 pw=ConvBNAct(in_chs, out_chs, 1, activation=activation),
             )
         )
@@ -113,6 +160,8 @@ class MobileNetV1(nn.Module):
         separable: False builds Table 4's "Conv MobileNet" with full 3x3 convolutions in every block.
         shallow: True builds Table 5's shallow MobileNet without the five 14x14x512 blocks.
         in_chans: input channels.
+        padding: ``"symmetric"`` (PyTorch's, timm's default) or ``"tf_same"`` (TensorFlow's SAME, asymmetric on
+            strided layers), which weights trained in TensorFlow (TF-slim, Keras, Hugging Face ports) need.
         mean, std: the input normalisation these weights expect. Kept as buffers so it travels in every
             checkpoint with the weights (timm's are 0.5/0.5, ours ImageNet's); see ``normalize``.
     """
@@ -128,6 +177,7 @@ class MobileNetV1(nn.Module):
         separable: bool = True,
         shallow: bool = False,
         in_chans: int = 3,
+        padding: Padding = "symmetric",
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
@@ -141,10 +191,12 @@ class MobileNetV1(nn.Module):
         if len(mean) != in_chans or len(std) != in_chans:
             raise ValueError(f"mean and std need one value per input channel ({in_chans}), got {mean!r}, {std!r}")
         _activation(activation)  # validate before building anything
+        _check_padding(padding)
         self.config = dict(
             alpha=alpha, num_classes=num_classes, min_depth=min_depth, activation=activation, drop_rate=drop_rate,
-            output_stride=output_stride, separable=separable, shallow=shallow, in_chans=in_chans,
+            output_stride=output_stride, separable=separable, shallow=shallow, in_chans=in_chans, padding=padding,
         )
+        self.padding = padding
         self.alpha = alpha
         self.min_depth = min_depth
         self.output_stride = output_stride
@@ -165,11 +217,11 @@ class MobileNetV1(nn.Module):
                 layer_dilation = dilation
                 current_stride *= stride
             if number == 0:
-                layer = ConvBNAct(in_chs, out_chs, 3, stride, activation=activation)
+                layer = ConvBNAct(in_chs, out_chs, 3, stride, activation=activation, padding=padding)
             elif separable:
-                layer = DepthwiseSeparable(in_chs, out_chs, stride, layer_dilation, activation)
+                layer = DepthwiseSeparable(in_chs, out_chs, stride, layer_dilation, activation, padding)
             else:
-                layer = ConvBNAct(in_chs, out_chs, 3, stride, layer_dilation, activation=activation)
+                layer = ConvBNAct(in_chs, out_chs, 3, stride, layer_dilation, activation=activation, padding=padding)
             name = f"layer{number}"
             layers[name] = layer
             self.feature_info.append(dict(layer=number, name=name, num_chs=out_chs, reduction=current_stride))

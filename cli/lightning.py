@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import pytorch_lightning as pl
@@ -11,6 +12,7 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.cli import LightningCLI
 
 from mobilenets.configs import config_path
+from mobilenets.core.checkpoint import weights_only_for
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
@@ -82,12 +84,22 @@ class MobileNetsCLI(LightningCLI):
         """``--ckpt_path last``: the newest ``last.ckpt`` under the trainer's root directory, whichever logger
         version wrote it (Lightning looks only in this run's new version folder); none there starts afresh."""
         config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
-            return
-        root = self.trainer.default_root_dir
-        found = find_last_checkpoint(root)
-        config["ckpt_path"] = str(found) if found else None
-        if found:
-            log.info("resuming from %s", found)
-        else:
-            log.info("no last.ckpt under %s: starting afresh", root)
+        if config.get("ckpt_path") == "last":
+            root = self.trainer.default_root_dir
+            found = find_last_checkpoint(root)
+            config["ckpt_path"] = str(found) if found else None
+            if found:
+                log.info("resuming from %s", found)
+            else:
+                log.info("no last.ckpt under %s: starting afresh", root)
+        self._load_safely()
+
+    def _load_safely(self) -> None:
+        """Lightning loads ``--ckpt_path`` weights-only unless ``--trust-checkpoint``; refuse, with our one-line
+        error, a file that would need code run (before Lightning's own traceback)."""
+        config = self.config_init[self.subcommand]
+        path = config.get("ckpt_path")
+        if path and Path(path).is_file() and config.get("weights_only") is None:
+            config["weights_only"] = weights_only_for(path)
+
+    before_validate = before_test = before_predict = _load_safely

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mobilenets.core.checkpoint import TRUST_ENV, UntrustedFileError
 from mobilenets.tasks.registry import TASKS
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "build_parser", "main"]
 
 log = logging.getLogger(__name__)
+
+TRUST_FLAG = "--trust-checkpoint"
 
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a task from a YAML config (Lightning)",
@@ -251,6 +255,33 @@ def run_partition(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_weights(args: argparse.Namespace) -> int:
+    from mobilenets.backbone.weights import load_backbone, save_backbone
+
+    try:
+        model = load_backbone(args.source, keep_background=args.keep_background)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"mobilenets weights convert: {error}") from None
+    path = save_backbone(model, args.output)
+    config = model.config
+    print(f"{path}: MobileNetV1 alpha {config['alpha']}, {config['num_classes']} classes, padding "
+          f"{config['padding']}; use it as backbone.pretrained (with backbone.padding: {config['padding']}) or "
+          f"mobilenets.backbone.load_backbone")
+    return 0
+
+
+def _add_weights(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("weights", help="convert published MobileNet v1 weights to the suite's format")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    convert = actions.add_parser(
+        "convert", help="a TF-slim checkpoint, Keras .h5, Hugging Face or timm file -> OUT (.safetensors or .pth)")
+    convert.add_argument("source", help="the weights file (for a TF checkpoint, its prefix or .index file)")
+    convert.add_argument("output", help="the file to write: .safetensors (config in its metadata) or .pth")
+    convert.add_argument("--keep-background", action="store_true",
+                         help="keep class 0 (background) of a 1001-way TensorFlow classifier")
+    convert.set_defaults(handler=run_weights)
+
+
 def _add_partition(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("partition", help="PlaNet's adaptive S2 partition of a geotagged CSV")
     parser.add_argument("csv", help="IMG_ID,LAT,LON rows")
@@ -363,7 +394,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_export,
-    _add_shards, _add_bench,
+    _add_shards, _add_bench, _add_weights,
 ]
 
 
@@ -374,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="MobileNets (Howard et al. 2017) and its applications. "
         "Lightning subcommands take --config FILE.yaml and --help of their own.",
     )
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="unpickle checkpoint and weight files even when that runs code they carry (only for "
+                        "files you trust); without it such files are refused")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in LIGHTNING_SUBCOMMANDS.items():
         subparsers.add_parser(name, help=help_text, add_help=False)
@@ -410,9 +444,24 @@ def show_suite_messages() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``mobilenets`` and ``python -m mobilenets.cli``."""
+    """Entry point of ``mobilenets`` and ``python -m mobilenets.cli``; a file refused as untrusted ends the command
+    with its one-line reason."""
+    try:
+        return _dispatch(argv)
+    except UntrustedFileError as error:
+        raise SystemExit(f"mobilenets: {error}") from None
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     show_suite_messages()
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if TRUST_FLAG in args_list:  # for every subcommand, Lightning's too, and the processes DDP starts
+        os.environ[TRUST_ENV] = "1"
+        args_list = [arg for arg in args_list if arg != TRUST_FLAG]
+        if argv is None:
+            sys.argv[1:] = args_list
+        else:
+            argv = args_list
     if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
         from mobilenets.cli.lightning import MobileNetsCLI
 

@@ -1,18 +1,114 @@
-"""Reading checkpoint files: one place that opens them, with a clear error for a missing file."""
+"""Opening pickled checkpoint and weight files safely: no code in a file runs unless the user trusts the file.
+
+``torch.load(weights_only=True)`` only rebuilds tensors, containers and the classes allow-listed with
+``torch.serialization.add_safe_globals``. The suite's checkpoints hold nothing else: tensors, plain values and
+the plain-data classes marked ``@checkpoint_type`` (a task's ``BackboneConfig``...). Anything beyond that, a
+foreign ``.pth`` that pickles a whole model, say, is refused with an error that names the file, what it would
+build and the opt-in: ``trust=True``, ``--trust-checkpoint`` on the command line, or ``MOBILENETS_TRUST_CHECKPOINT=1``.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import pickle
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["read_checkpoint"]
+__all__ = [
+    "TRUST_ENV", "UntrustedFileError", "checkpoint_type", "load_torch_file", "read_checkpoint", "trusted",
+    "weights_only_for",
+]
+
+TRUST_ENV = "MOBILENETS_TRUST_CHECKPOINT"
+_T = TypeVar("_T", bound=type)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's dictionary (tensors on the CPU)."""
+class UntrustedFileError(pickle.UnpicklingError):
+    """A pickled file needs code run to load it, and the user has not said they trust it."""
+
+
+def checkpoint_type(cls: _T) -> _T:
+    """Class decorator: allow a plain-data class of the suite inside checkpoints loaded with ``weights_only``."""
+    import torch
+
+    torch.serialization.add_safe_globals([cls])
+    return cls
+
+
+def trusted(trust: bool | None = None) -> bool:
+    """``trust`` if given, else whether ``--trust-checkpoint`` / ``MOBILENETS_TRUST_CHECKPOINT=1`` is set."""
+    return trust if trust is not None else os.environ.get(TRUST_ENV, "") == "1"
+
+
+def _import_suite_types(names: list[str]) -> bool:
+    """Import the suite modules that define the classes named, which registers them (``checkpoint_type``).
+    Importing our own modules runs only our code; True if any of them was new."""
+    imported = False
+    for name in names:
+        module = name.rpartition(".")[0]
+        if name.startswith("mobilenets.") and module and module not in sys.modules:
+            importlib.import_module(module)
+            imported = True
+    return imported
+
+
+def _refusal(path: Path, unsafe: list[str]) -> UntrustedFileError:
+    return UntrustedFileError(
+        f"{path}: loading it would run code it carries (it needs {', '.join(unsafe[:4]) or 'Python objects'}); "
+        f"if you trust its source, pass --trust-checkpoint (trust=True, or {TRUST_ENV}=1)"
+    )
+
+
+def weights_only_for(path: str | Path, trust: bool | None = None) -> bool:
+    """The ``weights_only`` to ``torch.load`` ``path`` with (True unless trusted), after checking, from the pickle
+    alone, that a weights-only load can build everything it holds.
+
+    Raises:
+        UntrustedFileError: the file needs more than weights and the suite's own types, and is not trusted.
+    """
+    import torch
+
+    if trusted(trust):
+        return False
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (RuntimeError, ValueError):  # not a zip checkpoint (torch's legacy format): torch.load will tell
+        return True
+    if unsafe and _import_suite_types(unsafe):
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    if unsafe:
+        raise _refusal(Path(path), unsafe)
+    return True
+
+
+def load_torch_file(path: str | Path, trust: bool | None = None) -> Any:
+    """``torch.load`` a local file on the CPU, refusing to run the code a pickle may carry unless trusted.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UntrustedFileError: the file needs more than weights and the suite's own types, and is not trusted.
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only_for(path, trust))
+    except UntrustedFileError:
+        raise
+    except pickle.UnpicklingError:
+        raise _refusal(path, []) from None
+
+
+def read_checkpoint(path: str | Path, trust: bool | None = None) -> dict[str, Any]:
+    """A checkpoint's dictionary (tensors on the CPU), loaded as ``load_torch_file`` does."""
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_torch_file(path, trust)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__}, not a dictionary)")
+    return checkpoint

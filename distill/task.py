@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mobilenets.backbone import check_resolution
+from mobilenets.core.checkpoint import checkpoint_type, read_checkpoint
 from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
@@ -29,6 +30,7 @@ from mobilenets.tasks.base import BaseTask, monitored_checkpoint
 __all__ = ["DistillationTask", "HintConfig", "build_student", "save_student", "trained_task"]
 
 
+@checkpoint_type
 @dataclass(frozen=True)
 class HintConfig:
     """A FitNets hint: the student's backbone layer ``student_layer`` (paper numbering) learns, through a 1x1
@@ -283,7 +285,7 @@ class DistillationTask(pl.LightningModule):
 def save_student(checkpoint_path: str | Path, output_path: str | Path) -> Path:
     """Write the student of a distillation checkpoint as a checkpoint of its own task, which
     ``mobilenets test/predict --ckpt_path``, ``load_from_checkpoint`` and ``backbone.pretrained`` all take."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(checkpoint_path)
     if "student" not in checkpoint:
         raise ValueError(f"{checkpoint_path}: not a DistillationTask checkpoint (no 'student' entry)")
     student = checkpoint["student"]

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mobilenets.backbone.weights import read_state_dict_file
-from mobilenets.core.checkpoint import read_checkpoint
+from mobilenets.core.checkpoint import checkpoint_type, read_checkpoint
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.loading import load_task
@@ -27,6 +27,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@checkpoint_type
 @dataclass(frozen=True)
 class TeacherConfig:
     """Where the teacher comes from (exactly one of ``checkpoint``, ``arch``, ``class_path``) and how it sees

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from mobilenets.core.checkpoint import read_checkpoint
+from mobilenets.core.checkpoint import read_checkpoint, weights_only_for
 from mobilenets.core.imports import resolve_class
 
 __all__ = ["load_datamodule", "load_task"]
@@ -26,7 +26,8 @@ def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningM
         raise ValueError(f"{path}: {task_class.__name__} is not a LightningModule")
     # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
     # Lightning would otherwise give this task the outer module's hyperparameters.
-    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu", weights_only=False)
+    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu",
+                                     weights_only=weights_only_for(path))
     return task.eval()
 
 

@@ -26,6 +26,7 @@ from torchvision.ops import box_area, box_iou
 from mobilenets.backbone import MobileNetV1
 from mobilenets.backbone.mobilenet import ConvBNAct, DepthwiseSeparable
 from mobilenets.backbone.profile import PaperRow, model_rows_table, register_table
+from mobilenets.core.checkpoint import checkpoint_type
 from mobilenets.core.tables import Table
 
 __all__ = ["IGNORE", "AnchorConfig", "MobileNetSSDFeatures", "SSD1x1Head", "TABLE13_ROWS", "TFAnchorGenerator",
@@ -35,6 +36,7 @@ FEATURE_LAYERS = (11, 13)
 EXTRA_DEPTHS = (512, 256, 256, 128)
 
 
+@checkpoint_type
 @dataclass(frozen=True)
 class AnchorConfig:
     """The ``anchors:`` block: the TF object detection API's ``ssd_anchor_generator`` fields, TF's defaults.

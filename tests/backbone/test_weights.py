@@ -94,8 +94,9 @@ def test_bad_files(tmp_path):
     torch.save({"state_dict": {"model.head.weight": torch.zeros(1)}}, tmp_path / "headonly.ckpt")
     with pytest.raises(ValueError, match="has no 'backbone.' weights"):
         read_weights(tmp_path / "headonly.ckpt")
+    torch.save(MobileNetV1(alpha=0.25).state_dict(), tmp_path / "plain.pth")  # weights, but of which model?
     with pytest.raises(ValueError, match="not a file written by save_backbone"):
-        load_backbone(tmp_path / "odd.pth")
+        load_backbone(tmp_path / "plain.pth")
 
 
 def test_backbone_config_builds_pretrained(tmp_path):
