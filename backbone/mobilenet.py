@@ -76,10 +76,15 @@ class TFSamePad2d(nn.Module):
     def __init__(self, kernel_size: int, stride: int, dilation: int = 1) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.extent = (kernel_size - 1) * dilation + 1
+        if self.extent < stride:
+            raise ValueError(f"TF-same padding of a {kernel_size}x{kernel_size} conv (dilation {dilation}) with "
+                             f"stride {stride} would crop, not pad")
 
     def _amount(self, size: int) -> tuple[int, int]:
-        outputs = -(-size // self.stride)
-        total = max((outputs - 1) * self.stride + (self.kernel_size - 1) * self.dilation + 1 - size, 0)
+        # ceil(size / stride) outputs need (outputs - 1) * stride + extent - size pixels of padding, i.e. this
+        # (no max() or branch: torch.fx and torch.export keep it symbolic, so traced graphs take any size).
+        total = (-size) % self.stride + self.extent - self.stride
         return total // 2, total - total // 2
 
     def forward(self, x: Tensor) -> Tensor:

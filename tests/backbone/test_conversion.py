@@ -127,7 +127,7 @@ def test_tf_slim_checkpoints_give_the_reference_logits(alpha, resolution, tmp_pa
     assert kept.shape == (2, 1001) and torch.equal(kept[:, 1:], _our_logits(prefix, images))
 
 
-@pytest.mark.parametrize("alpha,resolution", [(0.5, 160), (0.75, 224)])
+@pytest.mark.parametrize("alpha,resolution", [(0.5, 160), (0.75, 223)])  # 223: odd sizes, TF pads bottom/right
 def test_hugging_face_safetensors_give_transformers_logits(alpha, resolution, tmp_path):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
@@ -162,6 +162,24 @@ def test_converted_weights_carry_padding_and_tf_preprocessing(tmp_path):
     target = MobileNetV1(alpha=0.25, num_classes=5, padding="tf_same")
     load_pretrained(target, converted)  # the 1000-way head does not fit and is left out
     assert torch.equal(target.features.layer5.pw.conv.weight, model.features.layer5.pw.conv.weight)
+
+
+def test_tf_same_padding_folds_and_exports_at_any_size():
+    """Folding BN (torch.fx) and ONNX export with dynamic height/width keep TF's padding rule, odd sizes too."""
+    import onnxruntime
+
+    from mobilenets.backbone import fold_batchnorm
+    from mobilenets.deploy.export import trace_to_onnx
+
+    model = MobileNetV1(alpha=0.25, padding="tf_same").eval()
+    session = onnxruntime.InferenceSession(trace_to_onnx(model, 128, ["logits"], dynamic_size=True).SerializeToString())
+    folded = fold_batchnorm(model)
+    for size in (128, 97):
+        images = torch.rand(1, 3, size, size)
+        with torch.no_grad():
+            expected = model(images)
+            assert (folded(images) - expected).abs().max() < 1e-5
+        assert np.abs(session.run(None, {"images": images.numpy()})[0] - expected.numpy()).max() < 1e-5
 
 
 def test_tf_same_padding_is_profiled_like_symmetric():
