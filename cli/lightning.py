@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.cli import LightningCLI
 
 from mobilenets.configs import config_path
-from mobilenets.core.checkpoint import weights_only_for
+from mobilenets.core.checkpoint import unpickled_globals, weights_only_for
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
@@ -64,6 +65,17 @@ class MobileNetsCLI(LightningCLI):
             super().__init__(args=resolve_config_args(args), **options)
         finally:
             sys.argv = argv
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads ``--ckpt_path``'s hyperparameters with ``weights_only=True`` before any hook runs: check
+        the file first, so an untrusted one gets the one-line refusal, and a trusted one (``--trust-checkpoint``)
+        loads with the globals it names allowed."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path or not Path(path).is_file() or weights_only_for(path):
+            return super()._parse_ckpt_path()
+        with torch.serialization.safe_globals(unpickled_globals(path)):
+            return super()._parse_ckpt_path()
 
     def add_arguments_to_parser(self, parser: pl.cli.LightningArgumentParser) -> None:
         # One resolution for model and data: the model's is the source, the data module follows it.

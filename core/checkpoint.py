@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "TRUST_ENV", "UntrustedFileError", "checkpoint_type", "load_torch_file", "read_checkpoint", "trusted",
-    "weights_only_for",
+    "unpickled_globals", "weights_only_for",
 ]
 
 TRUST_ENV = "MOBILENETS_TRUST_CHECKPOINT"
@@ -81,6 +81,27 @@ def weights_only_for(path: str | Path, trust: bool | None = None) -> bool:
     if unsafe:
         raise _refusal(Path(path), unsafe)
     return True
+
+
+def unpickled_globals(path: str | Path) -> list[Any]:
+    """The classes and functions a pickled file names, imported: for loading a *trusted* file where a library
+    insists on ``weights_only=True`` (``torch.serialization.safe_globals(unpickled_globals(path))``)."""
+    import torch
+
+    found = []
+    for name in torch.serialization.get_unsafe_globals_in_checkpoint(path):
+        module, _, qualname = name.rpartition(".")
+        while module and module not in sys.modules:  # "pkg.Class.method": walk up to the importable module
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                module, _, outer = module.rpartition(".")
+                qualname = f"{outer}.{qualname}"
+        value: Any = sys.modules[module]
+        for part in qualname.split("."):
+            value = getattr(value, part)
+        found.append(value)
+    return found
 
 
 def load_torch_file(path: str | Path, trust: bool | None = None) -> Any:

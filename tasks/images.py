@@ -4,6 +4,7 @@ records that every task's data module builds its splits from."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,8 +17,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "drop_unreadable", "eval_transform", "read_image",
-           "record_errors", "train_transform"]
+__all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "decode_image_file", "decode_with_pil",
+           "decode_with_torchcodec", "drop_unreadable", "eval_transform", "read_image", "record_errors",
+           "train_transform"]
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,48 @@ class ImageRecord:
     box: tuple[int, int, int, int] | None = None
 
 
-def read_image(path: Path, source: str) -> torch.Tensor:
-    """Decode an image as an RGB uint8 (C, H, W) tensor, or raise naming the file and where it was listed."""
+def decode_with_pil(source: Path | bytes) -> torch.Tensor:
+    """An image file (or its bytes) as RGB uint8 (C, H, W), decoded by PIL: every format PIL reads."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        return v2.functional.pil_to_tensor(image.convert("RGB"))
+
+
+def decode_with_torchcodec(source: Path | bytes) -> torch.Tensor:
+    """JPEG, PNG, WebP, GIF, AVIF or HEIC as RGB uint8 (C, H, W), decoded by TorchCodec (libjpeg-turbo for JPEG):
+    the same pixels as PIL, about 1.4x as fast per core (``mobilenets bench data``); CMYK and grey become RGB."""
+    from torchcodec.decoders import decode_image
+
+    return decode_image(source if isinstance(source, bytes) else str(source), mode="RGB")
+
+
+def decode_image_file(source: Path | bytes) -> torch.Tensor:
+    """RGB uint8 (C, H, W): TorchCodec, the faster decoder, for the formats it reads; PIL for the others (BMP,
+    TIFF...) and wherever TorchCodec cannot be imported. Raises PIL's error when neither can decode it."""
+    if _TORCHCODEC:
+        try:
+            return decode_with_torchcodec(source)
+        except (RuntimeError, ValueError):  # another format, or a damaged file: PIL reads or names the problem
+            pass
+    return decode_with_pil(source)
+
+
+def _torchcodec_importable() -> bool:
     try:
-        with Image.open(path) as image:
-            return v2.functional.pil_to_tensor(image.convert("RGB"))
+        import torchcodec.decoders  # noqa: F401
+    except (ImportError, OSError, RuntimeError) as error:  # not installed, or built for another torch
+        log.info("TorchCodec unavailable (%s): decoding images with PIL", error)
+        return False
+    return True
+
+
+_TORCHCODEC = _torchcodec_importable()
+
+
+def read_image(path: Path, source: str) -> torch.Tensor:
+    """Decode an image as an RGB uint8 (C, H, W) tensor (``decode_image_file``), or raise naming the file and
+    where it was listed."""
+    try:
+        return decode_image_file(path)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise BadRecordError(f"{path} ({source}): unreadable image: {error}") from None
 

@@ -14,7 +14,6 @@ is written here is the suite's sample format and the bridge to its transforms an
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import random
@@ -22,11 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from PIL import Image
 from torchvision.transforms import v2
 
 from mobilenets.core.io import write_text
-from mobilenets.tasks.images import BadRecordError, ImageDataset
+from mobilenets.tasks.images import BadRecordError, ImageDataset, decode_image_file
 
 __all__ = ["ShardedImages", "write_shards"]
 
@@ -113,8 +111,7 @@ class ShardedImages(torch.utils.data.IterableDataset):
         try:
             if image_key is None:
                 raise OSError("no image in the sample")
-            with Image.open(io.BytesIO(sample[image_key])) as image:
-                pixels = v2.functional.pil_to_tensor(image.convert("RGB"))
+            pixels = decode_image_file(sample[image_key])
         except (OSError, ValueError) as error:
             if not self.skip_bad:
                 raise BadRecordError(f"{where}: unreadable image: {error}") from None

@@ -58,3 +58,12 @@ def test_the_suites_own_files_load_weights_only(tmp_path, monkeypatch):
     assert read_weights(tmp_path / "b.pth").config["padding"] == "tf_same"
     torch.save({"hyper_parameters": {"backbone": BackboneConfig(alpha=0.25)}, "state_dict": {}}, tmp_path / "t.ckpt")
     assert read_checkpoint(tmp_path / "t.ckpt")["hyper_parameters"]["backbone"] == BackboneConfig(alpha=0.25)
+
+
+def test_lightning_commands_refuse_a_crafted_ckpt_path(crafted, tmp_path, monkeypatch):
+    path, marker = crafted
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^mobilenets: .*model.pth: loading it would run code .*--trust-checkpoint"):
+        main(["test", "--model", "ClassificationTask", "--model.num_classes", "3", "--model.backbone.alpha", "0.25",
+              "--data", "DogsDataModule", "--data.root", "dogs", "--ckpt_path", str(path)])
+    assert not marker.exists()

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.io
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from mobilenets.tasks.classification.imagenet import ImageNetDataModule  # noqa: F401 (configs' short name)
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors

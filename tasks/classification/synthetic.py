@@ -1,4 +1,4 @@
-"""A small Stanford Dogs look-alike, written in exactly the published layout, deterministic from a seed.
+"""Small Stanford Dogs and ImageNet look-alikes, written in exactly the published layouts, deterministic from a seed.
 
 Every "breed" is the same dog silhouette (body, head, ears, legs, tail) on a textured background; breeds
 differ only in coat pattern and ear colour, so telling them apart is fine-grained but learnable.
@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageDraw
 
-__all__ = ["BREEDS", "write_stanford_dogs"]
+__all__ = ["BREEDS", "write_imagenet", "write_stanford_dogs"]
 
 # (breed name, coat pattern, coat colour, ear colour): pairs of breeds share all but one detail.
 BREEDS = [
@@ -169,4 +169,77 @@ def write_stanford_dogs(
                 "labels": np.array(labels, dtype=np.float64).reshape(-1, 1),
             },
         )
+    return root
+
+
+# Real ILSVRC-2012 WordNet ids, deliberately not in sorted order: class indices must come from sorting them.
+IMAGENET_WNIDS = ["n02085620", "n01440764", "n02110341", "n01518878", "n04589890", "n02085782", "n03000134",
+                  "n01443537", "n02110063", "n02099601"]
+
+
+def _write_devkit(folder: Path, wnids: list[str], val_wnids: list[str], rng: np.random.Generator) -> None:
+    """``data/meta.mat`` (the synsets table: leaves numbered 1..N in the devkit's own, unsorted, order, then
+    inner synsets) and ``data/ILSVRC2012_validation_ground_truth.txt`` (one ILSVRC2012_ID per validation image)."""
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images"]
+    ids = {wnid: int(number) for wnid, number in zip(wnids, rng.permutation(len(wnids)) + 1)}
+    synsets = np.zeros((len(wnids) + 2, 1), dtype=[(name, object) for name in fields])
+    for row, wnid in enumerate(sorted(wnids, key=ids.get)):
+        synsets[row, 0] = (ids[wnid], wnid, f"class {wnid}", "a synthetic class", 0, np.zeros((1, 0)), 0, 10)
+    for extra in range(2):  # inner nodes of the WordNet tree, which the devkit lists after the leaves
+        number = len(wnids) + extra + 1
+        synsets[len(wnids) + extra, 0] = (number, f"n0000000{extra}", "entity", "", 2, np.array([[1, 2]]), 5, 0)
+    data = folder / "data"
+    data.mkdir(parents=True)
+    scipy.io.savemat(data / "meta.mat", {"synsets": synsets})
+    (data / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{ids[w]}\n" for w in val_wnids))
+
+
+def write_imagenet(
+    root: str | Path,
+    num_classes: int = 6,
+    train_per_class: int = 12,
+    val_per_class: int = 4,
+    image_size: tuple[int, int] = (112, 96),
+    layout: str = "kaggle",
+    seed: int = 0,
+) -> Path:
+    """Write a synthetic ILSVRC-2012 under ``root`` in one of its distributed layouts; returns ``root``.
+
+    Args:
+        num_classes: classes (the dog breeds of ``BREEDS`` drawn under real ImageNet wnids), at most 10.
+        train_per_class, val_per_class: images per class.
+        image_size: (width, height); the real images average about 400 x 350.
+        layout: ``kaggle`` (``ILSVRC/Data/CLS-LOC/{train,val}``, flat val, ``LOC_val_solution.csv``,
+            ``LOC_synset_mapping.txt``), ``devkit`` (``train/``, flat ``val/``, ``ILSVRC2012_devkit_t12/``) or
+            ``folders`` (``train/<wnid>/``, ``val/<wnid>/``).
+        seed: the same seed writes byte-identical files.
+    """
+    if not 1 <= num_classes <= len(IMAGENET_WNIDS):
+        raise ValueError(f"num_classes must be in 1..{len(IMAGENET_WNIDS)}, got {num_classes}")
+    if layout not in ("kaggle", "devkit", "folders"):
+        raise ValueError(f"layout must be 'kaggle', 'devkit' or 'folders', got {layout!r}")
+    root = Path(root)
+    images = root / "ILSVRC" / "Data" / "CLS-LOC" if layout == "kaggle" else root
+    rng = np.random.default_rng(seed)
+    wnids = IMAGENET_WNIDS[:num_classes]
+    for wnid, breed in zip(wnids, BREEDS):
+        (images / "train" / wnid).mkdir(parents=True)
+        for index in range(train_per_class):
+            _render(rng, breed, image_size)[0].save(images / "train" / wnid / f"{wnid}_{index}.JPEG", quality=90)
+    val_wnids = [wnids[i] for i in rng.permutation(np.repeat(np.arange(num_classes), val_per_class))]
+    solution = ["ImageId,PredictionString"]
+    (images / "val").mkdir(parents=True)
+    for number, wnid in enumerate(val_wnids, start=1):
+        image, box = _render(rng, BREEDS[wnids.index(wnid)], image_size)
+        name = f"ILSVRC2012_val_{number:08d}"
+        folder = images / "val" / (wnid if layout == "folders" else "")
+        folder.mkdir(exist_ok=True)
+        image.save(folder / f"{name}.JPEG", quality=90)
+        solution.append(f"{name},{wnid} {' '.join(map(str, box))} ")
+    if layout == "kaggle":
+        (root / "LOC_val_solution.csv").write_text("\n".join(solution) + "\n")
+        (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} class {w}\n" for w in sorted(wnids)))
+    elif layout == "devkit":
+        _write_devkit(root / "ILSVRC2012_devkit_t12", wnids, val_wnids, rng)
     return root
