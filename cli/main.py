@@ -130,7 +130,8 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         from mobilenets.tasks.bench import bench_data
 
-        table = bench_data(root=args.root, batch_size=args.batch_sizes[-1], num_workers=args.num_workers)
+        table = bench_data(root=args.root, batch_size=args.batch_sizes[-1], num_workers=args.num_workers,
+                           threads=args.threads)
     print(render([table], args.format))
     return 0
 
@@ -256,6 +257,8 @@ def run_partition(args: argparse.Namespace) -> int:
 
 
 def run_weights(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        return _check_conversions(args)
     from mobilenets.backbone.weights import load_backbone, save_backbone
 
     try:
@@ -270,6 +273,23 @@ def run_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_conversions(args: argparse.Namespace) -> int:
+    from mobilenets.core.tables import Table, render
+
+    try:
+        from mobilenets.backbone.reference import conversion_checks
+        pairs = tuple((float(a), int(r)) for a, r in (pair.split(",") for pair in args.pairs))
+        rows = conversion_checks(pairs=pairs, formats=tuple(args.formats))
+    except ImportError as error:
+        raise SystemExit(f"mobilenets weights check builds the reference models with keras, transformers and "
+                         f"tensorflow: pip install -e '.[dev]' ({error})") from None
+    table = Table(key="weights_check", title="Converted weights against the reference implementation (float64)",
+                  columns=["format", "alpha", "resolution", "file", "max |logit difference|"],
+                  rows=[[r["format"], r["alpha"], r["resolution"], r["file"], f"{r['max_abs_diff']:.1e}"] for r in rows])
+    print(render([table], "markdown"))
+    return 0 if all(r["max_abs_diff"] < 1e-4 for r in rows) else 1
+
+
 def _add_weights(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("weights", help="convert published MobileNet v1 weights to the suite's format")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -280,6 +300,14 @@ def _add_weights(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--keep-background", action="store_true",
                          help="keep class 0 (background) of a 1001-way TensorFlow classifier")
     convert.set_defaults(handler=run_weights)
+    check = actions.add_parser(
+        "check", help="build each reference (Keras, TF-slim via TensorFlow, Hugging Face) with random weights, save "
+        "it in its published layout, convert, and print the largest logit difference (needs the dev extra)")
+    check.add_argument("--pairs", nargs="+", default=["1.0,224", "0.75,192", "0.5,160", "0.25,128"],
+                       help="alpha,resolution pairs")
+    check.add_argument("--formats", nargs="+", default=["keras", "tf-slim", "hugging-face"],
+                       choices=["keras", "tf-slim", "hugging-face"])
+    check.set_defaults(handler=run_weights)
 
 
 def _add_partition(subparsers: argparse._SubParsersAction) -> None:
@@ -366,7 +394,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "target",
         choices=["backbone", "train", "data", "detection", "detection-train", "s2", "distill", "deploy", "shards"],
-        help="backbone: inference vs timm; train: a training step vs timm; data: the Stanford Dogs loader; "
+        help="backbone: inference vs timm; train: a training step vs timm; data: ImageNet JPEG decoding per core "
+        "(PIL, TorchCodec, torchvision.io) and the training loader, beside a training step; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
         "steps, our SSD300 and SSDLite vs torchvision's SSDLite recipe (on our body, and on MobileNet v3); "
         "s2: S2 cell ids vs s2sphere; "
@@ -377,7 +406,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--root", help="data: a Stanford Dogs folder (default: synthetic, real-sized images)")
+    parser.add_argument("--root", help="data: an ImageNet folder (default: synthetic, real-sized images)")
     parser.add_argument("--num-workers", type=int, help="data: loader workers (default: the data module's)")
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25], help="deploy: widths")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128], help="deploy: sizes")

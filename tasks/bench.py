@@ -2,8 +2,8 @@
 
 Training speed compares one full optimizer step (forward, cross-entropy, backward, RMSprop) of our
 classifier with timm's ``mobilenetv1_100`` given the same head, in one process, interleaved round by
-round. Data speed measures decode + augmentation of the real data pipeline with its default workers, to show
-it keeps ahead of training. Benchmarks only: nothing here is asserted in tests.
+round. Data speed measures JPEG decoding per core with each decoder, decode + augmentation, and the ImageNet
+training loader with its default workers, beside what a training step consumes. Benchmarks only: nothing here is asserted in tests.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision import tv_tensors
 
 from mobilenets.backbone import MobileNetV1
 from mobilenets.core.tables import Table
-from mobilenets.tasks.classification import DogsDataModule, MobileNetClassifier, write_stanford_dogs
+from mobilenets.tasks.classification import ImageNetDataModule, MobileNetClassifier, write_imagenet
+from mobilenets.tasks.classification.imagenet import read_imagenet
+from mobilenets.tasks.images import decode_with_pil, decode_with_torchcodec, train_transform
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS
 
 __all__ = ["bench_data", "bench_detection", "bench_s2", "bench_shards", "bench_training"]
@@ -73,36 +76,84 @@ def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int
     )
 
 
-def bench_data(root: str | None = None, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
-               batches: int = 20) -> Table:
-    """Images per second of the Stanford Dogs training loader (decode + random resized crop + flip).
+def _decode_with_torchvision_io(path: Path) -> torch.Tensor:
+    """torchvision.io's decoder, measured for comparison only: deprecated since torchvision 0.29 for TorchCodec."""
+    import warnings
 
-    Without ``root``, a synthetic Stanford Dogs with real-sized images (500 x 375) is written to a
-    temporary folder first. ``num_workers`` defaults to the data module's default.
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+
+
+def _images_per_second(work: Any, count: int, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
+
+
+def _loader_rate(data: ImageNetDataModule, batches: int) -> float:
+    """Images per second out of the training loader, timed from its first batch (workers up)."""
+    data.setup("fit")
+    seen, start, wanted = 0, None, batches * data.hparams.batch_size
+    while seen < wanted:
+        for batch in data.train_dataloader():
+            if start is None:
+                start = time.perf_counter()
+                continue
+            seen += len(batch["label"])
+            if seen >= wanted:
+                break
+    return seen / (time.perf_counter() - start)
+
+
+def bench_data(root: str | None = None, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
+               images: int = 120, rounds: int = 3, batches: int = 10, threads: int = 2) -> Table:
+    """ImageNet training input against what training consumes: images/s per core of JPEG decoding (PIL,
+    TorchCodec, torchvision.io) alone and with the training augmentation (random resized crop + flip), the
+    training loader with its workers, and a 1.0 MobileNet-``resolution`` training step on this machine.
+
+    Without ``root``, a synthetic ImageNet with real-sized JPEGs (500 x 375) is written to a temporary folder.
+    Decoders are timed on one core (one thread), interleaved, median of ``rounds``.
     """
     with tempfile.TemporaryDirectory() as scratch:
         if root is None:
-            root = str(write_stanford_dogs(Path(scratch) / "dogs", num_classes=4, train_per_class=40,
-                                           test_per_class=1, image_size=(500, 375)))
+            root = str(write_imagenet(Path(scratch) / "imagenet", num_classes=4, train_per_class=images // 4 + 1,
+                                      val_per_class=1, image_size=(500, 375)))
+        paths = [record.path for record in read_imagenet(root)[0]["train"][:images]]
+        augment = train_transform(resolution)
+        decoders = {"PIL": decode_with_pil, "TorchCodec (default)": decode_with_torchcodec,
+                    "torchvision.io (deprecated)": _decode_with_torchvision_io}
+        torch.set_num_threads(1)
+        rates: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for name, decode in decoders.items():
+                rates.setdefault(name, []).append(_images_per_second(lambda: [decode(p) for p in paths], len(paths), 1))
+                rates.setdefault(name + " +aug", []).append(_images_per_second(
+                    lambda: [augment(tv_tensors.Image(decode(p))) for p in paths], len(paths), 1))
         kwargs = {} if num_workers is None else {"num_workers": num_workers}
-        data = DogsDataModule(root, resolution=resolution, batch_size=batch_size, val_fraction=0, **kwargs)
-        data.setup("fit")
-        loader = data.train_dataloader()
-        seen, start, first = 0, None, True
-        while seen < batches * batch_size:
-            for batch in loader:
-                if first:  # start the clock once the workers are up
-                    start, first = time.perf_counter(), False
-                    continue
-                seen += len(batch["label"])
-                if seen >= batches * batch_size:
-                    break
-        elapsed = time.perf_counter() - start
+        data = ImageNetDataModule(root, resolution=resolution, batch_size=batch_size, **kwargs)
+        loader = _loader_rate(data, batches)
+    torch.set_num_threads(threads)
+    model = MobileNetClassifier(MobileNetV1(alpha=1.0), 1000).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, **RMSPROP_DEFAULTS)
+    step_images = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (batch_size,))
+    step = batch_size / statistics.median([_train_step(model, optimizer, step_images, labels) for _ in range(4)][1:])
+    rows = [[name, f"{statistics.median(rates[name]):.0f}", f"{statistics.median(rates[name + ' +aug']):.0f}"]
+            for name in decoders]
+    rows.append([f"training loader, {data.hparams.num_workers} workers", "", f"{loader:.0f} (all workers)"])
+    rows.append([f"1.0 MobileNet-{resolution} training step, batch {batch_size}, {threads} threads (consumes)", "",
+                 f"{step:.0f}"])
     return Table(
         key="bench_data",
-        title=f"Stanford Dogs training loader at {resolution} px, batch {batch_size}",
-        columns=["num_workers", "images/s"],
-        rows=[[data.hparams.num_workers, f"{seen / elapsed:.1f}"]],
+        title=f"ImageNet input at {resolution} px: decoding per core vs a training step",
+        columns=["", "decode img/s/core", "decode + crop + flip img/s/core"],
+        rows=rows,
     )
 
 

@@ -3,58 +3,23 @@ transformers, TF-slim's variables written by TensorFlow itself) is built here wi
 published layout by its own library, converted, and must give the reference's logits (within 1e-4; both sides
 compute in float64, so the check sees the conversion, not float32 rounding through 28 layers)."""
 
-import os
+import importlib.util
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import pytest
+import torch
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+from mobilenets.backbone import MobileNetV1, load_pretrained, profile_model
+from mobilenets.backbone.reference import conversion_checks, hf_reference, keras_reference, save_keras_h5, save_tf_slim
+from mobilenets.backbone.weights import load_backbone, read_weights, save_backbone
 
-from mobilenets.backbone import MobileNetV1, load_pretrained, profile_model  # noqa: E402
-from mobilenets.backbone.weights import load_backbone, read_weights, save_backbone  # noqa: E402
-
-keras = pytest.importorskip("keras")
-
-
-@pytest.fixture(autouse=True)
-def _float64_keras():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
+if any(importlib.util.find_spec(name) is None for name in ("keras", "transformers", "tensorflow")):
+    pytest.skip("the reference libraries are the dev extra's: pip install -e '.[dev]'", allow_module_level=True)
 
 
-def _random(shape, rng, low=0.5, high=1.5):
-    return rng.uniform(low, high, shape).astype(np.float32)
-
-
-def _keras_reference(alpha: float, resolution: int, seed: int = 0):
-    """keras.applications.MobileNet with random BN statistics and head bias (defaults would hide a mis-mapping)."""
-    keras.utils.set_random_seed(seed)
-    model = keras.applications.MobileNet(input_shape=(resolution, resolution, 3), alpha=alpha, weights=None,
-                                         classifier_activation=None)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if layer.name.endswith("_bn"):
-            channels = layer.get_weights()[0].shape
-            layer.set_weights([_random(channels, rng), _random(channels, rng, -0.2, 0.2),
-                               _random(channels, rng, -0.2, 0.2), _random(channels, rng, 0.1, 1.0)])
-        elif layer.name == "conv_preds":
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, _random(bias.shape, rng, -1, 1)])
-    return model
-
-
-def _keras_logits(model, images: torch.Tensor) -> torch.Tensor:
-    nhwc = images.permute(0, 2, 3, 1).numpy()
-    return torch.from_numpy(keras.ops.convert_to_numpy(model(nhwc, training=False)))
-
-
-def _our_logits(path, images: torch.Tensor, **kwargs) -> torch.Tensor:
-    model = load_backbone(path, **kwargs).eval().double()
+def _ours(path, images: torch.Tensor, **kwargs) -> torch.Tensor:
     with torch.no_grad():
-        return model(images)
+        return load_backbone(path, **kwargs).eval().double()(images)
 
 
 def _images(resolution: int, seed: int = 0) -> torch.Tensor:
@@ -62,95 +27,50 @@ def _images(resolution: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(2, 3, resolution, resolution, generator=generator, dtype=torch.float64) * 2 - 1
 
 
-@pytest.mark.parametrize("alpha,resolution", [(0.25, 128), (0.5, 160), (0.75, 192), (1.0, 224)])
-def test_keras_application_files_give_keras_logits(alpha, resolution, tmp_path):
-    import h5py
-    from keras.src.legacy.saving import legacy_h5_format
-
-    reference = _keras_reference(alpha, resolution)
-    images = _images(resolution)
-    expected = _keras_logits(reference, images)
-    # The published mobilenet_{alpha}_{rows}_tf.h5 files are Keras 2 weight files: this is Keras' writer of them.
-    published = tmp_path / f"mobilenet_{alpha}_{resolution}_tf.h5"
-    with h5py.File(published, "w") as file:
-        legacy_h5_format.save_weights_to_hdf5_group(file, reference)
-    actual = _our_logits(published, images)
-    assert actual.shape == (2, 1000)
-    assert (actual - expected).abs().max() < 1e-4
-    if alpha == 0.5:  # a whole model saved by Keras 3 as HDF5 reads the same; its .weights.h5 is refused clearly
-        reference.save(tmp_path / "model.h5")
-        assert (_our_logits(tmp_path / "model.h5", images) - expected).abs().max() < 1e-4
-        reference.save_weights(tmp_path / "model.weights.h5")
-        with pytest.raises(ValueError, match=r"model.weights.h5: .*Keras 3 .weights.h5.*model.save\('model.h5'\)"):
-            read_weights(tmp_path / "model.weights.h5")
+def test_every_format_gives_the_references_logits_across_the_family(tmp_path):
+    """The README's conversion table (``mobilenets weights check``): 3 formats x 4 alpha/resolution pairs."""
+    rows = conversion_checks(folder=tmp_path)
+    assert [(row["format"], row["alpha"], row["resolution"]) for row in rows] == [
+        (name, alpha, resolution) for name in ("keras", "tf-slim", "hugging-face")
+        for alpha, resolution in ((1.0, 224), (0.75, 192), (0.5, 160), (0.25, 128))]
+    assert max(row["max_abs_diff"] for row in rows) < 1e-4, rows
 
 
-def _write_tf_slim(reference, prefix, rng) -> np.ndarray:
-    """The Keras reference's weights under TF-slim's variable names, in a checkpoint TensorFlow writes, with a
-    1001-way head (background first) and the extra variables real checkpoints hold; returns the background row."""
-    tf = pytest.importorskip("tensorflow")
-    names, values = ["global_step"], [np.array(1000, np.int64)]
-
-    def add(scope, layer, bn):
-        kernel = reference.get_layer(layer).get_weights()[0]
-        kind = "depthwise_weights" if "_dw_" in layer else "weights"
-        names.extend([f"MobilenetV1/{scope}/{kind}", f"MobilenetV1/{scope}/{kind}/RMSProp"])
-        values.extend([kernel, np.zeros_like(kernel)])
-        for part, value in zip(("gamma", "beta", "moving_mean", "moving_variance"), reference.get_layer(bn).get_weights()):
-            names.append(f"MobilenetV1/{scope}/BatchNorm/{part}")
-            values.append(value)
-
-    add("Conv2d_0", "conv1", "conv1_bn")
-    for number in range(1, 14):
-        add(f"Conv2d_{number}_depthwise", f"conv_dw_{number}", f"conv_dw_{number}_bn")
-        add(f"Conv2d_{number}_pointwise", f"conv_pw_{number}", f"conv_pw_{number}_bn")
-    kernel, bias = reference.get_layer("conv_preds").get_weights()
-    background_kernel = rng.normal(0, 0.05, kernel.shape[:3] + (1,)).astype(np.float32)
-    names.extend(["MobilenetV1/Logits/Conv2d_1c_1x1/weights", "MobilenetV1/Logits/Conv2d_1c_1x1/biases"])
-    values.extend([np.concatenate([background_kernel, kernel], axis=-1), np.concatenate([[0.5], bias]).astype(np.float32)])
-    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names, shape_and_slices=[""] * len(names), tensors=values)
-    return background_kernel
+def test_keras_files_whole_models_and_keras3_weights(tmp_path):
+    reference = keras_reference(0.5, 160)
+    images = _images(160)
+    expected = reference(images)
+    reference.model.save(tmp_path / "model.h5")  # a whole model saved by Keras 3 as HDF5 reads the same
+    assert (_ours(tmp_path / "model.h5", images) - expected).abs().max() < 1e-4
+    reference.model.save_weights(tmp_path / "model.weights.h5")  # names layers by type: refused, saying what to do
+    with pytest.raises(ValueError, match=r"model.weights.h5: .*Keras 3 .weights.h5.*model.save\('model.h5'\)"):
+        read_weights(tmp_path / "model.weights.h5")
 
 
-@pytest.mark.parametrize("alpha,resolution", [(0.25, 128), (1.0, 224)])
-def test_tf_slim_checkpoints_give_the_reference_logits(alpha, resolution, tmp_path):
-    reference = _keras_reference(alpha, resolution, seed=1)
-    images = _images(resolution, seed=1)
-    expected = _keras_logits(reference, images)
-    prefix = tmp_path / f"mobilenet_v1_{alpha}_{resolution}.ckpt"
-    _write_tf_slim(reference, prefix, np.random.default_rng(1))
+def test_tf_checkpoints_by_any_of_their_names_and_the_background_class(tmp_path):
+    reference = keras_reference(0.25, 128, seed=1)
+    images = _images(128, seed=1)
+    expected = reference(images)
+    prefix = save_tf_slim(reference, tmp_path / "mobilenet_v1_0.25_128.ckpt")
     for named_as in (prefix, f"{prefix}.index", f"{prefix}.data-00000-of-00001"):
-        actual = _our_logits(named_as, images)
+        actual = _ours(named_as, images)
         assert actual.shape == (2, 1000)  # background dropped: ImageNet's 1000 classes
         assert (actual - expected).abs().max() < 1e-4
-    kept = _our_logits(prefix, images, keep_background=True)
-    assert kept.shape == (2, 1001) and torch.equal(kept[:, 1:], _our_logits(prefix, images))
+    kept = _ours(prefix, images, keep_background=True)
+    assert kept.shape == (2, 1001) and torch.equal(kept[:, 1:], _ours(prefix, images))
 
 
-@pytest.mark.parametrize("alpha,resolution", [(0.5, 160), (0.75, 223)])  # 223: odd sizes, TF pads bottom/right
-def test_hugging_face_safetensors_give_transformers_logits(alpha, resolution, tmp_path):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.MobileNetV1Config(depth_multiplier=alpha, image_size=resolution, num_labels=1001)
-    reference = transformers.MobileNetV1ForImageClassification(config).eval().double()
-    for module in reference.modules():  # random statistics, so that epsilon and the BN mapping matter
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.1, 1.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    images = _images(resolution, seed=2)
-    with torch.no_grad():
-        expected = reference(pixel_values=images).logits
-    reference.float().save_pretrained(tmp_path / "hf")
-    actual = _our_logits(tmp_path / "hf" / "model.safetensors", images, keep_background=True)
-    assert (actual - expected).abs().max() < 1e-4
-    assert torch.equal(_our_logits(tmp_path / "hf" / "model.safetensors", images), actual[:, 1:])
+def test_hugging_face_at_an_odd_resolution_where_tf_pads_bottom_right(tmp_path):
+    reference = hf_reference(0.75, 223, seed=2)
+    reference.model.save_pretrained(tmp_path / "hf")
+    images = _images(223, seed=2)
+    actual = _ours(tmp_path / "hf" / "model.safetensors", images, keep_background=True)
+    assert (actual - reference(images)).abs().max() < 1e-4
 
 
 def test_converted_weights_carry_padding_and_tf_preprocessing(tmp_path):
-    reference = _keras_reference(0.25, 128, seed=3)
-    reference.save(tmp_path / "keras.h5")
+    reference = keras_reference(0.25, 128, seed=3)
+    save_keras_h5(reference, tmp_path / "keras.h5")
     weights = read_weights(tmp_path / "keras.h5")
     assert weights.config == {"alpha": 0.25, "num_classes": 1000, "padding": "tf_same"}
     converted = save_backbone(load_backbone(tmp_path / "keras.h5"), tmp_path / "ours.safetensors")
