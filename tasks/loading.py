@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextvars
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 
+from mobilenets.backbone import BackboneConfig
 from mobilenets.core.checkpoint import read_checkpoint, weights_only_for
 from mobilenets.core.imports import resolve_class
 
@@ -18,7 +20,8 @@ def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningM
     """The task a checkpoint holds (any ``LightningModule``: a ``BaseTask``, a distiller), in eval mode, its class
     read from the checkpoint (``_class_path``, which the CLI records) unless ``task_class`` is given."""
     path = Path(path)
-    class_path = read_checkpoint(path).get("hyper_parameters", {}).get("_class_path")
+    hparams = read_checkpoint(path).get("hyper_parameters", {})
+    class_path = hparams.get("_class_path")
     if task_class is None and not class_path:
         raise ValueError(f"{path}: the checkpoint does not record its task class (no _class_path); pass it")
     task_class = task_class or resolve_class(class_path, None)
@@ -26,8 +29,11 @@ def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningM
         raise ValueError(f"{path}: {task_class.__name__} is not a LightningModule")
     # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
     # Lightning would otherwise give this task the outer module's hyperparameters.
+    # The backbone's weights are in the checkpoint: its pretrained file is not read again (it may be gone).
+    backbone = hparams.get("backbone")
+    overrides = {"backbone": replace(backbone, pretrained=None)} if isinstance(backbone, BackboneConfig) else {}
     task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu",
-                                     weights_only=weights_only_for(path))
+                                     weights_only=weights_only_for(path), **overrides)
     return task.eval()
 
 

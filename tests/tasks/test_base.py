@@ -110,6 +110,21 @@ def test_pretrained_backbone_and_its_normalisation(tmp_path):
     assert torch.allclose(batch["image"], torch.ones(1, 3, 32, 32))  # (1 - 0.5) / 0.5
 
 
+def test_a_task_loads_without_its_pretrained_file(tmp_path):
+    """The backbone's weights are in the checkpoint; the file it started from may be gone by then."""
+    import pytorch_lightning as pl
+
+    from mobilenets.tasks.loading import load_task
+
+    save_backbone(MobileNetV1(alpha=0.25), tmp_path / "b.pth")
+    task = TinyTask(backbone=BackboneConfig(alpha=0.25, pretrained=str(tmp_path / "b.pth")))
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                "pytorch-lightning_version": pl.__version__}, tmp_path / "task.ckpt")
+    (tmp_path / "b.pth").unlink()
+    loaded = load_task(tmp_path / "task.ckpt", TinyTask)
+    assert torch.equal(loaded.backbone.features.layer5.pw.conv.weight, task.backbone.features.layer5.pw.conv.weight)
+
+
 def test_bad_settings():
     with pytest.raises(ValueError, match="resolution must be an integer >= 32"):
         TinyTask(backbone=SMALL, resolution=16)

@@ -201,12 +201,12 @@ def test_training_lifts_map_through_the_evaluation_path(tmp_path):
 
 @pytest.mark.slow
 def test_demo_config_reaches_a_real_map50(tmp_path, monkeypatch):
-    """The demo config from scratch with a third of its epochs (to keep CI short). With SSD300 at lr 0.002 (before
-    the detection issue) this reached val mAP50 0.031 (epoch 4) -> 0.058 (epoch 8); SSDLite at lr 0.01 measured
-    0.187 -> 0.251 here. Bar: val mAP50 passes 0.2 at epoch 8, up from epoch 4 (chance is about 0.005)."""
+    """The demo config from scratch with a sixth of its epochs (to keep CI short). With SSD300 at lr 0.002 (before
+    the detection issue) 8 epochs reached val mAP50 0.058; SSDLite at lr 0.01 measured 0.067 (epoch 2) -> 0.147
+    (epoch 4) here, 0.251 at epoch 8. Bar: val mAP50 passes 0.1 at epoch 4, up from epoch 2 (chance is about 0.005)."""
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", str(REPO / "configs" / "demo" / "detection.yaml"), "--trainer.max_epochs", "8",
-          "--trainer.enable_progress_bar", "false"])
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "detection.yaml"), "--trainer.max_epochs", "4",
+          "--trainer.check_val_every_n_epoch", "2", "--trainer.enable_progress_bar", "false"])
     map50 = [float(row["val/mAP50"]) for row in logged_metrics(tmp_path / "runs") if row.get("val/mAP50")]
     assert len(map50) == 2, map50
-    assert map50[-1] >= 0.2 and map50[-1] > map50[0], map50
+    assert map50[-1] >= 0.1 and map50[-1] > map50[0], map50
