@@ -21,6 +21,7 @@ from typing import Any
 from mobilenets.backbone.profile import PAPER_IMAGENET, profile_model
 from mobilenets.cli.lightning import MobileNetsCLI
 from mobilenets.configs import config_path
+from mobilenets.core.checkpoint import weights_only_for
 from mobilenets.core.io import write_text
 from mobilenets.distill import trained_task
 
@@ -111,7 +112,8 @@ def _run_stage(stage: Stage, output: Path, quick: bool, needed: str | None) -> d
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     callback = cli.trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
-    tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
+    tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False,
+                              weights_only=weights_only_for(best) if best else None)[0]
     task = trained_task(cli.model)
     resolution = task.hparams.resolution
     profile = profile_model(task.inference_network(), resolution)
