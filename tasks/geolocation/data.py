@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.geolocation.partition import (
@@ -58,9 +59,12 @@ class GeoDataModule(BaseDataModule):
 
     Args:
         root: the folder holding the CSVs, the image folder and (by default) the partition file.
-        train_csv, val_csv, test_csv, image_dir: paths relative to ``root``.
+        train_csv, val_csv, test_csv, image_dir: paths relative to ``root``. Without a ``val_csv`` file (MP-16 has
+            none), a seeded ``val_fraction`` of the training CSV is held out for validation (logged).
         columns: the CSV's id, latitude and longitude column names.
-        image_suffix: appended to an id to name its image file.
+        image_suffix: appended to every id to name its image file. By default an id that already ends in an image
+            extension is the image's path below ``image_dir`` (GeoEstimation's MP-16 / Im2GPS ``IMG_ID``, such as
+            ``104123223_7410c654ba_19_19355699@N00.jpg`` or ``3f/7b/12345678.jpg``), and any other id gets ``.jpg``.
         partition_file: a partition CSV to use; by default ``partition_t1-<t1>_t2-<t2>.csv`` in ``root``,
             built from the training CSV on first use (rank 0 only).
         t1, t2, min_level, max_level: the partition's parameters (PlaNet: 10,000 and 50).
@@ -71,7 +75,7 @@ class GeoDataModule(BaseDataModule):
 
     def __init__(self, root: str, train_csv: str = "train.csv", val_csv: str = "val.csv", test_csv: str = "test.csv",
                  image_dir: str = "images", columns: tuple[str, str, str] = ("IMG_ID", "LAT", "LON"),
-                 image_suffix: str = ".jpg", partition_file: str | None = None, t1: int = 10_000, t2: int = 50,
+                 image_suffix: str | None = None, partition_file: str | None = None, t1: int = 10_000, t2: int = 50,
                  min_level: int = 2, max_level: int = 13, coarser: list[tuple[int, int]] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
@@ -131,6 +135,13 @@ class GeoDataModule(BaseDataModule):
         cells = self.cells_of(np.array([lat]), np.array([lon]))[0]
         return None if cells[-1] < 0 else [lat, lon, *(float(c) for c in cells)]
 
+    def image_path(self, image_id: str) -> Path:
+        """The image file an id names (see ``image_suffix``)."""
+        suffix = self.hparams.image_suffix
+        if suffix is None:
+            suffix = "" if has_file_allowed_extension(image_id, IMG_EXTENSIONS) else ".jpg"
+        return self.root / self.hparams.image_dir / f"{image_id}{suffix}"
+
     def _records(self, csv_name: str) -> list[ImageRecord]:
         hp = self.hparams
         path = self.root / csv_name
@@ -139,7 +150,7 @@ class GeoDataModule(BaseDataModule):
         cells = self.cells_of(lat, lon)
         records = []
         for image_id, level_cells, la, lo in zip(ids, cells, lat, lon):
-            image = self.root / hp.image_dir / f"{image_id}{hp.image_suffix}"
+            image = self.image_path(image_id)
             if not image.is_file():
                 message = f"{image} ({path.name}, id {image_id}): image file not found"
                 if not hp.skip_bad:
@@ -152,9 +163,18 @@ class GeoDataModule(BaseDataModule):
 
     def read_splits(self) -> dict[str, list[ImageRecord]]:
         self.partitions = [read_partition(path) for path in self.partition_paths]
+        hp = self.hparams
+        carve = not (self.root / hp.val_csv).is_file()
+        if carve and hp.shards:
+            raise FileNotFoundError(f"{self.root / hp.val_csv}: not found; with shards, validation needs its own CSV")
         # With shards, the training photos are streamed: neither listed nor checked file by file here.
-        names = ("val", "test") if self.hparams.shards else ("train", "val", "test")
-        splits = {split: self._records(getattr(self.hparams, f"{split}_csv")) for split in names}
+        names = ["test"] + ([] if hp.shards else ["train"]) + ([] if carve else ["val"])
+        splits = {split: self._records(getattr(hp, f"{split}_csv")) for split in names}
+        if carve:
+            splits["train"], splits["val"] = self.split_off_validation(splits["train"])
+            log.info("no %s: held out %d of %s's %d photos for validation (val_fraction %s, seed %d)",
+                     self.root / hp.val_csv, len(splits["val"]), hp.train_csv,
+                     len(splits["train"]) + len(splits["val"]), hp.val_fraction, hp.seed)
         outside = [r for r in splits.get("train", []) if r.label[-1] < 0]
         if outside:
             log.warning("%d training photos lie in no partition cell (dropped cells); left out of training", len(outside))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import logged_metrics
+from PIL import Image
 
 from mobilenets.cli import main
 from mobilenets.tasks.geolocation import table11
@@ -137,3 +138,30 @@ def test_hierarchical_levels_from_data_to_training(tmp_path):
     assert task.parents[0].tolist() == parents.tolist() and task.model.head.out_features == coarse + fine
     with pytest.raises(ValueError, match="coarser partitions need t1 above the finest"):
         GeoDataModule(str(tmp_path / "geo"), t1=20, coarser=[(10, 3)])
+
+
+def test_geoestimation_csvs_as_published(tmp_path, caplog):
+    """MP-16 / Im2GPS CSVs (GeoEstimation's meta files) name images by their path below the image folder, extension
+    and sub-folders included; MP-16 comes without a validation CSV, so one is held out of training and logged."""
+    from mobilenets.tasks.geolocation import GeoDataModule
+
+    header = "IMG_ID,AUTHOR,LAT,LON,S3_Label,S16_Label,S365_Label,Prob_indoor,Prob_natural,Prob_urban\n"
+    test_rows = ["104123223_7410c654ba_19_19355699@N00.jpg,19355699@N00,-16.663606,145.563537,1,8,150,0.003,0.778,0.219",
+                 "1095548455_f636d22cbb_1277_8576809@N08.jpg,8576809@N08,31.893581,-85.141124,2,15,231,0.004,0.016,0.98"]
+    train_rows = [f"{i % 7:02x}/{i % 5:02x}/{1000 + i}.jpg,a@N00,{10 * (i % 5) + 0.001 * i},{20 * (i % 5)},1,1,1,0.1,0.1,"
+                  f"0.8" for i in range(100)]  # five places of 20 photos each
+    (tmp_path / "mp16.csv").write_text(header + "\n".join(train_rows) + "\n")
+    (tmp_path / "im2gps.csv").write_text(header + "\n".join(test_rows) + "\n")
+    for row in train_rows + test_rows:
+        image = tmp_path / "images" / row.split(",")[0]
+        image.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(image)
+    data = GeoDataModule(str(tmp_path), train_csv="mp16.csv", test_csv="im2gps.csv", t1=40, t2=5, max_level=6,
+                         val_fraction=0.2)
+    data.prepare_data()
+    with caplog.at_level("INFO", logger="mobilenets"):
+        splits = data.read_splits()
+    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (80, 20, 2)
+    assert splits["test"][0].path == tmp_path / "images" / "104123223_7410c654ba_19_19355699@N00.jpg"
+    assert "no " in caplog.text and "held out 20 of mp16.csv's 100 photos" in caplog.text
+    assert GeoDataModule(str(tmp_path), image_suffix=".png").image_path("a.jpg") == tmp_path / "images" / "a.jpg.png"
