@@ -160,12 +160,17 @@ class FaceIdentityDataModule(BaseDataModule):
 
     def labeled_train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
-        sampler = MPerClassSampler(
-            [record.label for record in dataset.records],
-            m=self.hparams.images_per_identity,
-            batch_size=self.hparams.batch_size,
-            length_before_new_iter=len(dataset),
-        )
+        labels = [record.label for record in dataset.records]
+        batch_size, per_identity = self.hparams.batch_size, self.hparams.images_per_identity
+        identities = len(set(labels))
+        # MPerClassSampler checks this with a bare assert; say what to change instead.
+        if identities * per_identity < batch_size or len(dataset) < batch_size:
+            fits = min(identities * per_identity, len(dataset)) // per_identity * per_identity
+            raise ValueError(
+                f"{self.root}: the training set has {identities} identities ({len(dataset)} images), fewer than one "
+                f"batch of {batch_size // per_identity} identities x {per_identity} images needs; lower "
+                f"data.init_args.batch_size to at most {fits}")
+        sampler = MPerClassSampler(labels, m=per_identity, batch_size=batch_size, length_before_new_iter=len(dataset))
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,

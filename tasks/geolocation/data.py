@@ -117,7 +117,10 @@ class GeoDataModule(BaseDataModule):
         if missing:
             _, lat, lon, _ = read_geotagged_csv(self.root / hp.train_csv, tuple(hp.columns), hp.skip_bad)
             for path, (t1, t2) in missing:
-                partition = build_partition(lat, lon, t1, t2, hp.min_level, hp.max_level)
+                try:
+                    partition = build_partition(lat, lon, t1, t2, hp.min_level, hp.max_level)
+                except ValueError as error:
+                    raise ValueError(f"{self.root / hp.train_csv}: {error} (data.init_args.t2)") from None
                 write_partition(partition, path)
                 log.info("partition of %d photos into %d cells written to %s", len(lat), len(partition), path)
 

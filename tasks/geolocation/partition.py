@@ -131,7 +131,7 @@ def build_partition(lat: np.ndarray, lon: np.ndarray, t1: int = 10_000, t2: int 
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     leaves = cell_ids(lat, lon)
     active = np.arange(len(leaves))
-    kept_cells, kept_members = [], []
+    kept_cells, kept_members, largest = [], [], 0
     for level in range(min_level, max_level + 1):
         if not len(active):
             break
@@ -139,10 +139,14 @@ def build_partition(lat: np.ndarray, lon: np.ndarray, t1: int = 10_000, t2: int 
         cells, inverse, counts = np.unique(parents, return_inverse=True, return_counts=True)
         split = (counts > t1) & (level < max_level)
         keep = ~split & (counts >= t2)
+        largest = max(largest, int(counts[~split].max(initial=0)))
         for index in np.flatnonzero(keep):
             kept_cells.append(cells[index])
             kept_members.append(active[inverse == index])
         active = active[split[inverse]]
+    if not kept_cells:
+        raise ValueError(f"no S2 cell keeps t2={t2} of the {len(lat)} photos (the fullest unsplit cell holds "
+                         f"{largest}); lower t2 to at most {largest}")
     order = np.argsort(np.array(kept_cells, dtype=np.uint64))
     cells = np.array(kept_cells, dtype=np.uint64)[order]
     members = [kept_members[i] for i in order]
@@ -188,10 +192,14 @@ def read_partition(path: Path) -> Partition:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: partition file not found")
     with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        header = reader.fieldnames or []
     expected = {"class_label", "hex_id", "imgs_per_cell", "latitude_mean", "longitude_mean"}
-    if not rows or not expected <= set(rows[0]):
-        raise ValueError(f"{path}: expected the columns {sorted(expected)}")
+    if not expected <= set(header):
+        raise ValueError(f"{path}: expected the columns {sorted(expected)}, found {header}")
+    if not rows:
+        raise ValueError(f"{path}: the partition has no cells; delete it and rebuild it with a lower t2")
     rows.sort(key=lambda row: int(row["class_label"]))
     if [int(row["class_label"]) for row in rows] != list(range(len(rows))):
         raise ValueError(f"{path}: class_label must run 0..{len(rows) - 1}")

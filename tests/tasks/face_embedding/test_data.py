@@ -90,3 +90,11 @@ def test_pk_batches(faces_root):
     assert len(data.datasets["val"]) == len({p for pair in data.pairs for p in (pair.first, pair.second)})
     with pytest.raises(ValueError, match="images_per_identity must be >= 2 and divide batch_size"):
         FaceIdentityDataModule(str(faces_root), batch_size=10, images_per_identity=4)
+
+
+def test_a_batch_larger_than_the_identities_says_what_fits(faces_root):
+    data = FaceIdentityDataModule(str(faces_root), batch_size=32, images_per_identity=4, num_workers=0)
+    data.setup("fit")
+    with pytest.raises(ValueError, match=r"has 6 identities \(24 images\), fewer than one batch of 8 identities x 4 "
+                                         r"images needs; lower data.init_args.batch_size to at most 24"):
+        data.labeled_train_dataloader()

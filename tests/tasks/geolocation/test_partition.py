@@ -91,3 +91,15 @@ def test_bad_coordinates_name_the_row():
     assert valid.tolist() == [True, False, False, False] and len(skipped) == 3
     with pytest.raises(ValueError, match="t2 <= t1"):
         build_partition(lat[:1], lon[:1], t1=5, t2=10)
+
+
+def test_a_partition_without_cells_says_which_t2_works(tmp_path):
+    lat, lon = np.array([10.0, 10.001, 10.002, -40.0]), np.array([20.0, 20.0, 20.001, 100.0])
+    with pytest.raises(ValueError, match=r"no S2 cell keeps t2=5 of the 4 photos \(the fullest unsplit cell holds 3\); "
+                                         r"lower t2 to at most 3"):
+        build_partition(lat, lon, t1=10, t2=5)
+    assert len(build_partition(lat, lon, t1=10, t2=3)) == 1
+    empty = tmp_path / "partition.csv"
+    empty.write_text("class_label,hex_id,imgs_per_cell,latitude_mean,longitude_mean\n")
+    with pytest.raises(ValueError, match="partition.csv: the partition has no cells; delete it and rebuild it"):
+        read_partition(empty)
