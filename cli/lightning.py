@@ -77,6 +77,22 @@ class MobileNetsCLI(LightningCLI):
         with torch.serialization.safe_globals(unpickled_globals(path)):
             return super()._parse_ckpt_path()
 
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; an error raised by a constructor (a missing teacher checkpoint, a bad
+        alpha) reaches jsonargparse wrapped in "Does not validate against any of the Union subtypes" and its
+        traceback: end the command with the constructor's own one-line message instead."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            if "Does not validate against any of the Union subtypes" not in str(error):
+                raise
+            cause: BaseException = error
+            while (cause.__cause__ or cause.__context__) is not None:
+                cause = cause.__cause__ or cause.__context__
+            if cause is error:
+                raise
+            raise SystemExit(f"mobilenets: {cause}") from None
+
     def add_arguments_to_parser(self, parser: pl.cli.LightningArgumentParser) -> None:
         # One resolution for model and data: the model's is the source, the data module follows it.
         parser.link_arguments("model.init_args.resolution", "data.init_args.resolution")

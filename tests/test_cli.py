@@ -145,3 +145,13 @@ def test_profile_cache_key_follows_code_and_versions(tmp_path):
     assert cache_key([tmp_path], ["torch==2.14.1"]) != key
     folders = {folder.name for folder in _package_folders()}
     assert {"core", "backbone", "classification", "detection", "geolocation"} <= folders
+
+
+def test_constructor_errors_end_the_command_in_one_line(tmp_path, monkeypatch):
+    """A missing teacher checkpoint or a bad alpha is reported as the constructor says it, not inside
+    jsonargparse's union-type traceback."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^mobilenets: checkpoint not found: .*missing/teacher.ckpt$"):
+        main(["fit", "--config", "distill/dogs.yaml", "--model.init_args.teacher.checkpoint", "missing/teacher.ckpt"])
+    with pytest.raises(SystemExit, match=r"^mobilenets: alpha must be a positive number, got -1.0$"):
+        main(["fit", "--config", "demo/dogs.yaml", "--model.init_args.backbone.alpha", "-1"])
