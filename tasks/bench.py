@@ -3,7 +3,8 @@
 Training speed compares one full optimizer step (forward, cross-entropy, backward, RMSprop) of our
 classifier with timm's ``mobilenetv1_100`` given the same head, in one process, interleaved round by
 round. Data speed measures JPEG decoding per core with each decoder, decode + augmentation, and the ImageNet
-training loader with its default workers, beside what a training step consumes. Benchmarks only: nothing here is asserted in tests.
+training loader with its default workers, beside what a training step consumes. Benchmarks only: nothing here is
+asserted in tests.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             return [ImageRecord(file, -1, f"{path}[{i}]") for i, file in enumerate(files)]
         if not path.is_file():
             raise FileNotFoundError(f"unlabeled images not found: {path} (a folder or a CSV file)")
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if "file" not in (reader.fieldnames or []):
                 raise BadRecordError(f"{path}: needs a 'file' column, found {reader.fieldnames}")

@@ -41,7 +41,7 @@ def load_coco(path: Path) -> COCO:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: COCO annotation file not found")
     try:
-        dataset = json.loads(path.read_text())
+        dataset = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as error:
         raise BadRecordError(f"{path}: malformed JSON: {error}") from None
     missing = [key for key in ("images", "annotations", "categories") if key not in dataset]

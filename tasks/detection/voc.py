@@ -94,7 +94,7 @@ def read_voc(root: Path, sets: Sequence[str], classes: Sequence[str] | None = No
         if not split or not listing.is_file():
             raise FileNotFoundError(f"{listing}: VOC image set not found; sets are named '<year folder>/<split>' "
                                     f"(VOC2007/trainval) under the VOCdevkit folder {root}")
-        for line_number, line in enumerate(listing.read_text().splitlines(), start=1):
+        for line_number, line in enumerate(listing.read_text(encoding="utf-8-sig").splitlines(), start=1):
             if not line.strip():
                 continue
             xml_path = root / year / "Annotations" / f"{line.split()[0]}.xml"

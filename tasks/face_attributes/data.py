@@ -30,7 +30,7 @@ def read_celeba_attributes(
     """Parse ``list_attr_celeba.txt``: attribute names, {file: (line number, labels)}, skipped-line messages."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: CelebA attribute file not found")
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
     if len(lines) < 2 or not lines[0].strip().isdigit():
         raise BadRecordError(f"{path}:1: expected the image count, then the attribute names")
     names = lines[1].split()
@@ -62,7 +62,7 @@ def read_celeba_partition(path: Path) -> list[tuple[int, str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: CelebA partition file not found")
     entries = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -75,7 +75,7 @@ def read_celeba_partition(path: Path) -> list[tuple[int, str, str]]:
 def read_celeba_boxes(path: Path) -> dict[str, tuple[int, int, int, int]]:
     """Parse ``list_bbox_celeba.txt`` into {file: (x0, y0, x1, y1)}."""
     boxes = {}
-    for line_number, line in enumerate(path.read_text().splitlines()[2:], start=3):
+    for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines()[2:], start=3):
         fields = line.split()
         if not fields:
             continue
@@ -93,7 +93,7 @@ def read_attribute_csv(path: Path, image_root: Path, skip_bad: bool = False
     """A ``file,attr1,attr2,...`` CSV (1 yes; 0 or -1 no; empty unknown): names, records, skipped messages."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: attribute CSV not found")
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header or header[0] != "file":

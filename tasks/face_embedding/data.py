@@ -41,7 +41,7 @@ def read_pairs(path: Path, image_root: Path, skip_bad: bool = False) -> tuple[li
     """Parse an LFW ``pairs.txt``: matched ``name n1 n2``, mismatched ``name1 n1 name2 n2``, per fold."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pairs file not found")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     header = lines[0].split() if lines else []
     if len(header) == 2 and all(f.isdigit() for f in header):
         folds, per_fold = int(header[0]), int(header[1])

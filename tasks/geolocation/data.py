@@ -34,7 +34,7 @@ def read_geotagged_csv(path: Path, columns: tuple[str, str, str], skip_bad: bool
     if not path.is_file():
         raise FileNotFoundError(f"{path}: geotagged CSV not found")
     id_column, lat_column, lon_column = columns
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:

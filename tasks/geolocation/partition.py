@@ -191,7 +191,7 @@ def read_partition(path: Path) -> Partition:
     """Read a partition CSV written by ``write_partition`` or by the published PlaNet-style partitions."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: partition file not found")
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
         header = reader.fieldnames or []

@@ -95,3 +95,9 @@ def test_paper_config_trains_through_the_cli(tmp_path, monkeypatch):
     data = ImageNetDataModule("inet")
     data.setup("fit")
     assert data.class_names == sorted(data.class_names) and len(data.datasets["test"]) == 16
+
+
+def test_kaggle_csv_with_a_bom_and_crlf(tmp_path):
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_bytes(b"\xef\xbb\xbfImageId,PredictionString\r\nILSVRC2012_val_00008726,n02119789 255 142 454 329 \r\n")
+    assert read_kaggle_val_labels(path) == {"ILSVRC2012_val_00008726": "n02119789"}

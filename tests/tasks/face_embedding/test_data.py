@@ -98,3 +98,13 @@ def test_a_batch_larger_than_the_identities_says_what_fits(faces_root):
     with pytest.raises(ValueError, match=r"has 6 identities \(24 images\), fewer than one batch of 8 identities x 4 "
                                          r"images needs; lower data.init_args.batch_size to at most 24"):
         data.labeled_train_dataloader()
+
+
+def test_pairs_file_saved_with_a_bom_and_crlf(faces_root, tmp_path):
+    """A pairs file re-saved on Windows (UTF-8 BOM, CRLF line ends) reads like the original."""
+    text = "2\t1\nTest_Person_0000\t1\t2\nTest_Person_0000\t1\tTest_Person_0001\t3\n" \
+           "Test_Person_0002\t2\t3\nTest_Person_0002\t1\tTest_Person_0003\t1\n"
+    root = _lfw(tmp_path, faces_root, text)
+    original, _ = read_pairs(root / "pairs.txt", root / "lfw")
+    (root / "pairs.txt").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert read_pairs(root / "pairs.txt", root / "lfw") == (original, [])

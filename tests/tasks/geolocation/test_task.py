@@ -165,3 +165,10 @@ def test_geoestimation_csvs_as_published(tmp_path, caplog):
     assert splits["test"][0].path == tmp_path / "images" / "104123223_7410c654ba_19_19355699@N00.jpg"
     assert "no " in caplog.text and "held out 20 of mp16.csv's 100 photos" in caplog.text
     assert GeoDataModule(str(tmp_path), image_suffix=".png").image_path("a.jpg") == tmp_path / "images" / "a.jpg.png"
+
+
+def test_csv_saved_with_a_bom_and_crlf(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"\xef\xbb\xbfIMG_ID,LAT,LON\r\na.jpg,10,20\r\nb.jpg,-5,30\r\n")  # Excel's "CSV UTF-8"
+    ids, lat, lon, skipped = read_geotagged_csv(path, ("IMG_ID", "LAT", "LON"))
+    assert ids == ["a.jpg", "b.jpg"] and lat.tolist() == [10, -5] and lon.tolist() == [20, 30] and skipped == []
