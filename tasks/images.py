@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -22,6 +22,7 @@ __all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "decode_image_file",
            "train_transform"]
 
 log = logging.getLogger(__name__)
+
 
 
 class BadRecordError(ValueError):
@@ -39,22 +40,25 @@ class ImageRecord:
 
 
 def decode_with_pil(source: Path | bytes) -> torch.Tensor:
-    """An image file (or its bytes) as RGB uint8 (C, H, W), decoded by PIL: every format PIL reads."""
+    """An image file (or its bytes) as RGB uint8 (C, H, W), upright by its EXIF orientation (phone photos store the
+    sensor's rotation there), decoded by PIL: every format PIL reads."""
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        return v2.functional.pil_to_tensor(image.convert("RGB"))
+        return v2.functional.pil_to_tensor(ImageOps.exif_transpose(image).convert("RGB"))
 
 
 def decode_with_torchcodec(source: Path | bytes) -> torch.Tensor:
-    """JPEG, PNG, WebP, GIF, AVIF or HEIC as RGB uint8 (C, H, W), decoded by TorchCodec (libjpeg-turbo for JPEG):
-    the same pixels as PIL, about 1.4x as fast per core (``mobilenets bench data``); CMYK and grey become RGB."""
+    """JPEG, PNG, WebP, GIF, AVIF or HEIC as RGB uint8 (C, H, W), upright by EXIF orientation, decoded by TorchCodec
+    (libjpeg-turbo for JPEG): the same pixels as PIL, about 1.4x as fast per core (``mobilenets bench data``);
+    CMYK and grey become RGB."""
     from torchcodec.decoders import decode_image
 
     return decode_image(source if isinstance(source, bytes) else str(source), mode="RGB")
 
 
 def decode_image_file(source: Path | bytes) -> torch.Tensor:
-    """RGB uint8 (C, H, W): TorchCodec, the faster decoder, for the formats it reads; PIL for the others (BMP,
-    TIFF...) and wherever TorchCodec cannot be imported. Raises PIL's error when neither can decode it."""
+    """RGB uint8 (C, H, W), upright (either decoder applies the EXIF orientation): TorchCodec, the faster decoder,
+    for the formats it reads; PIL for the others (BMP, TIFF...) and wherever TorchCodec cannot be imported. Raises
+    PIL's error when neither can decode it."""
     if _TORCHCODEC:
         try:
             return decode_with_torchcodec(source)
