@@ -110,18 +110,23 @@ def load_torch_file(path: str | Path, trust: bool | None = None) -> Any:
     Raises:
         FileNotFoundError: no such file.
         UntrustedFileError: the file needs more than weights and the suite's own types, and is not trusted.
+        ValueError: not a file ``torch.save`` wrote (a text file, a truncated download...).
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
+    weights_only = weights_only_for(path, trust)
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only_for(path, trust))
-    except UntrustedFileError:
-        raise
-    except pickle.UnpicklingError:
-        raise _refusal(path, []) from None
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as error:
+        if weights_only and "Weights only load failed" in str(error):  # a legacy (non-zip) pickle with code in it
+            raise _refusal(path, []) from None
+        raise ValueError(f"{path}: not a PyTorch checkpoint or weights file ({error})") from None
+    except (RuntimeError, KeyError, EOFError, ValueError) as error:  # torch's errors for other kinds of file
+        kind = type(error).__name__
+        raise ValueError(f"{path}: not a PyTorch checkpoint or weights file ({kind}: {error})") from None
 
 
 def read_checkpoint(path: str | Path, trust: bool | None = None) -> dict[str, Any]:

@@ -67,3 +67,13 @@ def test_lightning_commands_refuse_a_crafted_ckpt_path(crafted, tmp_path, monkey
         main(["test", "--model", "ClassificationTask", "--model.num_classes", "3", "--model.backbone.alpha", "0.25",
               "--data", "DogsDataModule", "--data.root", "dogs", "--ckpt_path", str(path)])
     assert not marker.exists()
+
+
+def test_files_that_are_not_checkpoints_are_named(tmp_path):
+    (tmp_path / "notes.pth").write_text("hello, not weights")
+    with pytest.raises(ValueError, match=r"notes.pth: not a PyTorch checkpoint or weights file"):
+        read_weights(tmp_path / "notes.pth")
+    torch.save(MobileNetV1(alpha=0.25).state_dict(), tmp_path / "cut.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "cut.pth").read_bytes()[:5000])  # an interrupted download
+    with pytest.raises(ValueError, match=r"cut.pth: not a PyTorch checkpoint or weights file"):
+        read_checkpoint(tmp_path / "cut.pth")
