@@ -74,7 +74,7 @@ def weights_only_for(path: str | Path, trust: bool | None = None) -> bool:
         return False
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except (RuntimeError, ValueError):  # not a zip checkpoint (torch's legacy format): torch.load will tell
+    except (RuntimeError, ValueError, OSError):  # not a zip checkpoint (legacy format, damaged): torch.load will tell
         return True
     if unsafe and _import_suite_types(unsafe):
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -124,7 +124,7 @@ def load_torch_file(path: str | Path, trust: bool | None = None) -> Any:
         if weights_only and "Weights only load failed" in str(error):  # a legacy (non-zip) pickle with code in it
             raise _refusal(path, []) from None
         raise ValueError(f"{path}: not a PyTorch checkpoint or weights file ({error})") from None
-    except (RuntimeError, KeyError, EOFError, ValueError) as error:  # torch's errors for other kinds of file
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError) as error:  # torch's errors for other kinds of file
         kind = type(error).__name__
         raise ValueError(f"{path}: not a PyTorch checkpoint or weights file ({kind}: {error})") from None
 
