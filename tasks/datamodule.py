@@ -131,6 +131,10 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     def eval_transform(self) -> v2.Transform:
         return eval_transform(self.hparams.resolution, self.eval_crop_fraction)
 
+    def test_transform(self) -> v2.Transform:
+        """The test split's transform: the evaluation one unless a task tests differently (several crops)."""
+        return self.eval_transform()
+
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:
             self.datasets = self.build_datasets()
@@ -207,7 +211,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         datasets: dict[str, Dataset] = {
             "train": ImageDataset(splits.get("train", []), self.train_transform()),  # none listed: from shards
             "val": ImageDataset(splits["val"], self.eval_transform()),
-            "test": ImageDataset(splits["test"], self.eval_transform()),
+            "test": ImageDataset(splits["test"], self.test_transform()),
         }
         predict = self.predict_records()
         datasets["predict"] = ImageDataset(predict, self.eval_transform()) if predict else datasets["test"]

@@ -18,8 +18,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 __all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "decode_image_file", "decode_with_pil",
-           "decode_with_torchcodec", "drop_unreadable", "eval_transform", "read_image", "record_errors",
-           "train_transform"]
+           "decode_with_torchcodec", "drop_unreadable", "eval_transform", "five_crop_transform", "read_image",
+           "record_errors", "train_transform"]
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,24 @@ def eval_transform(resolution: int, crop_fraction: float = 0.875) -> v2.Transfor
         v2.Resize(round(resolution / crop_fraction), antialias=True),
         v2.CenterCrop(resolution),
         v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+class _StackCrops(torch.nn.Module):
+    """FiveCrop's tuple of crops as one (crops, C, H, W) tensor (a class, so loader workers can pickle it)."""
+
+    def forward(self, crops: tuple) -> torch.Tensor:
+        return torch.stack([crop.as_subclass(torch.Tensor) for crop in crops])
+
+
+def five_crop_transform(resolution: int, crop_fraction: float = 0.875) -> v2.Transform:
+    """Test-time augmentation: resize the short side to resolution / crop_fraction, then the four corner and the
+    central resolution x resolution crops, stacked as (5, C, H, W)."""
+    return v2.Compose([
+        v2.Resize(round(resolution / crop_fraction), antialias=True),
+        v2.FiveCrop(resolution),
+        v2.ToDtype(torch.float32, scale=True),
+        _StackCrops(),
     ])
 
 

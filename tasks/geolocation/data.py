@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+from torchvision.transforms import v2
 
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.geolocation.partition import (
@@ -21,7 +22,7 @@ from mobilenets.tasks.geolocation.partition import (
     write_partition,
 )
 from mobilenets.tasks.geolocation.synthetic import write_geotagged
-from mobilenets.tasks.images import BadRecordError, ImageRecord
+from mobilenets.tasks.images import BadRecordError, ImageRecord, five_crop_transform
 
 __all__ = ["GeoDataModule", "read_geotagged_csv"]
 
@@ -70,6 +71,8 @@ class GeoDataModule(BaseDataModule):
         t1, t2, min_level, max_level: the partition's parameters (PlaNet: 10,000 and 50).
         coarser: (t1, t2) pairs of coarser partitions for the hierarchical multi-partition (one softmax per
             level); their files are built beside the finest one. Labels hold one cell per level, coarsest first.
+        test_crops: 5 tests on the four corner and the central crops of each photo, the task averaging their
+            probabilities (GeoEstimation's multi-crop testing); 1, one central crop.
         **kwargs: the shared data arguments, see ``BaseDataModule``.
     """
 
@@ -77,8 +80,10 @@ class GeoDataModule(BaseDataModule):
                  image_dir: str = "images", columns: tuple[str, str, str] = ("IMG_ID", "LAT", "LON"),
                  image_suffix: str | None = None, partition_file: str | None = None, t1: int = 10_000, t2: int = 50,
                  min_level: int = 2, max_level: int = 13, coarser: list[tuple[int, int]] | None = None,
-                 **kwargs: Any) -> None:
+                 test_crops: Literal[1, 5] = 1, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
+        if test_crops not in (1, 5):
+            raise ValueError(f"test_crops must be 1 or 5, got {test_crops!r}")
         if any(t1 <= self.hparams.t1 for t1, _ in coarser or []):
             raise ValueError(f"coarser partitions need t1 above the finest one's ({self.hparams.t1}), got {coarser}")
         self.partitions: list[Partition] = []
@@ -126,6 +131,11 @@ class GeoDataModule(BaseDataModule):
 
     train_min_scale = 0.5  # the horizon and landmark carry the location
     eval_crop_fraction = 1.0
+
+    def test_transform(self) -> v2.Transform:
+        if self.hparams.test_crops == 5:
+            return five_crop_transform(self.hparams.resolution)  # GeoEstimation: 224 crops of 256
+        return self.eval_transform()
 
     def cells_of(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """Each photo's cell index at every level, coarsest first (-1 outside a level's cells)."""

@@ -92,8 +92,17 @@ class GeolocationTask(BaseTask):
         logits = self.model(batch["image"])
         return self._loss(logits, batch["label"][:, 2:].long()), self.finest_scores(logits)
 
+    def _crop_average(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of (N, crops, C, H, W) images: per level, the log of the crops' mean probabilities (whose
+        log-softmax is itself, so the loss and the hierarchical scores use them as they use logits)."""
+        count = images.shape[1]
+        logits = self.model(images.flatten(0, 1)).unflatten(0, (-1, count))
+        return torch.cat([level.softmax(dim=-1).mean(dim=1).log() for level in logits.split(self.level_sizes, -1)],
+                         dim=-1)
+
     def _evaluate(self, batch: dict, stage: str, metric: GeolocationAccuracy) -> None:
-        logits = self.model(batch["image"])
+        images = batch["image"]
+        logits = self._crop_average(images) if images.ndim == 5 else self.model(images)
         lat, lon, cells = batch["label"][:, 0], batch["label"][:, 1], batch["label"][:, 2:].long()
         if (cells[:, -1] >= 0).any():  # photos outside every cell still count in the distance metrics
             self.log(f"{stage}/loss", self._loss(logits, cells), batch_size=len(cells))

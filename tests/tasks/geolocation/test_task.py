@@ -172,3 +172,33 @@ def test_csv_saved_with_a_bom_and_crlf(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfIMG_ID,LAT,LON\r\na.jpg,10,20\r\nb.jpg,-5,30\r\n")  # Excel's "CSV UTF-8"
     ids, lat, lon, skipped = read_geotagged_csv(path, ("IMG_ID", "LAT", "LON"))
     assert ids == ["a.jpg", "b.jpg"] and lat.tolist() == [10, -5] and lon.tolist() == [20, 30] and skipped == []
+
+
+def test_five_crop_testing(tmp_path):
+    """``test_crops: 5``: each test photo comes as torchvision's five crops; the task averages their probabilities,
+    which for five identical crops is the single crop's prediction."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from mobilenets.backbone import BackboneConfig
+    from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask
+
+    data = GeoDataModule(str(tmp_path / "geo"), synthetic=True, synthetic_options={"num_images": 60, "num_regions": 3},
+                         t1=30, t2=3, max_level=8, resolution=32, test_crops=5, num_workers=0)
+    data.prepare_data()
+    data.setup("test")
+    sample = data.datasets["test"][0]
+    assert sample["image"].shape == (5, 3, 32, 32) and data.datasets["val"][0]["image"].shape == (3, 32, 32)
+    resized = TF.resize(TF.pil_to_tensor(Image.open(sample["file"]).convert("RGB")), 37, antialias=True)
+    assert torch.allclose(sample["image"][4], TF.center_crop(resized, 32).float() / 255, atol=1e-6)
+    task = GeolocationTask(num_cells=len(data.partition), backbone=BackboneConfig(alpha=0.25), resolution=32).eval()
+    single = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        averaged = task._crop_average(single[:, None].expand(2, 5, 3, 32, 32))
+        assert torch.allclose(averaged, task.model(single).log_softmax(dim=1), atol=1e-5)
+    import pytorch_lightning as pl
+
+    (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path).test(
+        task, data, verbose=False)  # through Lightning: normalisation, the loss and the metric on (N, 5, ...) batches
+    assert 0 <= metrics["test/acc_2500km"] <= 1 and "test/loss" in metrics
+    with pytest.raises(ValueError, match="test_crops must be 1 or 5"):
+        GeoDataModule(str(tmp_path / "geo"), test_crops=3)
