@@ -132,6 +132,12 @@ class BaseTask(pl.LightningModule, ABC):
             )
         return list(names)
 
+    def test_prefixes(self) -> list[str]:
+        """The metric prefix of each test loader: ``test``, or ``test/<name>`` per set where the data module
+        has several test sets (its ``test_names``)."""
+        names = getattr(getattr(self.trainer, "datamodule", None), "test_names", None) or ["test"]
+        return ["test"] if len(names) == 1 else [f"test/{name}" for name in names]
+
     def build_backbone(self, num_classes: int = 0) -> MobileNetV1:
         """The backbone described by the ``backbone:`` config block, pretrained weights loaded."""
         return self.backbone_config.build(num_classes)

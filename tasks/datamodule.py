@@ -93,14 +93,17 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         self.skipped: list[str] = []
         self.datasets: dict[str, Dataset] = {}
         self.distilling = False
+        #: the test sets' names, one test loader each (several where the data lists several test files)
+        self.test_names: list[str] = ["test"]
 
     @abstractmethod
     def write_synthetic(self, root: Path, **options: Any) -> None:
         """Write the task's synthetic dataset in the real layout."""
 
-    def read_splits(self) -> dict[str, list[ImageRecord]]:
+    def read_splits(self) -> dict[str, list[ImageRecord] | dict[str, list[ImageRecord]]]:
         """Read the dataset into ``train``, ``val`` and ``test`` records (raising ``BadRecordError`` on bad
-        records, or adding their messages to ``self.skipped`` when ``skip_bad``)."""
+        records, or adding their messages to ``self.skipped`` when ``skip_bad``). ``test`` may map several test
+        sets' names to their records: each gets its own test loader and metrics (``test/<name>/...``)."""
         raise NotImplementedError(f"{type(self).__name__} must implement read_splits or build_datasets")
 
     def prepare_data(self) -> None:
@@ -202,6 +205,9 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     def build_datasets(self) -> dict[str, Dataset]:
         """``train``/``val``/``test``/``predict`` datasets of ``ImageRecord``s from ``read_splits``."""
         splits = self.read_splits()
+        if isinstance(splits["test"], dict):
+            self.test_names = list(splits["test"])
+            splits |= {f"test/{name}": records for name, records in splits.pop("test").items()}
         if self.hparams.skip_bad:
             for name in list(splits):
                 splits[name], skipped = drop_unreadable(splits[name])
@@ -211,8 +217,13 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         datasets: dict[str, Dataset] = {
             "train": ImageDataset(splits.get("train", []), self.train_transform()),  # none listed: from shards
             "val": ImageDataset(splits["val"], self.eval_transform()),
-            "test": ImageDataset(splits["test"], self.test_transform()),
         }
+        if "test" in splits:
+            datasets["test"] = ImageDataset(splits["test"], self.test_transform())
+        else:
+            datasets |= {f"test/{name}": ImageDataset(splits[f"test/{name}"], self.test_transform())
+                         for name in self.test_names}
+            datasets["test"] = datasets[f"test/{self.test_names[0]}"]  # figures, export and predict use the first
         predict = self.predict_records()
         datasets["predict"] = ImageDataset(predict, self.eval_transform()) if predict else datasets["test"]
         return datasets
@@ -272,8 +283,11 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The test loader, or one per test set (in ``test_names`` order) where there are several."""
+        if len(self.test_names) == 1:
+            return self._loader("test")
+        return [self._loader(f"test/{name}") for name in self.test_names]
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")

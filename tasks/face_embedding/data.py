@@ -21,9 +21,17 @@ from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_embedding.synthetic import write_faces
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 
-__all__ = ["FaceIdentityDataModule", "Pair", "read_identity_folders", "read_pairs"]
+__all__ = ["FaceIdentityDataModule", "Pair", "PairSet", "read_identity_folders", "read_pairs"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """A pairs file's pairs, and each pair's two image indices (labels) in its evaluation dataset."""
+
+    pairs: list[Pair]
+    indices: list[tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,9 @@ class FaceIdentityDataModule(BaseDataModule):
 
     Args:
         root: the folder holding ``train_dir``, ``pairs_dir`` and ``pairs_file``.
-        train_dir, pairs_dir, pairs_file: paths relative to ``root`` (or absolute).
+        train_dir, pairs_dir, pairs_file: paths relative to ``root`` (or absolute). ``pairs_file`` may list
+            several pair sets (LFW's and another): validation uses the first, and each is tested on its own, its
+            metrics logged as ``test/<file stem>/...``; ``pairs_dir`` is then one folder for all or one per file.
         images_per_identity: K of the P x K batches (``batch_size`` must be a multiple of it). Identities
             with fewer than K images are kept and repeated within their batch; identities with a single
             image cannot form a positive pair and are left out of training. Both are counted and logged.
@@ -108,8 +118,8 @@ class FaceIdentityDataModule(BaseDataModule):
         self,
         root: str,
         train_dir: str = "train",
-        pairs_dir: str = "lfw",
-        pairs_file: str = "pairs.txt",
+        pairs_dir: str | list[str] = "lfw",
+        pairs_file: str | list[str] = "pairs.txt",
         images_per_identity: int = 4,
         **kwargs: Any,
     ) -> None:
@@ -121,9 +131,15 @@ class FaceIdentityDataModule(BaseDataModule):
                 f"images_per_identity must be >= 2 and divide batch_size ({self.hparams.batch_size}), "
                 f"got {images_per_identity}"
             )
+        files = [pairs_file] if isinstance(pairs_file, str) else list(pairs_file)
+        folders = [pairs_dir] * len(files) if isinstance(pairs_dir, str) else list(pairs_dir)
+        stems = [Path(file).stem for file in files]
+        if not files or len(set(stems)) < len(stems) or len(folders) != len(files):
+            raise ValueError(f"pairs_file must name one or more files with distinct names, and pairs_dir one folder or "
+                             f"one per file; got {pairs_file!r} and {pairs_dir!r}")
+        self.pair_sources = dict(zip(stems, zip(files, folders)))
         self.identity_names: list[str] = []
-        self.pairs: list[Pair] = []
-        self.pair_indices: list[tuple[int, int]] = []
+        self.pair_sets: list[PairSet] = []  # in test_names order; validation uses the first
 
     def write_synthetic(self, root: Path, **options: Any) -> None:
         write_faces(root, **options)
@@ -131,7 +147,7 @@ class FaceIdentityDataModule(BaseDataModule):
     train_min_scale = 0.7  # the whole face stays in view
     eval_crop_fraction = 1.0
 
-    def read_splits(self) -> dict[str, list[ImageRecord]]:
+    def read_splits(self) -> dict[str, Any]:
         hp = self.hparams
         train, self.identity_names = read_identity_folders(self.root / hp.train_dir)
         counts: dict[int, int] = {}
@@ -145,18 +161,23 @@ class FaceIdentityDataModule(BaseDataModule):
         if few:
             log.warning("%d identities have fewer than %d images; their images repeat within a batch",
                         few, hp.images_per_identity)
-        self.pairs, skipped = read_pairs(self.root / hp.pairs_file, self.root / hp.pairs_dir, hp.skip_bad)
+        tests = {name: self._pair_images(file, folder) for name, (file, folder) in self.pair_sources.items()}
+        first = next(iter(tests.values()))
+        return {"train": train, "val": first, "test": tests if len(tests) > 1 else first}
+
+    def _pair_images(self, pairs_file: str, pairs_dir: str) -> list[ImageRecord]:
+        """Read a pairs file into ``pair_sets``; its distinct images, each labelled with its index."""
+        pairs, skipped = read_pairs(self.root / pairs_file, self.root / pairs_dir, self.hparams.skip_bad)
         self.skipped += skipped
         if skipped:
-            log.warning("skip_bad: %d of the pairs were skipped; the metrics use the remaining %d",
-                        len(skipped), len(self.pairs))
+            log.warning("skip_bad: %d of %s's pairs were skipped; the metrics use the remaining %d",
+                        len(skipped), pairs_file, len(pairs))
         index: dict[Path, int] = {}
-        for pair in self.pairs:
+        for pair in pairs:
             for path in (pair.first, pair.second):
                 index.setdefault(path, len(index))
-        self.pair_indices = [(index[p.first], index[p.second]) for p in self.pairs]
-        pair_images = [ImageRecord(path, i, f"{hp.pairs_file}") for path, i in index.items()]
-        return {"train": train, "val": pair_images, "test": pair_images}
+        self.pair_sets.append(PairSet(pairs, [(index[p.first], index[p.second]) for p in pairs]))
+        return [ImageRecord(path, i, pairs_file) for path, i in index.items()]
 
     def labeled_train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]

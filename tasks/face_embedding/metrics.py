@@ -2,21 +2,51 @@
 
 Distances are squared L2 between unit embeddings (0..4); a pair is called "same" when its distance is
 below the threshold. Accuracy: for each fold, the threshold that is best on the other folds, applied to
-it; the mean over folds. VAL@FAR (FaceNet): per fold, the largest threshold whose false-accept rate on the
-other folds stays within the target, then the true-accept rate on the fold. TAR@FAR over all pairs, only where
-the pair set has enough negatives to resolve that FAR; otherwise ``None`` and the smallest resolvable FAR.
+it; the mean over folds. VAL@FAR: per fold, a threshold is chosen on the other folds' false-accept-rate curve, then
+the true-accept rate on the fold is its VAL (``val_threshold_rule`` says how, see ``far_threshold``). TAR@FAR over
+all pairs, only where the pair set has enough negatives to resolve that FAR; otherwise ``None`` and the smallest
+resolvable FAR.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["squared_distances", "tar_at_far", "verification_metrics"]
+__all__ = ["ValThresholdRule", "far_threshold", "squared_distances", "tar_at_far", "verification_metrics"]
 
 DEFAULT_THRESHOLDS = np.arange(0.0, 4.0, 0.001)
+
+ValThresholdRule = Literal["interpolated", "grid"]
+
+
+def far_threshold(far: np.ndarray, thresholds: np.ndarray, target: float, rule: ValThresholdRule) -> float:
+    """The threshold at which the false-accept rate ``far`` (per threshold, non-decreasing) reaches ``target``.
+
+    ``interpolated`` is FaceNet's published protocol (``calculate_val``): linear interpolation of the threshold on
+    the FAR curve at the target, and threshold 0 where no threshold reaches it. FaceNet calls scipy's
+    ``interp1d(far, thresholds, kind="slinear")``, which modern scipy refuses because the curve has flat runs
+    (equal FARs); between two FAR values the interpolation runs from the last threshold of the lower run to the
+    first of the upper one, which is what that call computed. Where the target equals a run's FAR, the run's
+    largest threshold is taken. ``grid`` takes the largest grid threshold whose FAR stays within the target
+    (no interpolation: up to one grid step lower).
+    """
+    if rule == "grid":
+        within = np.flatnonzero(far <= target)
+        return float(thresholds[within[-1]] if len(within) else thresholds[0])
+    if far.max() < target:
+        return 0.0
+    below = np.flatnonzero(far <= target)
+    if not len(below):
+        return float(thresholds[0])
+    low = below[-1]
+    if far[low] == target:
+        return float(thresholds[low])
+    high = low + 1  # the first threshold past the target (far is non-decreasing)
+    share = (target - far[low]) / (far[high] - far[low])
+    return float(thresholds[low] + share * (thresholds[high] - thresholds[low]))
 
 
 def squared_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -40,7 +70,7 @@ def tar_at_far(distances: np.ndarray, same: np.ndarray, far: float) -> tuple[flo
 
 def verification_metrics(
     distances: np.ndarray, same: np.ndarray, folds: np.ndarray, thresholds: np.ndarray = DEFAULT_THRESHOLDS,
-    val_far: float = 1e-3, tar_far: float = 1e-4,
+    val_far: float = 1e-3, tar_far: float = 1e-4, val_threshold_rule: ValThresholdRule = "interpolated",
 ) -> dict[str, Any]:
     """The LFW protocol on per-pair distances; ``folds`` gives each pair's fold (one fold: no cross-validation)."""
     distances, same, folds = np.asarray(distances), np.asarray(same, dtype=bool), np.asarray(folds)
@@ -56,11 +86,10 @@ def verification_metrics(
         best_thresholds.append(thresholds[best])
         train_negatives = train & ~same
         far_train = accepted[:, train_negatives].mean(axis=1) if train_negatives.any() else np.zeros(len(thresholds))
-        within = np.flatnonzero(far_train <= val_far)
-        index = within[-1] if len(within) else 0
+        val_threshold = far_threshold(far_train, thresholds, val_far, val_threshold_rule)
         test_positives, test_negatives = test & same, test & ~same
-        vals.append(accepted[index, test_positives].mean() if test_positives.any() else np.nan)
-        fars.append(accepted[index, test_negatives].mean() if test_negatives.any() else np.nan)
+        vals.append((distances[test_positives] < val_threshold).mean() if test_positives.any() else np.nan)
+        fars.append((distances[test_negatives] < val_threshold).mean() if test_negatives.any() else np.nan)
     tar, smallest_far = tar_at_far(distances, same, tar_far)
     return {
         "accuracy": float(np.mean(accuracies)),

@@ -11,8 +11,9 @@ from pytorch_metric_learning import distances, losses, miners
 from mobilenets.core.distributed import gather_objects
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.distillation import EmbeddingDistillation
+from mobilenets.tasks.face_embedding.data import PairSet
 from mobilenets.tasks.face_embedding.export import EmbeddingExport
-from mobilenets.tasks.face_embedding.metrics import squared_distances, verification_metrics
+from mobilenets.tasks.face_embedding.metrics import ValThresholdRule, squared_distances, verification_metrics
 from mobilenets.tasks.face_embedding.model import EmbeddingNet
 
 __all__ = ["FaceEmbeddingTask", "count_valid_triplets"]
@@ -37,6 +38,9 @@ class FaceEmbeddingTask(BaseTask):
         num_identities: training identities, needed by ``arcface`` only.
         val_far, tar_far: the false-accept rates of the VAL and TAR metrics (FaceNet: 1e-3; the paper's
             Table 14: 1e-4).
+        val_threshold_rule: how VAL's threshold is read off the training folds' FAR curve: ``interpolated``
+            (FaceNet's published protocol, the default) or ``grid`` (the largest grid threshold within the target,
+            up to one grid step stricter); see ``metrics.far_threshold``.
         **kwargs: the shared task arguments, see ``BaseTask``.
     """
 
@@ -52,6 +56,7 @@ class FaceEmbeddingTask(BaseTask):
         num_identities: int = 0,
         val_far: float = 1e-3,
         tar_far: float = 1e-4,
+        val_threshold_rule: ValThresholdRule = "interpolated",
         **kwargs: Any,
     ) -> None:
         if loss == "arcface" and num_identities < 2:
@@ -65,7 +70,7 @@ class FaceEmbeddingTask(BaseTask):
         else:
             self.loss_fn = losses.ArcFaceLoss(num_identities, embedding_dim)
         self.verification_threshold = 1.0  # chosen by the last evaluation, kept in checkpoints
-        self._embeddings: dict[int, torch.Tensor] = {}
+        self._embeddings: dict[int, dict[int, torch.Tensor]] = {}  # per loader: image index -> embedding
 
     def configure_models(self) -> None:
         self.model = EmbeddingNet(self.build_backbone(), self.hparams.embedding_dim)
@@ -83,21 +88,22 @@ class FaceEmbeddingTask(BaseTask):
         self.log("train/active_triplets", len(triplets[0]) / max(valid, 1), batch_size=len(labels))
         return self.loss_fn(embeddings, labels, triplets), embeddings
 
-    def _collect(self, batch: dict) -> None:
+    def _collect(self, batch: dict, dataloader_idx: int = 0) -> None:
         embeddings = self.model(batch["image"])
+        collected = self._embeddings.setdefault(dataloader_idx, {})
         for index, embedding in zip(batch["label"].tolist(), embeddings.detach().float().cpu()):
-            self._embeddings[index] = embedding
+            collected[index] = embedding
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._collect(batch)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect(batch)
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._collect(batch, dataloader_idx)
 
-    def verification_results(self, embeddings: dict[int, np.ndarray], datamodule: Any) -> dict[str, Any] | None:
-        """LFW-style verification over the data module's pairs, from each image's embedding (by image index);
-        None when no pair has both its images (e.g. Lightning's sanity check saw too few)."""
-        usable = [(pair, a, b) for pair, (a, b) in zip(datamodule.pairs, datamodule.pair_indices)
+    def verification_results(self, embeddings: dict[int, np.ndarray], pair_set: PairSet) -> dict[str, Any] | None:
+        """LFW-style verification over a pair set, from each image's embedding (by image index); None when no
+        pair has both its images (e.g. Lightning's sanity check saw too few)."""
+        usable = [(pair, a, b) for pair, (a, b) in zip(pair_set.pairs, pair_set.indices)
                   if a in embeddings and b in embeddings]
         if not usable:
             return None
@@ -108,28 +114,33 @@ class FaceEmbeddingTask(BaseTask):
             np.array([pair.fold for pair, _, _ in usable]),
             val_far=self.hparams.val_far,
             tar_far=self.hparams.tar_far,
+            val_threshold_rule=self.hparams.val_threshold_rule,
         )
 
-    def _evaluate(self, stage: str) -> None:
-        # every rank's embeddings, each image once (ranks may hold different numbers of images)
-        local = {index: vector.numpy() for index, vector in self._embeddings.items()}
-        embeddings = {index: vector for part in gather_objects(local) for index, vector in part.items()}
-        self._embeddings = {}
+    def _evaluate(self, prefixes: list[str]) -> None:
+        collected, self._embeddings = self._embeddings, {}
         datamodule = self.trainer.datamodule
-        results = self.verification_results(embeddings, datamodule) if embeddings and datamodule else None
-        if results is None:
-            return
-        self.verification_threshold = results["threshold"]
-        for name in ("accuracy", "accuracy_std", "threshold", "val", "far", "auc", "pairs", "smallest_far"):
-            self.log(f"{stage}/{name}", float(results[name]), prog_bar=name == "accuracy")
-        if results["tar_at_far"] is not None:  # only where the pair set can resolve tar_far
-            self.log(f"{stage}/tar_at_far", results["tar_at_far"])
+        for loader_index, prefix in enumerate(prefixes):
+            # every rank's embeddings, each image once (ranks may hold different numbers of images)
+            local = {index: vector.numpy() for index, vector in collected.get(loader_index, {}).items()}
+            embeddings = {index: vector for part in gather_objects(local) for index, vector in part.items()}
+            results = (self.verification_results(embeddings, datamodule.pair_sets[loader_index])
+                       if embeddings and datamodule else None)
+            if results is None:
+                continue
+            if loader_index == 0:
+                self.verification_threshold = results["threshold"]
+            for name in ("accuracy", "accuracy_std", "threshold", "val", "far", "auc", "pairs", "smallest_far"):
+                self.log(f"{prefix}/{name}", float(results[name]), prog_bar=name == "accuracy",
+                         add_dataloader_idx=False)
+            if results["tar_at_far"] is not None:  # only where the pair set can resolve tar_far
+                self.log(f"{prefix}/tar_at_far", results["tar_at_far"], add_dataloader_idx=False)
 
     def on_validation_epoch_end(self) -> None:
-        self._evaluate("val")
+        self._evaluate(["val"])
 
     def on_test_epoch_end(self) -> None:
-        self._evaluate("test")
+        self._evaluate(self.test_prefixes())
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Per image: the file and its embedding, one column per dimension."""
@@ -152,7 +163,7 @@ class FaceEmbeddingTask(BaseTask):
         embeddings: dict[int, np.ndarray] = {}
         for batch, (vectors,) in outputs:
             embeddings.update(zip(batch["label"].tolist(), vectors))
-        results = self.verification_results(embeddings, datamodule)
+        results = self.verification_results(embeddings, datamodule.pair_sets[0])
         if results is None:
             raise ValueError(f"no verification pair of the {stage} split has both its images")
         return {"accuracy": float(results["accuracy"]), "auc": float(results["auc"])}

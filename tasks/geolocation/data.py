@@ -61,7 +61,9 @@ class GeoDataModule(BaseDataModule):
     Args:
         root: the folder holding the CSVs, the image folder and (by default) the partition file.
         train_csv, val_csv, test_csv, image_dir: paths relative to ``root``. Without a ``val_csv`` file (MP-16 has
-            none), a seeded ``val_fraction`` of the training CSV is held out for validation (logged).
+            none), a seeded ``val_fraction`` of the training CSV is held out for validation (logged). ``test_csv``
+            may list several test sets (Im2GPS and Im2GPS3k): each is tested on its own, its metrics logged as
+            ``test/<file stem>/...``.
         columns: the CSV's id, latitude and longitude column names.
         image_suffix: appended to every id to name its image file. By default an id that already ends in an image
             extension is the image's path below ``image_dir`` (GeoEstimation's MP-16 / Im2GPS ``IMG_ID``, such as
@@ -76,7 +78,8 @@ class GeoDataModule(BaseDataModule):
         **kwargs: the shared data arguments, see ``BaseDataModule``.
     """
 
-    def __init__(self, root: str, train_csv: str = "train.csv", val_csv: str = "val.csv", test_csv: str = "test.csv",
+    def __init__(self, root: str, train_csv: str = "train.csv", val_csv: str = "val.csv",
+                 test_csv: str | list[str] = "test.csv",
                  image_dir: str = "images", columns: tuple[str, str, str] = ("IMG_ID", "LAT", "LON"),
                  image_suffix: str | None = None, partition_file: str | None = None, t1: int = 10_000, t2: int = 50,
                  min_level: int = 2, max_level: int = 13, coarser: list[tuple[int, int]] | None = None,
@@ -84,9 +87,17 @@ class GeoDataModule(BaseDataModule):
         super().__init__(root, **kwargs)
         if test_crops not in (1, 5):
             raise ValueError(f"test_crops must be 1 or 5, got {test_crops!r}")
+        stems = [Path(name).stem for name in self.test_csvs]
+        if not stems or len(set(stems)) < len(stems):
+            raise ValueError(f"test_csv must name one or more files with distinct names, got {test_csv!r}")
         if any(t1 <= self.hparams.t1 for t1, _ in coarser or []):
             raise ValueError(f"coarser partitions need t1 above the finest one's ({self.hparams.t1}), got {coarser}")
         self.partitions: list[Partition] = []
+
+    @property
+    def test_csvs(self) -> list[str]:
+        test_csv = self.hparams.test_csv
+        return [test_csv] if isinstance(test_csv, str) else list(test_csv)
 
     @property
     def partition_paths(self) -> list[Path]:
@@ -174,15 +185,17 @@ class GeoDataModule(BaseDataModule):
             records.append(ImageRecord(image, label, f"{path.name}:{image_id}"))
         return records
 
-    def read_splits(self) -> dict[str, list[ImageRecord]]:
+    def read_splits(self) -> dict[str, Any]:
         self.partitions = [read_partition(path) for path in self.partition_paths]
         hp = self.hparams
         carve = not (self.root / hp.val_csv).is_file()
         if carve and hp.shards:
             raise FileNotFoundError(f"{self.root / hp.val_csv}: not found; with shards, validation needs its own CSV")
         # With shards, the training photos are streamed: neither listed nor checked file by file here.
-        names = ["test"] + ([] if hp.shards else ["train"]) + ([] if carve else ["val"])
-        splits = {split: self._records(getattr(hp, f"{split}_csv")) for split in names}
+        names = ([] if hp.shards else ["train"]) + ([] if carve else ["val"])
+        splits: dict[str, Any] = {split: self._records(getattr(hp, f"{split}_csv")) for split in names}
+        tests = {Path(name).stem: self._records(name) for name in self.test_csvs}
+        splits["test"] = tests if len(tests) > 1 else next(iter(tests.values()))
         if carve:
             splits["train"], splits["val"] = self.split_off_validation(splits["train"])
             log.info("no %s: held out %d of %s's %d photos for validation (val_fraction %s, seed %d)",

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import s2sphere
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
+from torch import nn
 from torch.nn import functional as F
 
 from mobilenets.tasks.base import BaseTask
@@ -26,7 +27,9 @@ class GeolocationTask(BaseTask):
 
     With a hierarchical multi-partition there is one softmax per level (one FC, split per level) and the
     loss is their sum; a finest cell's score is its probability times its enclosing coarser cells'
-    probabilities, and the best-scoring finest cell is the prediction.
+    probabilities, and the best-scoring finest cell is the prediction. Its accuracies are logged as
+    ``<stage>/acc_<km>km``; each level's own best cell is scored too, as ``<stage>/level_<k>/acc_<km>km``
+    (coarsest first, as GeoEstimation reports every partitioning beside the hierarchy).
 
     Args:
         num_cells: cells in the finest partition; checked against the data module's.
@@ -51,7 +54,16 @@ class GeolocationTask(BaseTask):
         self.register_buffer("cell_lat", torch.zeros(num_cells, dtype=torch.float64))
         self.register_buffer("cell_lon", torch.zeros(num_cells, dtype=torch.float64))
         self.register_buffer("parents", torch.full((len(self.level_sizes) - 1, num_cells), -1, dtype=torch.int64))
-        self.val_metrics, self.test_metrics = GeolocationAccuracy(), GeolocationAccuracy()
+        # every coarser level's cell coordinates, the levels one after another: each level's own prediction
+        self.register_buffer("coarse_coordinates", torch.zeros(sum(coarser_cells or []), 2, dtype=torch.float64))
+        self.metrics = nn.ModuleDict()  # per stage prefix: the hierarchical metric, then one per level
+        self._build_metrics(["val", "test"])
+
+    def _build_metrics(self, prefixes: list[str]) -> None:
+        per_prefix = 1 + (len(self.level_sizes) if len(self.level_sizes) > 1 else 0)
+        for prefix in prefixes:
+            if prefix not in self.metrics:
+                self.metrics[prefix] = nn.ModuleList(GeolocationAccuracy() for _ in range(per_prefix))
 
     def configure_models(self) -> None:
         # One FC over all levels' cells, split per level: the same as a head per level, in one matrix product.
@@ -60,6 +72,7 @@ class GeolocationTask(BaseTask):
 
     def setup(self, stage: str) -> None:
         """Take the partitions from the data (cells, coordinates, parents); refuse other cell counts."""
+        self._build_metrics(self.test_prefixes())
         datamodule = getattr(self.trainer, "datamodule", None)
         if not getattr(datamodule, "partitions", None):
             return
@@ -74,6 +87,15 @@ class GeolocationTask(BaseTask):
         self.cell_lon.copy_(torch.as_tensor(lon))
         for level, parents in enumerate(datamodule.parent_indices()):
             self.parents[level].copy_(torch.as_tensor(parents))
+        coarse = [np.stack([p.lat_mean, p.lon_mean] if self.hparams.location == "mean" else p.centres(), axis=1)
+                  for p in datamodule.partitions[:-1]]
+        if coarse:
+            self.coarse_coordinates.copy_(torch.as_tensor(np.concatenate(coarse)))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # Checkpoints written before per-level metrics lack the coarser cells' coordinates: those metrics are NaN.
+        checkpoint["state_dict"].setdefault("coarse_coordinates", torch.full_like(self.coarse_coordinates, torch.nan))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Log-scores of the finest cells (hierarchically combined when there are coarser levels)."""
@@ -100,31 +122,49 @@ class GeolocationTask(BaseTask):
         return torch.cat([level.softmax(dim=-1).mean(dim=1).log() for level in logits.split(self.level_sizes, -1)],
                          dim=-1)
 
-    def _evaluate(self, batch: dict, stage: str, metric: GeolocationAccuracy) -> None:
+    def level_coordinates(self, logits: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(lat, lon) of each level's own most probable cell, coarsest first (the finest without its parents)."""
+        predictions, start = [], 0
+        for level in logits.split(self.level_sizes, dim=1)[:-1]:
+            coordinates = self.coarse_coordinates[start + level.argmax(dim=1)]
+            predictions.append((coordinates[:, 0], coordinates[:, 1]))
+            start += level.shape[1]
+        finest = logits[:, -self.level_sizes[-1]:].argmax(dim=1)
+        return [*predictions, (self.cell_lat[finest], self.cell_lon[finest])]
+
+    def _evaluate(self, batch: dict, prefix: str) -> None:
         images = batch["image"]
         logits = self._crop_average(images) if images.ndim == 5 else self.model(images)
         lat, lon, cells = batch["label"][:, 0], batch["label"][:, 1], batch["label"][:, 2:].long()
         if (cells[:, -1] >= 0).any():  # photos outside every cell still count in the distance metrics
-            self.log(f"{stage}/loss", self._loss(logits, cells), batch_size=len(cells))
+            self.log(f"{prefix}/loss", self._loss(logits, cells), batch_size=len(cells), add_dataloader_idx=False)
         predicted = self.finest_scores(logits).argmax(dim=1)
-        metric.update(self.cell_lat[predicted], self.cell_lon[predicted], lat, lon)
+        hierarchical, *levels = self.metrics[prefix]
+        hierarchical.update(self.cell_lat[predicted], self.cell_lon[predicted], lat, lon)
+        for metric, (level_lat, level_lon) in zip(levels, self.level_coordinates(logits)):
+            metric.update(level_lat, level_lon, lat, lon)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+        self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.test_prefixes()[dataloader_idx])
 
-    def _log_metric(self, stage: str, metric: GeolocationAccuracy) -> None:
-        for name, value in metric.compute().items():
-            self.log(f"{stage}/{name}", value.float(), prog_bar=name == "acc_2500km")
-        metric.reset()
+    def _log_metrics(self, prefixes: list[str]) -> None:
+        for prefix in prefixes:
+            hierarchical, *levels = self.metrics[prefix]
+            named = [(prefix, hierarchical)] + [(f"{prefix}/level_{k}", m) for k, m in enumerate(levels)]
+            for name_prefix, metric in named:
+                for name, value in metric.compute().items():
+                    self.log(f"{name_prefix}/{name}", value.float(), add_dataloader_idx=False,
+                             prog_bar=name_prefix == prefix and name == "acc_2500km")
+                metric.reset()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metric("val", self.val_metrics)
+        self._log_metrics(["val"])
 
     def on_test_epoch_end(self) -> None:
-        self._log_metric("test", self.test_metrics)
+        self._log_metrics(self.test_prefixes())
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Per image: the predicted coordinate and the top-k cells (S2 tokens) with probabilities."""
@@ -160,13 +200,13 @@ class GeolocationTask(BaseTask):
         return {name: float(value) for name, value in metric.compute().items()}
 
     def draw(self, datamodule: Any, path: Path) -> Path:
-        """Predicted (cell centre) against true coordinates of the test photos, joined by lines."""
+        """Predicted (cell centre) against true coordinates of the validation photos, joined by lines."""
         from matplotlib import pyplot as plt
 
         self.eval()
         true, predicted = [], []
         with torch.no_grad():
-            for batch in datamodule.test_dataloader():
+            for batch in datamodule.val_dataloader():
                 cells = self(self.backbone.normalize(batch["image"])).argmax(dim=1)
                 predicted += list(zip(self.cell_lon[cells].tolist(), self.cell_lat[cells].tolist()))
                 true += list(zip(batch["label"][:, 1].tolist(), batch["label"][:, 0].tolist()))

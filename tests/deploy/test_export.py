@@ -65,7 +65,7 @@ def validated(tmp_path_factory):
     root = tmp_path_factory.mktemp("deploy")
     results = {}
     for name, (task, data) in _tasks(root).items():
-        trainer = pl.Trainer(max_steps=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        trainer = pl.Trainer(max_steps=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                              default_root_dir=root / name,
                              enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
         trainer.fit(task, data)

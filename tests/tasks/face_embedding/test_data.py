@@ -87,7 +87,7 @@ def test_pk_batches(faces_root):
     batch = next(iter(data.train_dataloader()))
     counts = batch["label"].unique(return_counts=True)[1]
     assert batch["image"].shape == (8, 3, 32, 32) and counts.tolist() == [4, 4]  # P=2 identities x K=4
-    assert len(data.datasets["val"]) == len({p for pair in data.pairs for p in (pair.first, pair.second)})
+    assert len(data.datasets["val"]) == len({p for pair in data.pair_sets[0].pairs for p in (pair.first, pair.second)})
     with pytest.raises(ValueError, match="images_per_identity must be >= 2 and divide batch_size"):
         FaceIdentityDataModule(str(faces_root), batch_size=10, images_per_identity=4)
 
@@ -108,3 +108,30 @@ def test_pairs_file_saved_with_a_bom_and_crlf(faces_root, tmp_path):
     original, _ = read_pairs(root / "pairs.txt", root / "lfw")
     (root / "pairs.txt").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
     assert read_pairs(root / "pairs.txt", root / "lfw") == (original, [])
+
+
+def test_several_pair_sets_are_tested_each_on_its_own(faces_root, tmp_path):
+    """``pairs_file`` as a list (LFW's 10-fold ``pairs.txt`` and its single-set ``pairsDevTest.txt``): validation
+    uses the first; each set is tested on its own, with the numbers a run on that file alone gives."""
+    import pytorch_lightning as pl
+
+    from mobilenets.backbone import BackboneConfig
+    from mobilenets.tasks.face_embedding import FaceEmbeddingTask
+
+    lines = (faces_root / "pairs.txt").read_text().splitlines()
+    matched, mismatched = lines[1:3], lines[3:5]  # fold 1: 2 matched, then 2 mismatched (pairs_per_fold 2)
+    root = _lfw(tmp_path, faces_root, "\n".join(lines) + "\n")
+    (root / "pairsDevTest.txt").write_text("\n".join(["2", *matched, *mismatched]) + "\n")
+    options = dict(resolution=32, batch_size=8, num_workers=0)
+    data = FaceIdentityDataModule(str(root), pairs_file=["pairs.txt", "pairsDevTest.txt"], **options)
+    task = FaceEmbeddingTask(embedding_dim=8, backbone=BackboneConfig(alpha=0.25), resolution=32)
+    per_loader = pl.Trainer(logger=False, enable_progress_bar=False).test(task, data, verbose=False)
+    both = {name: value for results in per_loader for name, value in results.items()}
+    assert data.test_names == ["pairs", "pairsDevTest"] and len(data.datasets["val"]) == len(data.datasets["test/pairs"])
+    assert both["test/pairs/pairs"] == len(lines) - 1 and both["test/pairsDevTest/pairs"] == 4
+    for name in data.test_names:
+        (alone,) = pl.Trainer(logger=False, enable_progress_bar=False).test(
+            task, FaceIdentityDataModule(str(root), pairs_file=f"{name}.txt", **options), verbose=False)
+        assert {key: both[f"test/{name}/{key[5:]}"] for key in alone} == pytest.approx(alone, nan_ok=True)
+    with pytest.raises(ValueError, match="pairs_file must name one or more files with distinct names"):
+        FaceIdentityDataModule(str(root), pairs_file=["pairs.txt", "other/pairs.txt"])

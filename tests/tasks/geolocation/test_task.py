@@ -202,3 +202,46 @@ def test_five_crop_testing(tmp_path):
     assert 0 <= metrics["test/acc_2500km"] <= 1 and "test/loss" in metrics
     with pytest.raises(ValueError, match="test_crops must be 1 or 5"):
         GeoDataModule(str(tmp_path / "geo"), test_crops=3)
+
+
+def test_several_test_sets_and_per_level_metrics(tmp_path):
+    """``test_csv`` as a list (Im2GPS and Im2GPS3k): each set is tested on its own, with the same numbers as a run
+    on that CSV alone; with a coarser level, each level's own prediction is scored too, by hand here from the
+    partition files' cell means."""
+    import pytorch_lightning as pl
+
+    from mobilenets.backbone import BackboneConfig
+    from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask
+
+    root = tmp_path / "geo"
+    options = dict(t1=20, t2=3, coarser=[(60, 3)], max_level=9, resolution=32, batch_size=16, num_workers=0)
+    GeoDataModule(str(root), synthetic=True, synthetic_options={"num_images": 160, "num_regions": 5},
+                  **options).prepare_data()
+    rows = (root / "test.csv").read_text().splitlines()
+    (root / "im2gps3k.csv").write_text("\n".join(rows[:1] + rows[1::3]) + "\n")
+    data = GeoDataModule(str(root), test_csv=["test.csv", "im2gps3k.csv"], **options)
+    data.setup("fit")
+    task = GeolocationTask(num_cells=data.num_cells[-1], coarser_cells=data.num_cells[:-1],
+                           backbone=BackboneConfig(alpha=0.25), resolution=32)
+    per_loader = pl.Trainer(logger=False, enable_progress_bar=False).test(task, data, verbose=False)
+    assert data.test_names == ["test", "im2gps3k"] and len(per_loader) == 2
+    both = {name: value for results in per_loader for name, value in results.items()}
+    for name in ("test", "im2gps3k"):
+        (alone,) = pl.Trainer(logger=False, enable_progress_bar=False).test(
+            task, GeoDataModule(str(root), test_csv=f"{name}.csv", **options), verbose=False)
+        assert {k: both[f"test/{name}/{k[5:]}"] for k in alone} == pytest.approx(alone, abs=1e-6)
+        assert f"test/{name}/level_0/acc_2500km" in both and f"test/{name}/level_1/median_km" in both
+
+    task.eval()
+    images = torch.stack([sample["image"] for sample in data.datasets["test"]])
+    labels = torch.stack([sample["label"] for sample in data.datasets["test"]])
+    with torch.no_grad():
+        levels = task.model(task.backbone.normalize(images)).split(data.num_cells, dim=1)
+    for k, (partition, logits) in enumerate(zip(data.partitions, levels)):
+        cell = logits.argmax(dim=1).numpy()
+        errors = haversine_km(torch.as_tensor(partition.lat_mean[cell]), torch.as_tensor(partition.lon_mean[cell]),
+                              labels[:, 0], labels[:, 1])
+        assert both[f"test/test/level_{k}/acc_750km"] == pytest.approx((errors <= 750).double().mean().item())
+        assert both[f"test/test/level_{k}/median_km"] == pytest.approx(errors.median().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="test_csv must name one or more files with distinct names"):
+        GeoDataModule(str(root), test_csv=["a/test.csv", "b/test.csv"])
