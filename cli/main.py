@@ -157,12 +157,13 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     import torch
 
+    from mobilenets.tasks.augmentation import Augmentation
     from mobilenets.tasks.face_embedding import FaceEmbeddingTask
     from mobilenets.tasks.face_embedding.metrics import squared_distances
-    from mobilenets.tasks.images import eval_transform, read_image
+    from mobilenets.tasks.images import read_image
 
     task = FaceEmbeddingTask.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
-    transform = eval_transform(task.hparams.resolution, crop_fraction=1.0)
+    transform = Augmentation().eval_transform(task.hparams.resolution, 1.0)  # the whole face, as in training
     images = torch.stack([transform(read_image(Path(path), "command line")) for path in (args.image_a, args.image_b)])
     with torch.no_grad():
         embeddings = task(task.backbone.normalize(images)).numpy()

@@ -22,9 +22,10 @@ from torchvision import tv_tensors
 
 from mobilenets.backbone import MobileNetV1
 from mobilenets.core.tables import Table
+from mobilenets.tasks.augmentation import Augmentation
 from mobilenets.tasks.classification import ImageNetDataModule, MobileNetClassifier, write_imagenet
 from mobilenets.tasks.classification.imagenet import read_imagenet
-from mobilenets.tasks.images import decode_with_pil, decode_with_torchcodec, train_transform
+from mobilenets.tasks.images import decode_with_pil, decode_with_torchcodec
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS
 
 __all__ = ["bench_data", "bench_detection", "bench_s2", "bench_shards", "bench_training"]
@@ -126,7 +127,7 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
             root = str(write_imagenet(Path(scratch) / "imagenet", num_classes=4, train_per_class=images // 4 + 1,
                                       val_per_class=1, image_size=(500, 375)))
         paths = [record.path for record in read_imagenet(root)[0]["train"][:images]]
-        augment = train_transform(resolution)
+        augment = Augmentation().train_transform(resolution, 0.25)
         decoders = {"PIL": decode_with_pil, "TorchCodec (default)": decode_with_torchcodec,
                     "torchvision.io (deprecated)": _decode_with_torchvision_io}
         torch.set_num_threads(1)

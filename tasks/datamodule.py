@@ -23,14 +23,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
-from mobilenets.tasks.images import (
-    BadRecordError,
-    ImageDataset,
-    ImageRecord,
-    drop_unreadable,
-    eval_transform,
-    train_transform,
-)
+from mobilenets.tasks.augmentation import Augmentation
+from mobilenets.tasks.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable
 from mobilenets.tasks.shards import ShardedImages
 
 __all__ = ["BaseDataModule"]
@@ -60,6 +54,8 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             an uninterrupted one exactly with ``num_workers > 0`` (``mobilenets.tasks.resume``).
         shards: a folder of WebDataset shards written by ``mobilenets shards``: training streams from it
             (``mobilenets.tasks.shards``); validation and test still read the files.
+        augmentation: the training augmentation and the evaluation crop (flip, crop scale and ratio, an automatic
+            policy, random erasing), see ``mobilenets.tasks.augmentation``; the defaults are the task's own.
     """
 
     def __init__(
@@ -78,6 +74,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         unlabeled: str | None = None,
         persistent_workers: bool = True,
         shards: str | None = None,
+        augmentation: Augmentation = Augmentation(),
     ) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -89,6 +86,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             raise ValueError("shards stream the training split, so label_fraction and unlabeled (which split a listed "
                              "one) cannot be used with them")
         self.save_hyperparameters()
+        self.hparams.augmentation = Augmentation.of(augmentation)
         self.root = Path(root)
         self.skipped: list[str] = []
         self.datasets: dict[str, Dataset] = {}
@@ -124,15 +122,15 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         n_val = int(round(len(records) * self.hparams.val_fraction))
         return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
 
-    #: the smallest crop the training augmentation takes, and the central share evaluation keeps
+    #: the task's defaults for ``augmentation``: the smallest crop training takes, the central share evaluation keeps
     train_min_scale: float = 0.25
     eval_crop_fraction: float = 0.875
 
     def train_transform(self) -> v2.Transform:
-        return train_transform(self.hparams.resolution, self.train_min_scale)
+        return self.hparams.augmentation.train_transform(self.hparams.resolution, self.train_min_scale)
 
     def eval_transform(self) -> v2.Transform:
-        return eval_transform(self.hparams.resolution, self.eval_crop_fraction)
+        return self.hparams.augmentation.eval_transform(self.hparams.resolution, self.eval_crop_fraction)
 
     def test_transform(self) -> v2.Transform:
         """The test split's transform: the evaluation one unless a task tests differently (several crops)."""

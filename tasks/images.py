@@ -18,8 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 __all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "decode_image_file", "decode_with_pil",
-           "decode_with_torchcodec", "drop_unreadable", "eval_transform", "five_crop_transform", "read_image",
-           "record_errors", "train_transform"]
+           "decode_with_torchcodec", "drop_unreadable", "five_crop_transform", "read_image", "record_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +107,6 @@ def drop_unreadable(records: list[ImageRecord]) -> tuple[list[ImageRecord], list
             read_image(record.path, record.source)
             kept.append(record)
     return kept, skipped
-
-
-def train_transform(resolution: int, min_scale: float = 0.25) -> v2.Transform:
-    """Light augmentation, as the paper advises for small models: random resized crop and flip."""
-    return v2.Compose([
-        v2.RandomResizedCrop(resolution, scale=(min_scale, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-    ])
-
-
-def eval_transform(resolution: int, crop_fraction: float = 0.875) -> v2.Transform:
-    """Resize the short side to resolution / crop_fraction, then the central resolution x resolution."""
-    return v2.Compose([
-        v2.Resize(round(resolution / crop_fraction), antialias=True),
-        v2.CenterCrop(resolution),
-        v2.ToDtype(torch.float32, scale=True),
-    ])
 
 
 class _StackCrops(torch.nn.Module):

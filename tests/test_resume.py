@@ -1,5 +1,6 @@
 """Resuming: a fit killed mid-epoch and resumed with ``--ckpt_path last`` ends bit-identical to one never
-interrupted; SIGTERM leaves a resumable ``last.ckpt``; a full disk never leaves a checkpoint looking complete."""
+interrupted, with the random parts of a long recipe on (an augmentation policy, random erasing, mixup / cutmix,
+weight EMA); SIGTERM leaves a resumable ``last.ckpt``; a full disk never leaves a checkpoint looking complete."""
 
 import errno
 import os
@@ -20,7 +21,7 @@ CONFIG = """
 seed_everything: 0
 model:
   class_path: ClassificationTask
-  init_args: {{num_classes: 3, backbone: {{alpha: 0.25}}, resolution: 48, lr: 0.05}}
+  init_args: {{num_classes: 3, backbone: {{alpha: 0.25}}, resolution: 48, lr: 0.05, mixup_alpha: 0.2, cutmix_alpha: 1.0}}
 data:
   class_path: DogsDataModule
   init_args:
@@ -30,12 +31,15 @@ data:
     batch_size: 4
     num_workers: 0
     val_fraction: 0.25
+    augmentation: {{policy: trivialaugment, random_erasing: 0.5}}
 trainer:
   max_epochs: 3
   enable_progress_bar: false
   enable_model_summary: false
   default_root_dir: {run}
   callbacks:
+    - class_path: pytorch_lightning.callbacks.EMAWeightAveraging
+      init_args: {{decay: 0.9}}
     - class_path: pytorch_lightning.callbacks.ModelCheckpoint
       init_args: {{monitor: val/top1, mode: max, save_last: true}}
 {extra}"""
@@ -71,8 +75,11 @@ def test_killed_mid_epoch_then_resumed_equals_uninterrupted(tmp_path):
     assert "[mobilenets] resuming from" in resumed.stderr
     straight, again = _final(tmp_path / "straight"), _final(tmp_path / "interrupted")
     assert straight["global_step"] == again["global_step"] == 12
-    assert straight["state_dict"].keys() == again["state_dict"].keys()
-    assert all(torch.equal(straight["state_dict"][k], again["state_dict"][k]) for k in straight["state_dict"])
+    for weights in ("state_dict", "current_model_state"):  # EMAWeightAveraging: the averaged and the trained ones
+        assert straight[weights].keys() == again[weights].keys()
+        assert all(torch.equal(straight[weights][k], again[weights][k]) for k in straight[weights])
+    assert not all(torch.equal(straight["state_dict"][k], straight["current_model_state"][k])
+                   for k in straight["state_dict"])  # the average is not the last weights
     metric = [[row["val/top1"] for row in logged_metrics(tmp_path / run) if row.get("val/top1")]
               for run in ("straight", "interrupted")]
     assert metric[0][-2:] == metric[1][-2:]  # epochs 2 and 3: the resumed run's, identical

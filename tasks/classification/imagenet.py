@@ -152,18 +152,16 @@ class ImageNetDataModule(BaseDataModule):
             ``ILSVRC/`` and ``LOC_val_solution.csv``).
         val_labels: ``LOC_val_solution.csv`` or the ``ILSVRC2012_devkit_t12`` folder, for a flat ``val/``;
             found beside the images when not given.
-        crop_min_scale: the smallest area share of the training crop (Inception's 0.08; the paper limits small
-            crops for small models, so the per-size configs raise it).
         **kwargs: the shared data arguments (``synthetic``, ``resolution``, ``batch_size``, ``skip_bad``,
-            ``shards`` ...), see ``BaseDataModule``.
+            ``shards``, ``augmentation`` ...), see ``BaseDataModule``. The training crop's area shares default to
+            Inception's (0.08, 1); the paper gives small models fewer distortions, so the per-size configs raise
+            ``augmentation.crop_scale``.
     """
 
-    def __init__(self, root: str, val_labels: str | None = None, crop_min_scale: float = 0.08,
-                 **kwargs: Any) -> None:
+    train_min_scale = 0.08
+
+    def __init__(self, root: str, val_labels: str | None = None, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        if not 0 < crop_min_scale <= 1:
-            raise ValueError(f"crop_min_scale must be in (0, 1], got {crop_min_scale}")
-        self.train_min_scale = crop_min_scale
         self.class_names: list[str] = []
 
     @property

@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
+from torchvision.transforms import v2
 
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.classification.export import ClassifierExport
@@ -25,6 +26,10 @@ class ClassificationTask(BaseTask):
     Args:
         num_classes: classes in the data (120 for Stanford Dogs); checked against the data module.
         label_smoothing: cross-entropy label smoothing.
+        mixup_alpha, cutmix_alpha: mix each training batch with torchvision's ``MixUp`` / ``CutMix`` (the
+            Beta(alpha, alpha) mixing weight; 0: off; both set: one of the two per batch, at random). The targets
+            become mixed label distributions. Only the task's own training batches are mixed: a distiller trains
+            the task on its batches as they are, as the teacher sees them.
         top_k: the second accuracy reported (``top5``) and the classes listed per image by ``predict``.
         **kwargs: the shared task arguments (``backbone``, ``resolution``, optimizer, ...), see ``BaseTask``.
     """
@@ -33,10 +38,16 @@ class ClassificationTask(BaseTask):
     mode = "max"
     checkpoint_attributes = ("class_names",)
 
-    def __init__(self, num_classes: int = 120, label_smoothing: float = 0.0, top_k: int = 5, **kwargs: Any) -> None:
+    def __init__(self, num_classes: int = 120, label_smoothing: float = 0.0, mixup_alpha: float = 0.0,
+                 cutmix_alpha: float = 0.0, top_k: int = 5, **kwargs: Any) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if mixup_alpha < 0 or cutmix_alpha < 0:
+            raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0 (0: off), got {mixup_alpha}, {cutmix_alpha}")
         super().__init__(**kwargs)
+        mixers = ([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha else []) + (
+            [v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha else [])
+        self.batch_mix = v2.RandomChoice(mixers) if mixers else None
         self.class_names = [str(index) for index in range(num_classes)]
         k = min(top_k, num_classes)
         metrics = MetricCollection({
@@ -58,7 +69,15 @@ class ClassificationTask(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The shared training step, on a mixed batch where mixup / cutmix are on."""
+        if self.batch_mix is not None:
+            images, targets = self.batch_mix(batch["image"], batch["label"])
+            batch = {**batch, "image": images, "label": targets}
+        return super().training_step(batch, batch_idx)
+
     def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy with class indices, or with label distributions (a mixed batch)."""
         logits = self.model(batch["image"])
         return F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing), logits
 

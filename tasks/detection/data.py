@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from mobilenets.tasks.augmentation import Augmentation
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.detection.metrics import voc07_map50
 from mobilenets.tasks.detection.synthetic import write_coco, write_voc
@@ -166,10 +167,10 @@ def _labels_and_crowd(inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     return target["labels"], target["iscrowd"]
 
 
-def ssd_augmentation(kind: str) -> v2.Transform:
+def ssd_augmentation(kind: str, hflip: bool = True) -> v2.Transform:
     """SSD's training augmentation, boxes following the image: ``ssd`` (photometric distortion, zoom out, IoU
     crop, flip: torchvision's ``ssd`` preset), ``ssdlite`` (IoU crop and flip: its ``ssdlite`` preset) or
-    ``light`` (photometric distortion and flip)."""
+    ``light`` (photometric distortion and flip); ``hflip`` false leaves the flip out."""
     if kind not in ("ssd", "ssdlite", "light"):
         raise ValueError(f"augment must be 'ssd', 'ssdlite' or 'light', got {kind!r}")
     photometric = [v2.RandomPhotometricDistort(p=0.5)] if kind in ("ssd", "light") else []
@@ -178,7 +179,7 @@ def ssd_augmentation(kind: str) -> v2.Transform:
     crop = [v2.RandomIoUCrop()] if kind in ("ssd", "ssdlite") else []
     return v2.Compose([
         *photometric, *zoom_out, *crop,
-        v2.RandomHorizontalFlip(),
+        *([v2.RandomHorizontalFlip()] if hflip else []),
         v2.SanitizeBoundingBoxes(labels_getter=_labels_and_crowd),  # drops boxes a crop made degenerate
         v2.ToDtype(torch.float32, scale=True),
     ])
@@ -199,7 +200,9 @@ class CocoDataModule(BaseDataModule):
         augment: ``ssd`` (photometric distortion, zoom out, IoU crop, flip: SSD's recipe for long runs),
             ``ssdlite`` (IoU crop and flip: torchvision's SSDLite recipe) or ``light`` (photometric distortion and
             flip: for short runs, such as the demo's).
-        **kwargs: the shared data arguments, see ``BaseDataModule`` (``resolution`` is the SSD input size).
+        **kwargs: the shared data arguments, see ``BaseDataModule`` (``resolution`` is the SSD input size). Of
+            ``augmentation``, only ``hflip`` applies: ``augment`` chooses the crops, and evaluation keeps the
+            whole image.
     """
 
     collate_fn = staticmethod(collate_detection)
@@ -210,6 +213,9 @@ class CocoDataModule(BaseDataModule):
         super().__init__(root, **kwargs)
         if self.hparams.shards:
             raise ValueError(f"{type(self).__name__} cannot train from shards: detection reads its boxes from COCO annotations")
+        if self.hparams.augmentation != Augmentation(hflip=self.hparams.augmentation.hflip):
+            raise ValueError(f"{type(self).__name__}: of augmentation, only hflip applies to detection (augment: ssd, "
+                             f"ssdlite or light chooses the crops); got {self.hparams.augmentation}")
         self.splits = {"train": train_split, "val": val_split, "test": test_split or val_split}
         self.coco: dict[str, COCO] = {}
         self.image_dirs: dict[str, Path] = {}
@@ -226,7 +232,7 @@ class CocoDataModule(BaseDataModule):
         return len(self.category_ids)
 
     def train_transform(self) -> v2.Transform:
-        return ssd_augmentation(self.hparams.augment)
+        return ssd_augmentation(self.hparams.augment, self.hparams.augmentation.hflip)
 
     def eval_transform(self) -> v2.Transform:
         """Original size (the SSD transform resizes, and maps detections back to these coordinates)."""
