@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from mobilenets.backbone.mobilenet import Activation, MobileNetV1, Padding
+from mobilenets.backbone.mobilenet import Activation, MobileNetV1, Padding, check_arguments
+from mobilenets.backbone.tf_checkpoint import tf_checkpoint_prefix
 from mobilenets.backbone.weights import load_pretrained
 from mobilenets.core.checkpoint import checkpoint_type
 
@@ -35,6 +37,13 @@ class BackboneConfig:
     separable: bool = True
     shallow: bool = False
     padding: Padding = "symmetric"
+
+    def check(self) -> None:
+        """Refuse settings the backbone cannot be built with, and a ``pretrained`` file that does not exist, before
+        anything is built (a task whose size comes from the data builds its backbone only at setup)."""
+        check_arguments(self.alpha, self.output_stride, self.activation, self.padding)
+        if self.pretrained and not (Path(self.pretrained).is_file() or tf_checkpoint_prefix(self.pretrained)):
+            raise FileNotFoundError(f"weights file not found: {self.pretrained} (weights must be a local file path)")
 
     def build(self, num_classes: int = 0) -> MobileNetV1:
         """Build the backbone (loading ``pretrained`` if set) with a fresh ``num_classes`` classifier."""

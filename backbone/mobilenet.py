@@ -101,6 +101,16 @@ def _check_padding(padding: str) -> None:
         raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}")
 
 
+def check_arguments(alpha: float, output_stride: int, activation: str, padding: str) -> None:
+    """Refuse ``MobileNetV1`` arguments it cannot build, before anything is built."""
+    if not alpha > 0:
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+    _activation(activation)
+    _check_padding(padding)
+
+
 class ConvBNAct(nn.Sequential):
     """Conv (no bias) -> BatchNorm -> ReLU, the unit every MobileNet layer is made of.
 
@@ -187,16 +197,11 @@ class MobileNetV1(nn.Module):
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        if not alpha > 0:
-            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        check_arguments(alpha, output_stride, activation, padding)
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes!r}")
         if len(mean) != in_chans or len(std) != in_chans:
             raise ValueError(f"mean and std need one value per input channel ({in_chans}), got {mean!r}, {std!r}")
-        _activation(activation)  # validate before building anything
-        _check_padding(padding)
         self.config = dict(
             alpha=alpha, num_classes=num_classes, min_depth=min_depth, activation=activation, drop_rate=drop_rate,
             output_stride=output_stride, separable=separable, shallow=shallow, in_chans=in_chans, padding=padding,

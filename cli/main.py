@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mobilenets.core.checkpoint import TRUST_ENV, UntrustedFileError
+from mobilenets.core.errors import BadRecordError, SettingError
 from mobilenets.tasks.registry import TASKS
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "build_parser", "main"]
@@ -474,11 +475,13 @@ def show_suite_messages() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``mobilenets`` and ``python -m mobilenets.cli``; a file refused as untrusted ends the command
-    with its one-line reason."""
+    """Entry point of ``mobilenets`` and ``python -m mobilenets.cli``. A file refused as untrusted, a dataset record
+    that cannot be used (``BadRecordError``, whose message names the file, the record and the fix), a path that
+    does not exist and a setting that does not fit the data (``SettingError``) end the command with their one
+    line, not a traceback through Lightning."""
     try:
         return _dispatch(argv)
-    except UntrustedFileError as error:
+    except (UntrustedFileError, BadRecordError, SettingError, FileNotFoundError, NotADirectoryError) as error:
         raise SystemExit(f"mobilenets: {error}") from None
 
 

@@ -117,9 +117,17 @@ class DistillationTask(pl.LightningModule):
         if not task.batched_images and (teacher_cache or hint is not None):
             raise ValueError(f"a {type(task).__name__} student (images at their own sizes) takes neither "
                              f"teacher_cache nor hint")
+        self.teacher = load_teacher(teacher, default_task=type(task))
+        if task.sizes_left_to_data():  # the student answers the teacher's classes (cells, attributes ...)
+            given = getattr(self.teacher.model, "hparams", {})  # a suite checkpoint's task has them
+            missing = [name for name in task.size_arguments if name not in given]
+            if missing:
+                raise ValueError(f"the {type(task).__name__} student leaves {missing[0]} out, and its teacher "
+                                 f"({type(self.teacher.model).__name__}) does not give it; set it in the student's "
+                                 f"init_args")
+            task.build(**{name: given[name] for name in task.size_arguments})
         self.student = task
         self.student.log_to(self.log)  # the student's own logging goes through the module Lightning drives
-        self.teacher = load_teacher(teacher, default_task=type(task))
         self.distill_modules = nn.ModuleDict()
         student_out, teacher_out = self._probe()
         self.distill_modules["criterion"] = task.distillation_criterion(student_out, teacher_out, temperature)

@@ -9,6 +9,7 @@ which task it is: adding a task means adding its package (docs/adding-a-task.md)
 
 from __future__ import annotations
 
+import logging
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -21,6 +22,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
+from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from mobilenets.tasks.export import TaskExport
 
 __all__ = ["BaseTask", "monitored_checkpoint"]
+
+log = logging.getLogger(__name__)
 
 
 def silence_intended_warnings() -> None:
@@ -82,6 +86,9 @@ class BaseTask(pl.LightningModule, ABC):
     checkpoint_attributes: tuple[str, ...] = ()
     #: whether a batch's images are one tensor (False: a list of images at their own sizes, as SSD takes them)
     batched_images: bool = True
+    #: the constructor arguments that size the model's output (classes, attributes, cells); left None (the first
+    #: of them), they are read from the data module when a Trainer sets the task up (``sizes_from``)
+    size_arguments: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -105,18 +112,58 @@ class BaseTask(pl.LightningModule, ABC):
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         self.save_hyperparameters()
+        backbone.check()  # now, even where the model is built only once the data is known
         self.backbone_config = backbone
+        self._frozen: list[nn.Module] = []
+        if not self.sizes_left_to_data():
+            self._build()
+
+    @abstractmethod
+    def configure_models(self) -> None:
+        """Build ``self.model``, an ``nn.Module`` with a ``backbone`` attribute (use ``build_backbone``), and
+        whatever else depends on the model's output size (metrics, buffers, label names)."""
+
+    def _build(self) -> None:
         self.configure_models()
-        if channels_last:
+        if self.hparams.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self._frozen = self._frozen_backbone_parts()
         for module in self._frozen:
             module.requires_grad_(False)
             module.eval()
 
-    @abstractmethod
-    def configure_models(self) -> None:
-        """Build ``self.model``, an ``nn.Module`` with a ``backbone`` attribute (use ``build_backbone``)."""
+    def sizes_left_to_data(self) -> bool:
+        """Whether the model's output size was left to the data (its first size argument is None)."""
+        return bool(self.size_arguments) and self.hparams.get(self.size_arguments[0]) is None
+
+    def sizes_from(self, datamodule: Any) -> dict[str, Any]:
+        """The size arguments' values that a set-up data module implies (its label names, cells ...)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read its size from a data module")
+
+    def build(self, **sizes: Any) -> None:
+        """Build the model at the given sizes (the size arguments that were left to the data); they are recorded
+        in the hyperparameters, so checkpoints rebuild the same model."""
+        self.hparams.update(sizes)
+        self._build()
+
+    def setup(self, stage: str) -> None:
+        """Where the config left the model's size to the data, read it from the data module and build the model."""
+        if not self.sizes_left_to_data():
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            raise ValueError(f"{type(self).__name__}: {self.size_arguments[0]} is not given and there is no data "
+                             f"module to read it from; pass {self.size_arguments[0]}")
+        sizes = self.sizes_from(datamodule)
+        log.info("%s: %s from the data", type(self).__name__,
+                 ", ".join(f"{name}={value}" for name, value in sizes.items()))
+        self.build(**sizes)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "model" and self.sizes_left_to_data():
+            raise AttributeError(f"{type(self).__name__} has no model yet: {self.size_arguments[0]} is left to the "
+                                 f"data, which a Trainer reads at setup; pass {self.size_arguments[0]} to build it now")
+        return super().__getattr__(name)
 
     def names_from_data(self, names_attribute: str, size_argument: str, what: str) -> list | None:
         """The data module's label names (``class_names``, ``attribute_names`` ...), refused if their number
@@ -126,7 +173,7 @@ class BaseTask(pl.LightningModule, ABC):
             return None
         expected = self.hparams[size_argument]
         if len(names) != expected:
-            raise ValueError(
+            raise SettingError(
                 f"the data has {len(names)} {what} ({', '.join(map(str, names[:5]))}, ...) but the model was built "
                 f"for {size_argument}={expected}; set model.init_args.{size_argument}: {len(names)}"
             )

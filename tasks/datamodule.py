@@ -8,6 +8,7 @@ Each task's ``data.py`` only reads its dataset's on-disk format into ``ImageReco
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import shutil
 from abc import ABC, abstractmethod
@@ -23,6 +24,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
+from mobilenets.core.io import read_text
 from mobilenets.tasks.augmentation import Augmentation
 from mobilenets.tasks.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable
 from mobilenets.tasks.shards import ShardedImages
@@ -183,7 +185,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             return [ImageRecord(file, -1, f"{path}[{i}]") for i, file in enumerate(files)]
         if not path.is_file():
             raise FileNotFoundError(f"unlabeled images not found: {path} (a folder or a CSV file)")
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        with io.StringIO(read_text(path), newline="") as handle:
             reader = csv.DictReader(handle)
             if "file" not in (reader.fieldnames or []):
                 raise BadRecordError(f"{path}: needs a 'file' column, found {reader.fieldnames}")
@@ -212,6 +214,9 @@ class BaseDataModule(pl.LightningDataModule, ABC):
                 self.skipped += skipped
             if self.skipped:
                 log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
+        if not splits.get("train") and not self.hparams.shards and not self.hparams.unlabeled:
+            skipped = f" (skip_bad skipped {len(self.skipped)} bad records, e.g. {self.skipped[0]})" if self.skipped else ""
+            raise BadRecordError(f"{self.root}: no training images found{skipped}; check root and the dataset's lists")
         datasets: dict[str, Dataset] = {
             "train": ImageDataset(splits.get("train", []), self.train_transform()),  # none listed: from shards
             "val": ImageDataset(splits["val"], self.eval_transform()),

@@ -17,15 +17,13 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from mobilenets.core.errors import BadRecordError
+
 __all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "decode_image_file", "decode_with_pil",
            "decode_with_torchcodec", "drop_unreadable", "five_crop_transform", "read_image", "record_errors"]
 
 log = logging.getLogger(__name__)
 
-
-
-class BadRecordError(ValueError):
-    """A dataset record that cannot be used; the message names the file and the record."""
 
 
 @dataclass(frozen=True)

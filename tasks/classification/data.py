@@ -105,10 +105,19 @@ def read_stanford_dogs(
 
 
 def read_image_folder(root: str | Path) -> tuple[list[ImageRecord], list[str]]:
-    """Records of an ImageFolder tree ``root/<class>/<image>`` (torchvision's listing), and its class names."""
+    """Records of an ImageFolder tree ``root/<class>/<image>`` (torchvision's listing), and its class names; a
+    missing folder, one without class folders, or a class without images is an error saying so."""
     root = Path(root)
+    expected = "layout imagefolder reads <root>/<class>/<image>, or <root>/train/<class>/... beside val/ (and test/)"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: folder not found; {expected}")
+    if not any(entry.is_dir() for entry in root.iterdir()):
+        raise BadRecordError(f"{root}: no class folders in it; {expected}")
     classes, class_to_idx = find_classes(str(root))
-    samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
+    samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    empty = sorted(set(classes) - {classes[label] for _, label in samples})
+    if empty:
+        raise BadRecordError(f"{root}: class folders without images ({', '.join(sorted(IMG_EXTENSIONS))}): {empty[:10]}")
     return [ImageRecord(Path(path), label, f"{root.name}/[{i}]") for i, (path, label) in enumerate(samples)], classes
 
 

@@ -17,12 +17,14 @@ set's labels were never published.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import scipy.io
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
 
+from mobilenets.core.io import read_text
 from mobilenets.tasks.classification.synthetic import write_imagenet
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
@@ -41,7 +43,7 @@ def read_kaggle_val_labels(path: str | Path) -> dict[str, str]:
     """{ImageId: wnid} from Kaggle's ``LOC_val_solution.csv``; an image's class is its first box's wnid."""
     path = Path(path)
     labels: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8-sig") as file:
+    with io.StringIO(read_text(path), newline="") as file:
         reader = csv.reader(file)
         header = next(reader, None)
         if header != ["ImageId", "PredictionString"]:
@@ -68,7 +70,7 @@ def read_devkit_val_labels(devkit: str | Path) -> list[str]:
     except (KeyError, ValueError, TypeError, IndexError) as error:
         raise BadRecordError(f"{meta_path}: not the devkit's synsets table ({error})") from None
     wnids = []
-    for line, text in enumerate(truth_path.read_text(encoding="utf-8-sig").split(), start=1):
+    for line, text in enumerate(read_text(truth_path).split(), start=1):
         if not text.isdigit() or int(text) not in wnid_of:
             raise BadRecordError(f"{truth_path}, line {line}: {text!r} is not a leaf ILSVRC2012_ID of {meta_path.name}")
         wnids.append(wnid_of[int(text)])

@@ -24,7 +24,8 @@ class ClassificationTask(BaseTask):
     """Single-label image classification on the MobileNet backbone.
 
     Args:
-        num_classes: classes in the data (120 for Stanford Dogs); checked against the data module.
+        num_classes: classes in the data (120 for Stanford Dogs); checked against the data module's, and read
+            from it when left out.
         label_smoothing: cross-entropy label smoothing.
         mixup_alpha, cutmix_alpha: mix each training batch with torchvision's ``MixUp`` / ``CutMix`` (the
             Beta(alpha, alpha) mixing weight; 0: off; both set: one of the two per batch, at random). The targets
@@ -37,31 +38,38 @@ class ClassificationTask(BaseTask):
     monitor = "val/top1"
     mode = "max"
     checkpoint_attributes = ("class_names",)
+    size_arguments = ("num_classes",)
 
-    def __init__(self, num_classes: int = 120, label_smoothing: float = 0.0, mixup_alpha: float = 0.0,
+    def __init__(self, num_classes: int | None = None, label_smoothing: float = 0.0, mixup_alpha: float = 0.0,
                  cutmix_alpha: float = 0.0, top_k: int = 5, **kwargs: Any) -> None:
-        if num_classes < 2:
+        if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if mixup_alpha < 0 or cutmix_alpha < 0:
             raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0 (0: off), got {mixup_alpha}, {cutmix_alpha}")
         super().__init__(**kwargs)
-        mixers = ([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha else []) + (
-            [v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha else [])
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.model = MobileNetClassifier(self.build_backbone(), hp.num_classes)
+        mixers = ([v2.MixUp(alpha=hp.mixup_alpha, num_classes=hp.num_classes)] if hp.mixup_alpha else []) + (
+            [v2.CutMix(alpha=hp.cutmix_alpha, num_classes=hp.num_classes)] if hp.cutmix_alpha else [])
         self.batch_mix = v2.RandomChoice(mixers) if mixers else None
-        self.class_names = [str(index) for index in range(num_classes)]
-        k = min(top_k, num_classes)
+        self.class_names = [str(index) for index in range(hp.num_classes)]
+        k = min(hp.top_k, hp.num_classes)
         metrics = MetricCollection({
-            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro"),
+            "top1": MulticlassAccuracy(hp.num_classes, top_k=1, average="micro"),
+            f"top{k}": MulticlassAccuracy(hp.num_classes, top_k=k, average="micro"),
         })
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
-    def configure_models(self) -> None:
-        self.model = MobileNetClassifier(self.build_backbone(), self.hparams.num_classes)
+    def sizes_from(self, datamodule: Any) -> dict[str, Any]:
+        return {"num_classes": len(datamodule.class_names)}
 
     def setup(self, stage: str) -> None:
-        """Take the class names from the data, and refuse data with another number of classes."""
+        """Take the class names from the data (and the number of classes, where the config left it out); refuse
+        data with another number of classes."""
+        super().setup(stage)
         names = self.names_from_data("class_names", "num_classes", "classes")
         if names:
             self.class_names = names

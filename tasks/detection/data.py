@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from mobilenets.core.io import read_text
 from mobilenets.tasks.augmentation import Augmentation
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.detection.metrics import voc07_map50
@@ -42,7 +43,7 @@ def load_coco(path: Path) -> COCO:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: COCO annotation file not found")
     try:
-        dataset = json.loads(path.read_text(encoding="utf-8-sig"))
+        dataset = json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise BadRecordError(f"{path}: malformed JSON: {error}") from None
     missing = [key for key in ("images", "annotations", "categories") if key not in dataset]

@@ -41,7 +41,8 @@ class DetectionTask(BaseTask):
     """Object detection with SSD on the MobileNet backbone (``resolution`` is the SSD input size, 300 in the paper).
 
     Args:
-        num_classes: object categories (COCO: 80 used, ids up to 90), without the background.
+        num_classes: object categories (COCO: 80 used, ids up to 90), without the background; checked against
+            the data module's, and read from it when left out.
         lite: SSDLite (depthwise-separable extra layers and heads) instead of SSD.
         extra_depths: depths of the four extra layers (TF SSD-MobileNet: 512, 256, 256, 128).
         anchors: the anchor layout (``AnchorConfig``: TF's ``ssd_anchor_generator`` fields and defaults).
@@ -59,15 +60,15 @@ class DetectionTask(BaseTask):
     checkpoint_attributes = ("category_ids", "class_names")
     batched_images = False
 
-    def __init__(self, num_classes: int = 90, lite: bool = False, extra_depths: Sequence[int] = EXTRA_DEPTHS,
+    size_arguments = ("num_classes",)
+
+    def __init__(self, num_classes: int | None = None, lite: bool = False, extra_depths: Sequence[int] = EXTRA_DEPTHS,
                  anchors: AnchorConfig = AnchorConfig(), fine_tune_checkpoint: str | None = None,
                  score_thresh: float = 0.01, nms_thresh: float = 0.6, detections_per_img: int = 100,
                  resolution: int = 300, **kwargs: Any) -> None:
-        if num_classes < 1:
+        if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         super().__init__(resolution=resolution, **kwargs)
-        self.category_ids = list(range(1, num_classes + 1))
-        self.class_names = [str(i) for i in self.category_ids]
         self._detections: list[dict[str, Any]] = []
         self._image_ids: list[int] = []
 
@@ -77,6 +78,11 @@ class DetectionTask(BaseTask):
         self.model = ssd_mobilenet(self.build_backbone(), hp.num_classes + 1, size=hp.resolution, lite=hp.lite,
                                    extra_depths=hp.extra_depths, anchors=anchors, score_thresh=hp.score_thresh,
                                    nms_thresh=hp.nms_thresh, detections_per_img=hp.detections_per_img)
+        self.category_ids = list(range(1, hp.num_classes + 1))
+        self.class_names = [str(i) for i in self.category_ids]
+
+    def sizes_from(self, datamodule: Any) -> dict[str, Any]:
+        return {"num_classes": len(datamodule.category_ids)}
 
     @property
     def backbone(self) -> MobileNetV1:
@@ -85,6 +91,7 @@ class DetectionTask(BaseTask):
     def setup(self, stage: str) -> None:
         """Take category ids and names from the data; refuse a different number of classes. Starting ``fit``
         afresh, load ``fine_tune_checkpoint``."""
+        super().setup(stage)
         ids = self.names_from_data("category_ids", "num_classes", "categories")
         if ids:
             self.category_ids, self.class_names = ids, list(self.trainer.datamodule.class_names)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from pycocotools.coco import COCO
 
+from mobilenets.core.io import read_text
 from mobilenets.tasks.images import BadRecordError, record_errors
 
 __all__ = ["VOC_CLASSES", "read_voc", "read_voc_xml"]
@@ -94,7 +95,7 @@ def read_voc(root: Path, sets: Sequence[str], classes: Sequence[str] | None = No
         if not split or not listing.is_file():
             raise FileNotFoundError(f"{listing}: VOC image set not found; sets are named '<year folder>/<split>' "
                                     f"(VOC2007/trainval) under the VOCdevkit folder {root}")
-        for line_number, line in enumerate(listing.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for line_number, line in enumerate(read_text(listing).splitlines(), start=1):
             if not line.strip():
                 continue
             xml_path = root / year / "Annotations" / f"{line.split()[0]}.xml"

@@ -9,11 +9,13 @@ empty cell unknown.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
@@ -30,7 +32,7 @@ def read_celeba_attributes(
     """Parse ``list_attr_celeba.txt``: attribute names, {file: (line number, labels)}, skipped-line messages."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: CelebA attribute file not found")
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    lines = read_text(path).splitlines()
     if len(lines) < 2 or not lines[0].strip().isdigit():
         raise BadRecordError(f"{path}:1: expected the image count, then the attribute names")
     names = lines[1].split()
@@ -62,20 +64,22 @@ def read_celeba_partition(path: Path) -> list[tuple[int, str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: CelebA partition file not found")
     entries = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for line_number, line in enumerate(read_text(path).splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 2 or fields[1] not in SPLITS:
             raise BadRecordError(f"{path}:{line_number}: expected '<file> <0|1|2>', got {line!r}")
         entries.append((line_number, fields[0], SPLITS[fields[1]]))
+    if not entries:
+        raise BadRecordError(f"{path}: lists no images; expected lines '<file> <0|1|2>' (train, val, test)")
     return entries
 
 
 def read_celeba_boxes(path: Path) -> dict[str, tuple[int, int, int, int]]:
     """Parse ``list_bbox_celeba.txt`` into {file: (x0, y0, x1, y1)}."""
     boxes = {}
-    for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines()[2:], start=3):
+    for line_number, line in enumerate(read_text(path).splitlines()[2:], start=3):
         fields = line.split()
         if not fields:
             continue
@@ -93,7 +97,7 @@ def read_attribute_csv(path: Path, image_root: Path, skip_bad: bool = False
     """A ``file,attr1,attr2,...`` CSV (1 yes; 0 or -1 no; empty unknown): names, records, skipped messages."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: attribute CSV not found")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header or header[0] != "file":

@@ -40,7 +40,8 @@ class FaceAttributesTask(BaseTask):
     """One sigmoid per attribute on the MobileNet backbone.
 
     Args:
-        num_attributes: attributes in the data (40 for CelebA); checked against the data module.
+        num_attributes: attributes in the data (40 for CelebA); checked against the data module's, and read
+            from it when left out.
         pos_weight: weight each attribute's positives by negatives / positives of the training labels,
             for very imbalanced attributes.
         **kwargs: the shared task arguments, see ``BaseTask``.
@@ -49,11 +50,16 @@ class FaceAttributesTask(BaseTask):
     monitor = "val/mAP"
     mode = "max"
     checkpoint_attributes = ("attribute_names",)
+    size_arguments = ("num_attributes",)
 
-    def __init__(self, num_attributes: int = 40, pos_weight: bool = False, **kwargs: Any) -> None:
-        if num_attributes < 1:
+    def __init__(self, num_attributes: int | None = None, pos_weight: bool = False, **kwargs: Any) -> None:
+        if num_attributes is not None and num_attributes < 1:
             raise ValueError(f"num_attributes must be >= 1, got {num_attributes}")
         super().__init__(**kwargs)
+
+    def configure_models(self) -> None:
+        num_attributes = self.hparams.num_attributes
+        self.model = MobileNetClassifier(self.build_backbone(), num_attributes)
         self.attribute_names = [f"attribute_{i}" for i in range(num_attributes)]
         self.register_buffer("positive_weight", torch.ones(num_attributes), persistent=False)
         self.val_metrics = MetricCollection(
@@ -66,11 +72,13 @@ class FaceAttributesTask(BaseTask):
             "specificity": MultilabelSpecificity(num_attributes, average=None, ignore_index=UNKNOWN),
         }, prefix="test/")
 
-    def configure_models(self) -> None:
-        self.model = MobileNetClassifier(self.build_backbone(), self.hparams.num_attributes)
+    def sizes_from(self, datamodule: Any) -> dict[str, Any]:
+        return {"num_attributes": len(datamodule.attribute_names)}
 
     def setup(self, stage: str) -> None:
-        """Take attribute names (and, for ``pos_weight``, label balance) from the data; refuse a mismatch."""
+        """Take attribute names (and, for ``pos_weight``, label balance) from the data, and their number where
+        the config left it out; refuse a mismatch."""
+        super().setup(stage)
         names = self.names_from_data("attribute_names", "num_attributes", "attributes")
         if not names:
             return

@@ -17,6 +17,7 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_embedding.synthetic import write_faces
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
@@ -49,7 +50,7 @@ def read_pairs(path: Path, image_root: Path, skip_bad: bool = False) -> tuple[li
     """Parse an LFW ``pairs.txt``: matched ``name n1 n2``, mismatched ``name1 n1 name2 n2``, per fold."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pairs file not found")
-    lines = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
     header = lines[0].split() if lines else []
     if len(header) == 2 and all(f.isdigit() for f in header):
         folds, per_fold = int(header[0]), int(header[1])

@@ -4,6 +4,7 @@ folder, with the training photos' S2 partition built once in ``prepare_data`` or
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,7 @@ import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 from torchvision.transforms import v2
 
+from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.geolocation.partition import (
     Partition,
@@ -35,11 +37,11 @@ def read_geotagged_csv(path: Path, columns: tuple[str, str, str], skip_bad: bool
     if not path.is_file():
         raise FileNotFoundError(f"{path}: geotagged CSV not found")
     id_column, lat_column, lon_column = columns
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise BadRecordError(f"{path}: missing columns {missing}; has {reader.fieldnames}")
+            raise BadRecordError(f"{path}: missing columns {missing}; has {reader.fieldnames or 'no header (an empty file)'}")
         rows = list(reader)
 
     def number(text: str) -> float:

@@ -10,6 +10,7 @@ Partition files use the CSV of later PlaNet work: ``class_label,hex_id,imgs_per_
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +18,8 @@ from typing import Sequence
 import numpy as np
 import s2sphere
 from s2sphere.sphere import INVERT_MASK, LOOKUP_BITS, LOOKUP_POS, SWAP_MASK
+
+from mobilenets.core.io import read_text
 
 __all__ = ["Partition", "build_partition", "build_partitions", "cell_ids", "parent_ids", "read_partition",
            "validate_coordinates", "write_partition"]
@@ -191,7 +194,7 @@ def read_partition(path: Path) -> Partition:
     """Read a partition CSV written by ``write_partition`` or by the published PlaNet-style partitions."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: partition file not found")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
         header = reader.fieldnames or []

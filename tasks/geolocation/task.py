@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import nn
 from torch.nn import functional as F
 
+from mobilenets.core.errors import SettingError
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from mobilenets.tasks.geolocation.export import GeolocationExport, hierarchical_scores
@@ -32,7 +33,8 @@ class GeolocationTask(BaseTask):
     (coarsest first, as GeoEstimation reports every partitioning beside the hierarchy).
 
     Args:
-        num_cells: cells in the finest partition; checked against the data module's.
+        num_cells: cells in the finest partition; checked against the data module's. Left out, it and
+            ``coarser_cells`` are read from the data module's partitions.
         coarser_cells: cells of each coarser partition, coarsest first (empty: a single level, PlaNet).
         location: the predicted coordinate of a cell: the ``mean`` of its training photos (PlaNet) or its ``centre``.
         top_k: cells listed per image by ``predict``.
@@ -41,13 +43,19 @@ class GeolocationTask(BaseTask):
 
     monitor = "val/acc_2500km"
     mode = "max"
+    size_arguments = ("num_cells", "coarser_cells")
 
-    def __init__(self, num_cells: int = 1000, coarser_cells: list[int] | None = None,
+    def __init__(self, num_cells: int | None = None, coarser_cells: list[int] | None = None,
                  location: Literal["mean", "centre"] = "mean", top_k: int = 5, **kwargs: Any) -> None:
-        if num_cells < 2 or any(n < 1 for n in coarser_cells or []):
+        if (num_cells is not None and num_cells < 2) or any(n < 1 for n in coarser_cells or []):
             raise ValueError(f"num_cells must be >= 2 and coarser_cells >= 1, got {num_cells}, {coarser_cells}")
         super().__init__(**kwargs)
-        self.level_sizes = [*(coarser_cells or []), num_cells]
+
+    def configure_models(self) -> None:
+        num_cells, coarser_cells = self.hparams.num_cells, list(self.hparams.coarser_cells or [])
+        self.level_sizes = [*coarser_cells, num_cells]
+        # One FC over all levels' cells, split per level: the same as a head per level, in one matrix product.
+        self.model = MobileNetClassifier(self.build_backbone(), sum(self.level_sizes))
         # The partition travels in checkpoints: each finest cell's S2 id, its predicted coordinate, and its
         # enclosing cell at every coarser level.
         self.register_buffer("cell_ids", torch.zeros(num_cells, dtype=torch.int64))
@@ -55,9 +63,12 @@ class GeolocationTask(BaseTask):
         self.register_buffer("cell_lon", torch.zeros(num_cells, dtype=torch.float64))
         self.register_buffer("parents", torch.full((len(self.level_sizes) - 1, num_cells), -1, dtype=torch.int64))
         # every coarser level's cell coordinates, the levels one after another: each level's own prediction
-        self.register_buffer("coarse_coordinates", torch.zeros(sum(coarser_cells or []), 2, dtype=torch.float64))
+        self.register_buffer("coarse_coordinates", torch.zeros(sum(coarser_cells), 2, dtype=torch.float64))
         self.metrics = nn.ModuleDict()  # per stage prefix: the hierarchical metric, then one per level
         self._build_metrics(["val", "test"])
+
+    def sizes_from(self, datamodule: Any) -> dict[str, Any]:
+        return {"num_cells": datamodule.num_cells[-1], "coarser_cells": datamodule.num_cells[:-1]}
 
     def _build_metrics(self, prefixes: list[str]) -> None:
         per_prefix = 1 + (len(self.level_sizes) if len(self.level_sizes) > 1 else 0)
@@ -65,19 +76,16 @@ class GeolocationTask(BaseTask):
             if prefix not in self.metrics:
                 self.metrics[prefix] = nn.ModuleList(GeolocationAccuracy() for _ in range(per_prefix))
 
-    def configure_models(self) -> None:
-        # One FC over all levels' cells, split per level: the same as a head per level, in one matrix product.
-        levels = [*(self.hparams.coarser_cells or []), self.hparams.num_cells]
-        self.model = MobileNetClassifier(self.build_backbone(), sum(levels))
-
     def setup(self, stage: str) -> None:
-        """Take the partitions from the data (cells, coordinates, parents); refuse other cell counts."""
+        """Take the partitions from the data (cells, coordinates, parents), and the cell counts where the config
+        left them out; refuse other cell counts."""
+        super().setup(stage)
         self._build_metrics(self.test_prefixes())
         datamodule = getattr(self.trainer, "datamodule", None)
         if not getattr(datamodule, "partitions", None):
             return
         if datamodule.num_cells != self.level_sizes:
-            raise ValueError(f"the partitions have {datamodule.num_cells} cells (coarsest first) but the model was "
+            raise SettingError(f"the partitions have {datamodule.num_cells} cells (coarsest first) but the model was "
                              f"built for {self.level_sizes}; set model.init_args.num_cells: {datamodule.num_cells[-1]}"
                              f" and coarser_cells: {datamodule.num_cells[:-1]}")
         partition = datamodule.partition

@@ -163,7 +163,7 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
 
     with pytest.raises(NotImplementedError, match="TinyTask defines no export_module, so it cannot be exported"):
         inference_model(TinyTask())
-    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+    with pytest.raises(SystemExit, match="^mobilenets: .*missing.ckpt"):
         main(["export", str(tmp_path / "missing.ckpt")])
     (tmp_path / "plain.onnx").write_bytes(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
                                           .SerializeToString())

@@ -201,12 +201,13 @@ def test_training_lifts_map_through_the_evaluation_path(tmp_path):
 
 @pytest.mark.slow
 def test_demo_config_reaches_a_real_map50(tmp_path, monkeypatch):
-    """The demo config from scratch with a sixth of its epochs (to keep CI short). With SSD300 at lr 0.002 (before
-    the detection issue) 8 epochs reached val mAP50 0.058; SSDLite at lr 0.01 measured 0.067 (epoch 2) -> 0.147
-    (epoch 4) here, 0.251 at epoch 8. Bar: val mAP50 passes 0.1 at epoch 4, up from epoch 2 (chance is about 0.005)."""
+    """The demo config from scratch with 3 of its 16 epochs (to keep CI short). With SSD300 at lr 0.002 (before
+    the detection issue) 8 epochs reached val mAP50 0.058; SSDLite at lr 0.01 measured 0.012, 0.099, 0.108 over
+    epochs 1-3 here (0.251 at epoch 8). Bar: val mAP50 passes 0.08 by epoch 3, 0.05 above epoch 1's (chance is
+    about 0.005)."""
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", str(REPO / "configs" / "demo" / "detection.yaml"), "--trainer.max_epochs", "4",
-          "--trainer.check_val_every_n_epoch", "2", "--trainer.enable_progress_bar", "false"])
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "detection.yaml"), "--trainer.max_epochs", "3",
+          "--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false"])
     map50 = [float(row["val/mAP50"]) for row in logged_metrics(tmp_path / "runs") if row.get("val/mAP50")]
-    assert len(map50) == 2, map50
-    assert map50[-1] >= 0.1 and map50[-1] > map50[0], map50
+    assert len(map50) == 3, map50
+    assert map50[-1] >= 0.08 and map50[-1] > map50[0] + 0.05, map50

@@ -105,10 +105,10 @@ def test_attribute_count_must_match(tmp_path):
 
 @pytest.mark.slow
 def test_demo_config_learns_the_attributes(tmp_path, monkeypatch):
-    """The demo config, run for 10 of its 25 epochs (the suite's time budget): validation mAP climbs from near
-    the base rate to well above it (measured here: 0.491 at epoch 1, 0.564 at 5, 0.62 at 9)."""
+    """The demo config, run for 8 of its 25 epochs (the suite's time budget): validation mAP climbs from near
+    the base rate to well above it (measured here: 0.531 at epoch 1, 0.648 at 4, 0.693 at 8)."""
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", str(REPO / "configs" / "demo" / "face_attributes.yaml"), "--trainer.max_epochs", "10",
+    main(["fit", "--config", str(REPO / "configs" / "demo" / "face_attributes.yaml"), "--trainer.max_epochs", "8",
           "--trainer.enable_progress_bar", "false"])
     maps = [float(row["val/mAP"]) for row in logged_metrics(tmp_path / "runs") if row.get("val/mAP")]
-    assert len(maps) == 10 and maps[0] < 0.55 and max(maps[-3:]) > 0.58 and max(maps[-3:]) > maps[0] + 0.08, maps
+    assert len(maps) == 8 and maps[0] < 0.58 and max(maps[-3:]) > 0.62 and max(maps[-3:]) > maps[0] + 0.08, maps
