@@ -41,11 +41,17 @@ def reference_protocol(distances_, same, folds, thresholds, val_far):
     return np.mean(accuracies), np.mean(vals)
 
 
+def synthetic_pairs(seed: int, per_fold: int, spread: float, different: float):
+    """10 LFW-style folds of ``per_fold`` matched then ``per_fold`` mismatched pairs: (distances, same, folds)."""
+    rng = np.random.default_rng(seed)
+    same = np.tile(np.repeat([True, False], per_fold), 10)
+    size = len(same)
+    distances_ = np.where(same, rng.normal(1.0, spread, size), rng.normal(different, spread, size)).clip(0, 4)
+    return distances_, same, np.repeat(np.arange(10), 2 * per_fold)
+
+
 def test_metrics_equal_the_reference():
-    rng = np.random.default_rng(0)
-    same = np.tile(np.repeat([True, False], 15), 10)
-    folds = np.repeat(np.arange(10), 30)
-    distances_ = np.where(same, rng.normal(1.0, 0.35, 300), rng.normal(1.8, 0.35, 300)).clip(0, 4)
+    distances_, same, folds = synthetic_pairs(0, 15, 0.35, 1.8)
     thresholds = np.arange(0, 4, 0.01)
     ours = verification_metrics(distances_, same, folds, thresholds=thresholds, val_far=0.1, val_threshold_rule="grid")
     accuracy, val = reference_protocol(distances_, same, folds, thresholds, val_far=0.1)
@@ -75,10 +81,7 @@ def facenet_val(distances_, same, thresholds, far_target, folds=10):
 
 def test_val_at_far_follows_facenets_published_protocol():
     """VAL@FAR by default interpolates the threshold as FaceNet's LFW evaluation does; ``grid`` stays a choice."""
-    rng = np.random.default_rng(1)
-    same = np.tile(np.repeat([True, False], 30), 10)
-    folds = np.repeat(np.arange(10), 60)
-    distances_ = np.where(same, rng.normal(1.0, 0.4, 600), rng.normal(1.9, 0.4, 600)).clip(0, 4)
+    distances_, same, folds = synthetic_pairs(1, 30, 0.4, 1.9)
     thresholds = np.arange(0, 4, 0.05)  # a coarse grid, where interpolating matters
     for far_target in (0.01, 0.05, 0.13):  # 270 training negatives: never exactly one of the curve's FARs
         val, far = facenet_val(distances_, same, thresholds, far_target)
