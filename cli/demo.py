@@ -80,7 +80,7 @@ STAGES: list[Stage] = [
     *[_sweep(alpha, resolution) for resolution in (128, 96) for alpha in (1.0, 0.5, 0.25)],
     Stage("distill_teacher", "teacher: 0.5 MobileNet-160, all labels", "distill/dogs_teacher.yaml", ("test/top1",),
           "dogs", *_epochs(12)),
-    Stage("distill_labels_only", "student 0.25 MobileNet-128, 10% of labels", "distill/dogs_labels_only.yaml",
+    Stage("distill_labels_only", "student 0.25 MobileNet-128, 10% of labels, equal steps", "distill/dogs_labels_only.yaml",
           ("test/top1",), "dogs", *_epochs(10)),
     Stage("distill_student", "student 0.25 MobileNet-128, 10% labels + teacher", "distill/dogs.yaml",
           ("test/top1",), "dogs", *_epochs(10), needs="distill_teacher"),

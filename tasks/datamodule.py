@@ -19,7 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
@@ -58,6 +58,10 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             (``mobilenets.tasks.shards``); validation and test still read the files.
         augmentation: the training augmentation and the evaluation crop (flip, crop scale and ratio, an automatic
             policy, random erasing), see ``mobilenets.tasks.augmentation``; the defaults are the task's own.
+        match_distillation_steps: where some training images are unlabeled (``label_fraction`` < 1 or
+            ``unlabeled``), an epoch on the labeled images alone loops over them for as many samples as the
+            unlabeled ones, so it takes as many optimizer steps as a distiller's epoch (which follows the longer
+            loader): the equal-budget labels-only baseline.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         persistent_workers: bool = True,
         shards: str | None = None,
         augmentation: Augmentation = Augmentation(),
+        match_distillation_steps: bool = False,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -265,9 +270,24 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
         )
 
+    def labeled_epoch_samples(self) -> int:
+        """How many labeled samples an epoch draws: the labeled images, or with ``match_distillation_steps`` (and
+        not distilling) as many as there are unlabeled images, where those are more."""
+        labeled = len(self.datasets["train"])
+        if self.hparams.match_distillation_steps and not self.distilling and "unlabeled" in self.datasets:
+            return max(labeled, len(self.datasets["unlabeled"]))
+        return labeled
+
     def labeled_train_dataloader(self) -> DataLoader:
         """The loader of the labeled training records (tasks with their own sampler override this)."""
-        return self._loader("train", shuffle=True)
+        samples = self.labeled_epoch_samples()
+        if samples == len(self.datasets["train"]):
+            return self._loader("train", shuffle=True)
+        # a new permutation on each pass over the labeled images (RandomSampler draws more than one when asked)
+        return DataLoader(self.datasets["train"], batch_size=self.hparams.batch_size, collate_fn=self.collate_fn,
+                          sampler=RandomSampler(self.datasets["train"], num_samples=samples),
+                          num_workers=self.hparams.num_workers, drop_last=samples > self.hparams.batch_size,
+                          persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         """The labeled training loader; when distilling, labeled and unlabeled batches side by side (the

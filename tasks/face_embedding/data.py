@@ -192,7 +192,8 @@ class FaceIdentityDataModule(BaseDataModule):
                 f"{self.root}: the training set has {identities} identities ({len(dataset)} images), fewer than one "
                 f"batch of {batch_size // per_identity} identities x {per_identity} images needs; lower "
                 f"data.init_args.batch_size to at most {fits}")
-        sampler = MPerClassSampler(labels, m=per_identity, batch_size=batch_size, length_before_new_iter=len(dataset))
+        sampler = MPerClassSampler(labels, m=per_identity, batch_size=batch_size,
+                                   length_before_new_iter=self.labeled_epoch_samples())
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,

@@ -103,6 +103,37 @@ def test_label_fraction_splits_training_images_into_labeled_and_unlabeled(dogs, 
         DogsDataModule(str(dogs), label_fraction=1.5)
 
 
+def test_the_labels_only_baseline_takes_as_many_steps_as_the_distilled_student(dogs, tmp_path):
+    """``match_distillation_steps``: an epoch on the labeled images alone loops over them for as many batches as a
+    distiller's epoch takes (the longer, unlabeled loader); without it, the baseline takes one batch an epoch."""
+    from mobilenets.tasks.face_embedding import FaceIdentityDataModule
+
+    options = dict(resolution=64, num_workers=0, batch_size=4, label_fraction=0.25)
+    baseline = DogsDataModule(str(dogs), match_distillation_steps=True, **options)
+    baseline.setup("fit")
+    labeled, unlabeled = len(baseline.datasets["train"]), len(baseline.datasets["unlabeled"])
+    batches = [batch["index"].tolist() for batch in baseline.train_dataloader()]
+    assert (labeled, unlabeled) == (6, 16) and len(batches) == 16 // 4
+    drawn = [index for batch in batches for index in batch]
+    assert sorted(drawn[:6]) == sorted(drawn[6:12]) == list(range(6))  # whole passes over the labeled images
+    distilled = DogsDataModule(str(dogs), **options)
+    distilled.setup("fit")
+    distilled.enable_distillation()
+    assert sum(1 for _ in distilled.train_dataloader()) == len(batches)
+    plain = DogsDataModule(str(dogs), **options)
+    plain.setup("fit")
+    assert sum(1 for _ in plain.train_dataloader()) == 1
+
+    faces = FaceIdentityDataModule(str(tmp_path / "faces"), synthetic=True, resolution=32, num_workers=0, batch_size=4,
+                                   images_per_identity=2, label_fraction=0.25, match_distillation_steps=True,
+                                   synthetic_options=dict(train_identities=4, train_images=4, test_identities=20,
+                                                          test_images=2, pairs_per_fold=1))
+    faces.prepare_data()
+    faces.setup("fit")  # P x K batches: the identity sampler loops as well
+    assert (len(faces.datasets["train"]), len(faces.datasets["unlabeled"])) == (4, 12)
+    assert sum(1 for _ in faces.train_dataloader()) == 12 // 4
+
+
 def test_teacher_cache_fills_once_and_is_reused(dogs, tmp_path):
     teacher = write_checkpoint(ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25),
                                                   resolution=64), tmp_path / "t.ckpt")
