@@ -91,13 +91,13 @@ class ExactResume(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """After the epoch's validation: the state the next epoch starts from."""
         if trainer.checkpoint_callback is not None and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.last_path(trainer))
+            trainer.save_checkpoint(self.last_path(trainer), weights_only=False)  # whole: optimizer, loops, RNG
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
             return
         path = self.last_path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         log.warning("SIGTERM: saved %s at epoch %d, step %d; continue with --ckpt_path last", path,
                     trainer.current_epoch, trainer.global_step)
 
