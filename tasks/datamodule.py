@@ -255,19 +255,27 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
                                             shuffle=False)
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool = False, samples: int | None = None) -> DataLoader:
+        """A loader over ``split``; ``samples``: a shuffled epoch of that many samples, looping over the split
+        (RandomSampler draws a new order on each pass)."""
         dataset = self.datasets[split]
         streamed = isinstance(dataset, IterableDataset)  # shards shuffle themselves and split over workers
-        sampler = None if shuffle or streamed else self.evaluation_sampler(dataset)
+        epoch = samples or len(dataset)
+        if streamed or (shuffle and epoch == len(dataset)):
+            sampler = None
+        elif shuffle:
+            sampler = RandomSampler(dataset, num_samples=epoch)
+        else:
+            sampler = self.evaluation_sampler(dataset)
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle and not streamed,
+            shuffle=shuffle and not streamed and sampler is None,
             sampler=sampler,
             collate_fn=self.collate_fn,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
+            drop_last=shuffle and epoch > self.hparams.batch_size,
         )
 
     def labeled_epoch_samples(self) -> int:
@@ -280,14 +288,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
 
     def labeled_train_dataloader(self) -> DataLoader:
         """The loader of the labeled training records (tasks with their own sampler override this)."""
-        samples = self.labeled_epoch_samples()
-        if samples == len(self.datasets["train"]):
-            return self._loader("train", shuffle=True)
-        # a new permutation on each pass over the labeled images (RandomSampler draws more than one when asked)
-        return DataLoader(self.datasets["train"], batch_size=self.hparams.batch_size, collate_fn=self.collate_fn,
-                          sampler=RandomSampler(self.datasets["train"], num_samples=samples),
-                          num_workers=self.hparams.num_workers, drop_last=samples > self.hparams.batch_size,
-                          persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0)
+        return self._loader("train", shuffle=True, samples=self.labeled_epoch_samples())
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         """The labeled training loader; when distilling, labeled and unlabeled batches side by side (the

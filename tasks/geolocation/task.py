@@ -89,16 +89,19 @@ class GeolocationTask(BaseTask):
                              f"built for {self.level_sizes}; set model.init_args.num_cells: {datamodule.num_cells[-1]}"
                              f" and coarser_cells: {datamodule.num_cells[:-1]}")
         partition = datamodule.partition
-        lat, lon = (partition.lat_mean, partition.lon_mean) if self.hparams.location == "mean" else partition.centres()
+        lat, lon = self._locations(partition)
         self.cell_ids.copy_(torch.as_tensor(partition.cells.view("int64")))
         self.cell_lat.copy_(torch.as_tensor(lat))
         self.cell_lon.copy_(torch.as_tensor(lon))
         for level, parents in enumerate(datamodule.parent_indices()):
             self.parents[level].copy_(torch.as_tensor(parents))
-        coarse = [np.stack([p.lat_mean, p.lon_mean] if self.hparams.location == "mean" else p.centres(), axis=1)
-                  for p in datamodule.partitions[:-1]]
+        coarse = [np.stack(self._locations(p), axis=1) for p in datamodule.partitions[:-1]]
         if coarse:
             self.coarse_coordinates.copy_(torch.as_tensor(np.concatenate(coarse)))
+
+    def _locations(self, partition: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Each cell's predicted (lat, lon): its training photos' mean (PlaNet) or its centre (``location``)."""
+        return (partition.lat_mean, partition.lon_mean) if self.hparams.location == "mean" else partition.centres()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
