@@ -1,36 +1,37 @@
 """``mobilenets demo``: the paper's Section 4 in miniature, on the built-in synthetic data, with a report.
 
 Every stage is a packaged YAML config (``mobilenets.configs``) run through ``MobileNetsCLI`` (fit, then test on the best
-checkpoint): the five tasks' demo configs, the width x resolution sweep on dogs, and the dogs distillation
-experiment. Each finished stage leaves ``stages/<name>.json``, so a re-run only does what is missing
-(``fresh`` starts over). The report folder gets ``report.md`` (one table per paper table, ours beside the
-paper's), ``metrics.json``, the paper's Figures 4 and 5 with our points, and each stage's own picture where its
-task draws one (``BaseTask.draw``: detections, a geolocation map).
-"""
+checkpoint): the five tasks' demo configs, then two packaged experiments (``mobilenets experiment``) at demo-sized
+budgets: the width x resolution sweep on dogs and the dogs distillation experiment, one seed each unless
+``seeds`` says more. Each finished stage leaves ``stages/<name>.json`` and each experiment run its own JSON, so a
+re-run only does what is missing (``fresh`` starts over). The report folder gets ``report.md`` (one table per paper
+table, ours beside the paper's), ``metrics.json``, the paper's Figures 4 and 5 with our points (± std where there
+are several seeds), and each stage's own picture where its task draws one (``BaseTask.draw``: detections, a
+geolocation map)."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mobilenets.backbone.profile import PAPER_IMAGENET, profile_model
-from mobilenets.cli.lightning import MobileNetsCLI
-from mobilenets.configs import config_path
-from mobilenets.core.checkpoint import weights_only_for
+from mobilenets.backbone.profile import PAPER_IMAGENET
+from mobilenets.cli.experiment import (
+    QUICK,
+    Experiment,
+    experiment_table,
+    fit_and_test,
+    mean_std,
+    plot_against_macs,
+    run_experiment,
+    summarize,
+)
 from mobilenets.core.io import write_text
-from mobilenets.distill import trained_task
 
-__all__ = ["PAPER", "STAGES", "Stage", "run_demo"]
-
-
-#: --quick: a few training batches per stage, then the whole test split (numbers show the plumbing, not accuracy)
-QUICK = ("--trainer.limit_val_batches", "2", "--trainer.num_sanity_val_steps", "0",
-         "--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1")
+__all__ = ["PAPER", "STAGES", "DemoExperiment", "Stage", "demo_experiments", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,21 @@ class Stage:
     quick: tuple[str, ...] = ()
     needs: str | None = None  # a stage whose best checkpoint this one starts from ...
     needs_as: str = "--model.init_args.teacher.checkpoint"  # ... given as this argument (default: the teacher)
-    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoExperiment:
+    """A packaged experiment (``mobilenets experiment``) the demo runs on its data, at a demo-sized budget."""
+
+    experiment: Experiment
+    steps: int
+    data: str
 
 
 def _epochs(full: int, quick: int = 1, quick_batches: int = 3) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Overrides for a full run of ``full`` epochs and a ``--quick`` one of a few batches."""
     return ("--trainer.max_epochs", str(full)), QUICK + ("--trainer.max_epochs", str(quick),
                                                          "--trainer.limit_train_batches", str(quick_batches))
-
-
-def _sweep(alpha: float, resolution: int) -> Stage:
-    full, quick = _epochs(8)
-    return Stage(
-        f"sweep_{alpha}_{resolution}", f"{alpha} MobileNet-{resolution}", "demo/dogs.yaml", ("test/top1",), "dogs",
-        ("--model.init_args.backbone.alpha", str(alpha), "--model.init_args.resolution", str(resolution), *full),
-        quick, options={"alpha": alpha, "resolution": resolution},
-    )
 
 
 STAGES: list[Stage] = [
@@ -77,14 +77,15 @@ STAGES: list[Stage] = [
           *_epochs(16, quick=2), needs="dogs", needs_as="--model.init_args.backbone.pretrained"),
     Stage("face_embedding", "FaceNet embeddings (Table 14)", "demo/face_embedding.yaml",
           ("test/accuracy", "test/auc"), "faces", *_epochs(30)),
-    *[_sweep(alpha, resolution) for resolution in (128, 96) for alpha in (1.0, 0.5, 0.25)],
-    Stage("distill_teacher", "teacher: 0.5 MobileNet-160, all labels", "distill/dogs_teacher.yaml", ("test/top1",),
-          "dogs", *_epochs(12)),
-    Stage("distill_labels_only", "student 0.25 MobileNet-128, 10% of labels, equal steps", "distill/dogs_labels_only.yaml",
-          ("test/top1",), "dogs", *_epochs(10)),
-    Stage("distill_student", "student 0.25 MobileNet-128, 10% labels + teacher", "distill/dogs.yaml",
-          ("test/top1",), "dogs", *_epochs(10), needs="distill_teacher"),
 ]
+
+
+def demo_experiments() -> list[DemoExperiment]:
+    """The width x resolution sweep (8 epochs of the dogs demo's data each, as the README's) and the dogs
+    distillation experiment at half its README budget (110 steps, 10 epochs of the distilled student)."""
+    return [DemoExperiment(Experiment.load("sweep"), 96, "dogs"),
+            DemoExperiment(Experiment.load("distill_dogs"), 110, "dogs")]
+
 
 #: The paper's rows for each report table: (model, metric, MACs in millions, params in millions).
 PAPER: dict[str, tuple[str, list[tuple[str, str, float, float]]]] = {
@@ -102,47 +103,31 @@ PAPER: dict[str, tuple[str, list[tuple[str, str, float, float]]]] = {
 
 
 def _run_stage(stage: Stage, output: Path, quick: bool, needed: str | None) -> dict[str, Any]:
-    root = output / "runs" / stage.name
-    args = ["--config", str(config_path(stage.config)), "--data.init_args.root", str(output / "data" / stage.data),
-            "--trainer.default_root_dir", str(root), *stage.overrides, *(stage.quick if quick else ())]
+    args = ["--data.init_args.root", str(output / "data" / stage.data),
+            "--trainer.default_root_dir", str(output / "runs" / stage.name), *stage.overrides,
+            *(stage.quick if quick else ())]
     if needed:
         args += [stage.needs_as, needed]
-    start = time.perf_counter()
-    cli = MobileNetsCLI(args=args, run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    callback = cli.trainer.checkpoint_callback
-    best = callback.best_model_path if callback is not None and callback.best_model_path else None
-    tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False,
-                              weights_only=weights_only_for(best) if best else None)[0]
-    task = trained_task(cli.model)
-    resolution = task.hparams.resolution
-    profile = profile_model(task.inference_network(), resolution)
-    result = {
-        "stage": stage.name, "title": stage.title, "config": f"configs/{stage.config}",
-        "metrics": {name: float(tested[name]) for name in stage.metrics},
-        "macs_m": profile.macs / 1e6, "params_m": profile.params / 1e6, "resolution": resolution,
-        "seconds": time.perf_counter() - start, "checkpoint": best or "", **stage.options,
-    }
-    figure = task.draw(cli.datamodule, output / f"{stage.name}.png")
+    trained = fit_and_test(stage.config, args, stage.metrics)
+    result = {"stage": stage.name, "title": stage.title, **trained.result, "config": f"configs/{stage.config}"}
+    figure = trained.task.draw(trained.datamodule, output / f"{stage.name}.png")
     if figure is not None:
         result["figure"] = figure.name
     return result
 
 
-def _plot_tradeoffs(results: dict[str, dict], output: Path) -> None:
-    """Figures 4 and 5 of the paper: accuracy against MACs (log scale) and against parameters."""
+def _plot_tradeoffs(sweep: list[dict[str, Any]], seeds: int, output: Path) -> None:
+    """Figures 4 and 5 of the paper: accuracy against MACs (log scale) and against parameters, our sweep's
+    mean with ± std error bars over its seeds beside the paper's ImageNet points."""
     from matplotlib import pyplot as plt
 
-    sweep = [r for r in results.values() if r["stage"].startswith("sweep_")]
     paper = sorted(PAPER_IMAGENET.items())
     for key, label, path in (("macs_m", "MACs (millions, log scale)", "accuracy_vs_macs.png"),
                              ("params_m", "parameters (millions, log scale)", "accuracy_vs_params.png")):
         figure, axes = plt.subplots(figsize=(7, 4.5))
         axes.set_xscale("log")
-        axes.scatter([r[key] for r in sweep], [100 * r["metrics"]["test/top1"] for r in sweep], color="tab:red",
-                     label="ours: top-1, synthetic dogs (demo sweep)")
-        for r in sweep:
-            axes.annotate(f"{r['alpha']}-{r['resolution']}", (r[key], 100 * r["metrics"]["test/top1"]), fontsize=7)
+        plot_against_macs(axes, sweep, "test/top1", key,
+                          label=f"ours: top-1, synthetic dogs (demo sweep, {seeds} seed{'s' if seeds > 1 else ''})")
         column = 1 if key == "macs_m" else 2
         axes.scatter([row[column] for _, row in paper], [row[0] for _, row in paper], color="tab:blue",
                      label="paper: top-1, ImageNet (Tables 6-7)")
@@ -170,36 +155,28 @@ def _task_table(result: dict, key: str) -> list[str]:
     return lines + [""]
 
 
-def _sweep_table(results: dict[str, dict]) -> list[str]:
+def _sweep_table(sweep: list[dict[str, Any]], seeds: int) -> list[str]:
+    std = "mean ± std over " + f"{seeds} seeds" if seeds > 1 else "one seed (`--seeds 3` gives mean ± std)"
     lines = ["## Width and resolution sweep (layout of Tables 6 and 7)", "",
-             "Ours: dogs demo config, top-1 on the synthetic breeds; paper: ImageNet top-1 where the paper has the "
-             "same model.", "",
+             f"Ours: dogs demo config, top-1 on the synthetic breeds, {sweep[0]['steps']} optimizer steps each, "
+             f"{std}; paper: ImageNet top-1 where the paper has the same model.", "",
              "| model | top-1 (ours) | MACs (M) | params (M) | paper top-1 | paper MACs (M) | paper params (M) |",
              "|---|---|---|---|---|---|---|"]
-    for result in results.values():
-        if not result["stage"].startswith("sweep_"):
-            continue
-        paper = PAPER_IMAGENET.get((result["alpha"], result["resolution"]))
+    for row in sweep:
+        paper = PAPER_IMAGENET.get((row["alpha"], row["resolution"]))
         paper_cells = f"{paper[0]}% | {paper[1]} | {paper[2]}" if paper else "- | - | -"
-        lines.append(f"| {result['title']} | {_percent(result['metrics']['test/top1'])} | {result['macs_m']:.1f} | "
-                     f"{result['params_m']:.3f} | {paper_cells} |")
+        lines.append(f"| {row['title']} | {mean_std(row['metrics']['test/top1'], percent=True)} | "
+                     f"{row['macs_m']:.1f} | {row['params_m']:.3f} | {paper_cells} |")
     return lines + [""]
 
 
-def _distill_table(results: dict[str, dict]) -> list[str]:
-    lines = ["## Distillation (dogs; the paper's Tables 12 and 14 come from distilled students)", "",
-             "| model | top-1 | MACs (M) | params (M) |", "|---|---|---|---|"]
-    for name in ("distill_teacher", "distill_labels_only", "distill_student"):
-        if name in results:
-            r = results[name]
-            lines.append(f"| {r['title']} | {_percent(r['metrics']['test/top1'])} | {r['macs_m']:.1f} | "
-                         f"{r['params_m']:.3f} |")
-    return lines + [""]
-
-
-def write_report(results: dict[str, dict], output: Path, quick: bool) -> Path:
-    """``report.md`` and ``metrics.json`` from the stages' results, plus the two trade-off plots."""
-    _plot_tradeoffs(results, output)
+def write_report(results: dict[str, dict], experiments: dict[str, dict], output: Path, quick: bool,
+                 seeds: int = 1) -> Path:
+    """``report.md`` and ``metrics.json`` from the stages' and experiments' results, plus the two trade-off plots
+    (``experiments``: name -> {"experiment", "runs"})."""
+    summaries = {name: summarize(done["experiment"], done["runs"]) for name, done in experiments.items()}
+    if summaries.get("sweep"):
+        _plot_tradeoffs(summaries["sweep"], seeds, output)
     lines = ["# MobileNets demo report", "",
              f"`mobilenets demo{' --quick' if quick else ''}`: every model trained from scratch on the built-in "
              "synthetic data (small, learnable, in the real datasets' formats), so the metrics show the pipelines "
@@ -208,21 +185,32 @@ def write_report(results: dict[str, dict], output: Path, quick: bool) -> Path:
     for key in ("dogs", "geolocation", "face_attributes", "detection", "face_embedding"):
         if key in results:
             lines += _task_table(results[key], key)
-    lines += _sweep_table(results) + _distill_table(results)
-    lines += ["## Figures", "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
-              "![accuracy vs parameters](accuracy_vs_params.png)", ""]
+    if summaries.get("sweep"):
+        lines += _sweep_table(summaries["sweep"], seeds)
+    for name, done in experiments.items():
+        if name != "sweep" and done["runs"]:
+            lines += experiment_table(done["experiment"], done["runs"])
+    if summaries.get("sweep"):
+        lines += ["## Figures", "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
+                  "![accuracy vs parameters](accuracy_vs_params.png)", ""]
     lines += [line for r in results.values() if r.get("figure") for line in (f"![{r['title']}]({r['figure']})", "")]
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {r['seconds']:.0f} |" for name, r in results.items()]
+    lines += [f"| {name}: {r['run']}, seed {r['seed']} | {r['seconds']:.0f} |"
+              for name, done in experiments.items() for r in done["runs"]]
     report = output / "report.md"
     write_text(report, "\n".join(lines) + "\n")
-    write_text(output / "metrics.json", json.dumps(results, indent=2))
+    metrics = {"stages": results, "experiments": {name: {"runs": done["runs"], "summary": summaries[name]}
+                                                  for name, done in experiments.items()}}
+    write_text(output / "metrics.json", json.dumps(metrics, indent=2))
     return report
 
 
 def run_demo(output: str | Path = "demo_report", quick: bool = False, fresh: bool = False,
-             stages: list[Stage] | None = None) -> Path:
-    """Run (or reuse) every stage and write the report; returns the path of ``report.md``."""
+             stages: list[Stage] | None = None, experiments: list[DemoExperiment] | None = None,
+             seeds: int = 1) -> Path:
+    """Run (or reuse) every stage and experiment (``seeds`` seeds each) and write the report; returns the path
+    of ``report.md``."""
     try:
         import matplotlib
 
@@ -250,6 +238,12 @@ def run_demo(output: str | Path = "demo_report", quick: bool = False, fresh: boo
             raise RuntimeError(f"stage {stage.name}: a metric is not finite: {values}")
         print(f"[demo] {stage.name:<20} {values} | {result['macs_m']:.1f}M MACs, {result['params_m']:.3f}M params "
               f"| {status}", flush=True)
-    report = write_report(results, output, quick)
+    done: dict[str, dict] = {}
+    for planned in demo_experiments() if experiments is None else experiments:
+        experiment = planned.experiment
+        runs = run_experiment(experiment, output / "experiments" / experiment.name, seeds=seeds, steps=planned.steps,
+                              data_root=output / "data" / planned.data, quick=quick, progress="demo")
+        done[experiment.name] = {"experiment": experiment, "runs": runs}
+    report = write_report(results, done, output, quick, seeds)
     print(f"[demo] report: {report}")
     return report

@@ -211,7 +211,7 @@ def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
 def run_demo_command(args: argparse.Namespace) -> int:
     from mobilenets.cli.demo import run_demo
 
-    run_demo(args.output, quick=args.quick, fresh=args.fresh)
+    run_demo(args.output, quick=args.quick, fresh=args.fresh, seeds=args.seeds)
     return 0
 
 
@@ -221,7 +221,41 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default="demo_report", help="report folder (also holds the data and runs)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage (about 2 minutes on 2 cores)")
     parser.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="seeds for the sweep and distillation experiments (mean ± std from 2 up; default 1)")
     parser.set_defaults(handler=run_demo_command)
+
+
+def run_experiment_command(args: argparse.Namespace) -> int:
+    from mobilenets.cli.experiment import Experiment, experiment_table, run_experiment
+
+    experiment = Experiment.load(args.name)
+    if args.runs:
+        experiment = experiment.only(args.runs.split(","))
+    output = Path(args.output or Path("experiments") / experiment.name)
+    records = run_experiment(experiment, output, seeds=args.seeds, steps=args.steps, data_root=args.data_root,
+                             quick=args.quick, fresh=args.fresh)
+    print("\n".join(experiment_table(experiment, records)))
+    print(f"wrote {output / 'table.md'}, {output / 'runs.json'}")
+    return 0
+
+
+def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+    from mobilenets.cli.experiment import QUICK_STEPS
+    from mobilenets.configs import CONFIG_DIR
+
+    names = ", ".join(sorted(path.stem for path in (CONFIG_DIR / "experiments").glob("*.yaml")))
+    parser = subparsers.add_parser(
+        "experiment", help="runs compared under one step budget over several seeds: a mean ± std table and JSON")
+    parser.add_argument("name", help=f"a packaged experiment ({names}) or an experiment YAML file")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 for every run (default 1)")
+    parser.add_argument("--steps", type=int, help="optimizer steps per run instead of the experiment's own")
+    parser.add_argument("--runs", help="comma-separated run names to run alone (their teachers come along)")
+    parser.add_argument("--data-root", help="every run's data root instead of its config's")
+    parser.add_argument("--output", help="results folder (default experiments/NAME); finished runs are reused")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps per run: shows the plumbing")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of reusing finished runs")
+    parser.set_defaults(handler=run_experiment_command)
 
 
 def run_student(args: argparse.Namespace) -> int:
@@ -424,8 +458,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify, _add_student, _add_export,
-    _add_shards, _add_bench, _add_weights,
+    _add_demo, _add_experiment, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify,
+    _add_student, _add_export, _add_shards, _add_bench, _add_weights,
 ]
 
 

@@ -1,6 +1,6 @@
 """``mobilenets demo --quick`` end to end: the stages run, the report is complete, a re-run reuses it. To keep the
 suite short the test runs the five task stages and one sweep model, not the other five (which repeat the dogs
-stage at other settings) nor the distillation stages; CI's wheel check runs the whole quick demo and checks its
+stage at other settings) nor the distillation experiment; CI's wheel check runs the whole quick demo and checks its
 report's tables, the distillation one included."""
 
 import json
@@ -9,7 +9,7 @@ import math
 import pytest
 from PIL import Image
 
-from mobilenets.cli.demo import STAGES
+from mobilenets.cli.demo import STAGES, DemoExperiment, demo_experiments
 
 FILES = ["report.md", "metrics.json", "accuracy_vs_macs.png", "accuracy_vs_params.png", "detection.png",
          "geolocation.png"]
@@ -20,17 +20,23 @@ def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch
     from mobilenets.cli.demo import run_demo
 
     monkeypatch.chdir(tmp_path)
-    stages = [stage for stage in STAGES
-              if not stage.name.startswith(("sweep_", "distill_")) or stage.name == "sweep_0.25_96"]
-    run_demo("report", quick=True, stages=stages)
+    planned = {plan.experiment.name: plan for plan in demo_experiments()}
+    assert [run.name for run in planned["sweep"].experiment.runs] == ["1.0_128", "0.5_128", "0.25_128", "1.0_96",
+                                                                      "0.5_96", "0.25_96"]
+    assert [run.name for run in planned["distill_dogs"].experiment.runs] == ["teacher", "all_labels", "labels_only",
+                                                                             "distilled", "no_labels"]
+    sweep = planned["sweep"]
+    experiments = [DemoExperiment(sweep.experiment.only(["0.25_96"]), sweep.steps, sweep.data)]
+    run_demo("report", quick=True, stages=STAGES, experiments=experiments)
     report = tmp_path / "report"
     for name in FILES:
         assert (report / name).stat().st_size > 0, name
         if name.endswith(".png"):
             Image.open(report / name).verify()
-    results = json.loads((report / "metrics.json").read_text())
-    assert set(results) == {stage.name for stage in stages}
-    for stage in stages:
+    saved = json.loads((report / "metrics.json").read_text())
+    results = saved["stages"]
+    assert set(results) == {stage.name for stage in STAGES}
+    for stage in STAGES:
         result = results[stage.name]
         assert set(result["metrics"]) == set(stage.metrics)
         assert all(math.isfinite(value) and 0 <= value <= 1 for value in result["metrics"].values()), result
@@ -38,13 +44,13 @@ def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch
     text = (report / "report.md").read_text()
     for heading in ("Table 10", "Table 11", "Table 12", "Table 13", "Table 14", "Tables 6 and 7"):
         assert heading in text
-    assert [(r["alpha"], r["resolution"]) for r in results.values() if r["stage"].startswith("sweep_")] == [(0.25, 96)]
-    assert sorted(stage.options["alpha"] for stage in STAGES if stage.name.startswith("sweep_")) == [0.25, 0.25, 0.5,
-                                                                                                   0.5, 1.0, 1.0]
+    [row] = saved["experiments"]["sweep"]["summary"]
+    assert (row["alpha"], row["resolution"], row["steps"], row["seeds"]) == (0.25, 96, 3, 1)
+    assert "| 0.25 MobileNet-96 |" in text and "one seed" in text
     capsys.readouterr()
-    run_demo("report", quick=True, stages=stages)
+    run_demo("report", quick=True, stages=STAGES, experiments=experiments)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[demo]") and "|" in line]
-    assert len(lines) == len(stages) and all(line.endswith("cached") for line in lines)
+    assert len(lines) == len(STAGES) + 1 and all(line.endswith("cached") for line in lines)
 
 
 def test_fresh_starts_over_and_an_empty_run_still_writes_a_report(tmp_path):
@@ -52,7 +58,7 @@ def test_fresh_starts_over_and_an_empty_run_still_writes_a_report(tmp_path):
 
     (tmp_path / "report" / "stages").mkdir(parents=True)
     (tmp_path / "report" / "stages" / "old.json").write_text("{}")
-    report = run_demo(tmp_path / "report", fresh=True, stages=[])
+    report = run_demo(tmp_path / "report", fresh=True, stages=[], experiments=[])
     assert not (tmp_path / "report" / "stages" / "old.json").exists()
     assert report.read_text().startswith("# MobileNets demo report")
-    assert json.loads((tmp_path / "report" / "metrics.json").read_text()) == {}
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text()) == {"stages": {}, "experiments": {}}
