@@ -122,7 +122,9 @@ class Experiment:
         path = Path(name)
         if not path.is_file():
             path = config_path(f"experiments/{Path(name).stem}.yaml")
-        spec = yaml.safe_load(read_text(path)) or {}
+        spec = yaml.safe_load(read_text(path))
+        if not isinstance(spec, dict):
+            raise SettingError(f"{path}: not an experiment (a YAML mapping of title, metrics, steps and runs)")
         try:
             runs = tuple(ExperimentRun(**run) for run in spec.pop("runs"))
             experiment = cls(name=spec.pop("name", path.stem), metrics=tuple(spec.pop("metrics")), runs=runs, **spec)
@@ -175,21 +177,24 @@ def run_experiment(experiment: Experiment, output: str | Path, seeds: int = 1, s
                 checkpoints[run.name] = next(r["checkpoint"] for r in records if r["run"] == run.name)
                 continue
             saved = output / "runs" / run.name / f"seed_{seed}.json"
+            args = [*run.arguments(), "--seed_everything", str(seed), "--trainer.max_epochs", "-1",
+                    "--trainer.max_steps", str(budget),
+                    "--trainer.default_root_dir", str(output / "runs" / run.name / f"seed_{seed}")]
+            if data_root is not None:
+                args += ["--data.init_args.root", str(data_root)]
+            if run.teacher:
+                args += ["--model.init_args.teacher.checkpoint", checkpoints[run.teacher]]
+            if quick:
+                args += [*QUICK, "--trainer.limit_train_batches", str(QUICK_STEPS)]
             if saved.is_file():
                 record, status = json.loads(saved.read_text()), "cached"
+                if (record.get("config"), record.get("arguments")) != (run.config, args):
+                    raise SettingError(f"{saved}: a finished run of other settings (config, budget or "
+                                       f"overrides); pass --fresh or another --output")
             else:
-                args = [*run.arguments(), "--seed_everything", str(seed), "--trainer.max_epochs", "-1",
-                        "--trainer.max_steps", str(budget),
-                        "--trainer.default_root_dir", str(output / "runs" / run.name / f"seed_{seed}")]
-                if data_root is not None:
-                    args += ["--data.init_args.root", str(data_root)]
-                if run.teacher:
-                    args += ["--model.init_args.teacher.checkpoint", checkpoints[run.teacher]]
-                if quick:
-                    args += [*QUICK, "--trainer.limit_train_batches", str(QUICK_STEPS)]
                 trained = fit_and_test(run.config, args, experiment.metrics)
                 record = {"experiment": experiment.name, "run": run.name, "title": run.title, "seed": seed,
-                          **trained.result, "teacher": checkpoints.get(run.teacher, "")}
+                          **trained.result, "arguments": args, "teacher": checkpoints.get(run.teacher, "")}
                 write_text(saved, json.dumps(record, indent=2))
                 status = f"{record['seconds']:.0f} s"
             records.append(record)
@@ -238,10 +243,11 @@ def experiment_table(experiment: Experiment, records: list[dict[str, Any]], head
     if experiment.description:
         lines += [" ".join(experiment.description.split()), ""]
     steps = sorted({row["steps"] for row in rows})
+    spread = (f"mean ± sample std over seeds {', '.join(map(str, seeds))} (a row trained once has no std)"
+              if len(seeds) > 1 else f"one seed ({seeds[0]}; `--seeds 3` gives mean ± std)")
     lines += [f"Budget: {'/'.join(map(str, steps))} optimizer steps per run (batch "
               f"{'/'.join(str(b) for b in sorted(batch))}), each config's augmentation, a cosine schedule over the "
-              f"steps; test metric of the best validation checkpoint; mean ± sample std over seeds "
-              f"{', '.join(map(str, seeds))} (a row trained once has no std).", "",
+              f"steps; test metric of the best validation checkpoint (validated at each epoch's end); {spread}.", "",
               "| run | " + " | ".join(experiment.metrics) + " | seeds | steps | MACs (M) | params (M) |",
               "|---|" + "---|" * (len(experiment.metrics) + 4)]
     for row in rows:

@@ -1,4 +1,5 @@
-"""The suite's YAML configs, shipped as package data: ``paper/``, ``demo/`` and ``distill/``."""
+"""The suite's YAML configs, shipped as package data: ``paper/``, ``demo/``, ``distill/`` and ``recipes/``, and the
+experiments ``mobilenets experiment`` runs (``experiments/``)."""
 
 from __future__ import annotations
 

@@ -40,6 +40,7 @@ def test_every_packaged_experiment_loads_and_names_packaged_configs():
 
 
 @pytest.mark.parametrize("spec, message", [
+    (["runs"], "a YAML mapping of title, metrics, steps and runs"),
     ({"title": "t", "metrics": ["test/top1"], "steps": 5}, "needs title, metrics, steps and runs"),
     ({"title": "t", "metrics": ["test/top1"], "steps": 5, "runs": [{"name": "a", "config": "demo/dogs.yaml"}]},
      "needs title, metrics, steps and runs"),
@@ -99,6 +100,8 @@ def test_runs_are_seeded_take_the_step_budget_and_are_reused(tmp_path, monkeypat
     capsys.readouterr()
     main(["experiment", str(path), "--seeds", "2", "--output", "out"])
     assert capsys.readouterr().out.count("| cached") == 4
+    with pytest.raises(SystemExit, match="a finished run of other settings .* pass --fresh or another --output"):
+        main(["experiment", str(path), "--steps", "8", "--output", "out"])  # not reused at another budget
     main(["experiment", str(path), "--seeds", "1", "--runs", "adam", "--output", "again", "--fresh"])
     rerun = json.loads((tmp_path / "again" / "runs.json").read_text())
     assert len(rerun) == 1
