@@ -5,7 +5,7 @@ overrides. Every run trains for the experiment's ``steps`` optimizer steps (``tr
 schedule spread over them), keeps its config's augmentation and data, and is tested on its best validation
 checkpoint. A run may take another run's checkpoint as its distillation teacher (``teacher: NAME``, the same
 seed's), and a run marked ``once`` is trained with the first seed only and reused by the others (a fixed
-teacher). The results are a table of mean ± sample std per run, a JSON of every run, and a plot of each run's
+teacher); a run with ``steps`` of its own (a teacher, which is not one of the compared) keeps them. The results are a table of mean ± sample std per run, a JSON of every run, and a plot of each run's
 metric against its MACs with error bars. Finished runs are kept (``runs/<run>/seed_<k>.json``), so a re-run
 does only what is missing.
 """
@@ -100,6 +100,7 @@ class ExperimentRun:
     set: dict[str, Any] = field(default_factory=dict)
     teacher: str | None = None  # the run whose best checkpoint this one distills from (the same seed's)
     once: bool = False  # trained with the first seed only; the other seeds reuse it
+    steps: int | None = None  # a budget of its own, kept under ``--steps`` (a teacher: not one of the compared)
 
     def arguments(self) -> list[str]:
         return [arg for key, value in self.set.items() for arg in _override(key, value)]
@@ -142,8 +143,9 @@ class Experiment:
             if run.teacher is not None and run.teacher not in names[:names.index(run.name)]:
                 raise SettingError(f"{source}: run {run.name!r} takes its teacher from {run.teacher!r}, which is "
                                    f"not a run listed before it")
-        if self.steps < 1:
-            raise SettingError(f"{source}: steps must be at least 1, got {self.steps}")
+        for steps in (self.steps, *(run.steps for run in self.runs if run.steps is not None)):
+            if steps < 1:
+                raise SettingError(f"{source}: steps must be at least 1, got {steps}")
 
     def only(self, names: Sequence[str]) -> Experiment:
         """The same experiment with the named runs alone (and the teachers they need)."""
@@ -168,7 +170,7 @@ def run_experiment(experiment: Experiment, output: str | Path, seeds: int = 1, s
     output = Path(output)
     if fresh and output.exists():
         shutil.rmtree(output)
-    budget = QUICK_STEPS if quick else steps or experiment.steps
+    budget = steps or experiment.steps
     records: list[dict[str, Any]] = []
     for seed in range(seeds):
         checkpoints: dict[str, str] = {}
@@ -178,7 +180,7 @@ def run_experiment(experiment: Experiment, output: str | Path, seeds: int = 1, s
                 continue
             saved = output / "runs" / run.name / f"seed_{seed}.json"
             args = [*run.arguments(), "--seed_everything", str(seed), "--trainer.max_epochs", "-1",
-                    "--trainer.max_steps", str(budget),
+                    "--trainer.max_steps", str(QUICK_STEPS if quick else run.steps or budget),
                     "--trainer.default_root_dir", str(output / "runs" / run.name / f"seed_{seed}")]
             if data_root is not None:
                 args += ["--data.init_args.root", str(data_root)]
@@ -242,10 +244,12 @@ def experiment_table(experiment: Experiment, records: list[dict[str, Any]], head
     lines = [f"{heading} {experiment.title}", ""]
     if experiment.description:
         lines += [" ".join(experiment.description.split()), ""]
-    steps = sorted({row["steps"] for row in rows})
+    own = {run.name for run in experiment.runs if run.steps is not None}
+    steps = sorted({row["steps"] for row in rows if row["run"] not in own})
+    apart = "".join(f"; {row['title']}: {row['steps']} of its own" for row in rows if row["run"] in own)
     spread = (f"mean ± sample std over seeds {', '.join(map(str, seeds))} (a row trained once has no std)"
               if len(seeds) > 1 else f"one seed ({seeds[0]}; `--seeds 3` gives mean ± std)")
-    lines += [f"Budget: {'/'.join(map(str, steps))} optimizer steps per run (batch "
+    lines += [f"Budget: {'/'.join(map(str, steps))} optimizer steps per run{apart} (batch "
               f"{'/'.join(str(b) for b in sorted(batch))}), each config's augmentation, a cosine schedule over the "
               f"steps; test metric of the best validation checkpoint (validated at each epoch's end); {spread}.", "",
               "| run | " + " | ".join(experiment.metrics) + " | seeds | steps | MACs (M) | params (M) |",

@@ -111,22 +111,25 @@ def test_runs_are_seeded_take_the_step_budget_and_are_reused(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_a_once_teacher_is_trained_for_the_first_seed_and_distills_every_seed(tmp_path, monkeypatch):
-    """The packaged distillation configs on tiny data: the teacher trains once, both seeds' label-free students
-    distill from its checkpoint, and the summary counts one teacher seed and two student seeds."""
+    """The packaged distillation configs on tiny data: the teacher trains once at its own budget, both seeds'
+    label-free students distill from its checkpoint at the given one, and the summary counts one teacher seed
+    and two student seeds."""
     monkeypatch.chdir(tmp_path)
     data = {key: value for key, value in TINY.items() if key.startswith("data.")}
     path = _write(tmp_path / "distill.yaml", {
         "title": "Tiny distillation", "metrics": ["test/top1"], "steps": 3,
-        "runs": [{"name": "teacher", "title": "T", "config": "distill/dogs_teacher.yaml", "once": True,
+        "runs": [{"name": "teacher", "title": "T", "config": "distill/dogs_teacher.yaml", "once": True, "steps": 4,
                   "set": {**data, "trainer.callbacks": []}},
                  {"name": "no_labels", "title": "S", "config": "distill/dogs.yaml", "teacher": "teacher",
                   "set": {**data, "data.init_args.label_fraction": 0.0}}]})
     experiment = Experiment.load(path)
-    records = run_experiment(experiment, tmp_path / "out", seeds=2)
+    records = run_experiment(experiment, tmp_path / "out", seeds=2, steps=2)  # the students' budget, not the teacher's
     assert [(r["run"], r["seed"]) for r in records] == [("teacher", 0), ("no_labels", 0), ("no_labels", 1)]
     teacher = records[0]["checkpoint"]
     assert teacher.startswith(str(tmp_path / "out" / "runs" / "teacher" / "seed_0"))
     assert all(r["teacher"] == teacher for r in records[1:])
     rows = {row["run"]: row for row in summarize(experiment, records)}
     assert rows["teacher"]["seeds"] == 1 and rows["no_labels"]["seeds"] == 2
-    assert all(r["steps"] == 3 for r in records)
+    assert [r["steps"] for r in records] == [4, 2, 2]
+    assert "Budget: 2 optimizer steps per run; T: 4 of its own (batch 4)" in "\n".join(experiment_table(experiment,
+                                                                                                       records))
