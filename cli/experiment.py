@@ -4,10 +4,10 @@ An experiment is a YAML file (packaged ones live in ``configs/experiments/``) th
 overrides. Every run trains for the experiment's ``steps`` optimizer steps (``trainer.max_steps``, the cosine
 schedule spread over them), keeps its config's augmentation and data, and is tested on its best validation
 checkpoint. A run may take another run's checkpoint as its distillation teacher (``teacher: NAME``, the same
-seed's), and a run marked ``once`` is trained with the first seed only and reused by the others (a fixed
-teacher); a run with ``steps`` of its own (a teacher, which is not one of the compared) keeps them. The results are a table of mean ± sample std per run, a JSON of every run, and a plot of each run's
-metric against its MACs with error bars. Finished runs are kept (``runs/<run>/seed_<k>.json``), so a re-run
-does only what is missing.
+seed's); a run marked ``once`` is trained with the first seed only and reused by the others (a fixed teacher);
+a run with ``steps`` of its own (a teacher, which is not one of the compared) keeps them. The results are a
+table of mean ± sample std per run, a JSON of every run, and a plot of each run's metric against its MACs with
+error bars. Finished runs are kept (``runs/<run>/seed_<k>.json``), so a re-run does only what is missing.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ class Trained:
 
 def fit_and_test(config: str | Path, args: Sequence[str], metrics: Sequence[str]) -> Trained:
     """Fit ``config`` with ``args`` (command-line overrides), then test its best validation checkpoint (the
-    last weights, saved as ``last.ckpt``, where none was kept). The result names the test ``metrics``, the optimizer steps taken,
-    the batch size, the trained model's MACs and parameters (counted the paper's way) and the seconds."""
+    last weights, saved as ``last.ckpt``, where none was kept). The result names the test ``metrics``, the
+    optimizer steps taken, the batch size, the trained model's MACs and parameters (counted the paper's way) and
+    the seconds."""
     from mobilenets.backbone.profile import profile_model
     from mobilenets.cli.lightning import MobileNetsCLI
     from mobilenets.core.checkpoint import weights_only_for
