@@ -46,7 +46,7 @@ class Stage:
     overrides: tuple[str, ...] = ()
     quick: tuple[str, ...] = ()
     needs: str | None = None  # a stage whose best checkpoint this one starts from ...
-    needs_as: str = "--model.init_args.teacher.checkpoint"  # ... given as this argument (default: the teacher)
+    needs_as: str = "--model.init_args.backbone.pretrained"  # ... given as this argument (default: its backbone)
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ STAGES: list[Stage] = [
           *_epochs(25)),
     # Detection starts from the dogs stage's backbone, as the paper's detectors start from ImageNet weights.
     Stage("detection", "COCO detection (Table 13)", "demo/detection.yaml", ("test/mAP", "test/mAP50"), "coco",
-          *_epochs(16, quick=2), needs="dogs", needs_as="--model.init_args.backbone.pretrained"),
+          *_epochs(16, quick=2), needs="dogs"),
     Stage("face_embedding", "FaceNet embeddings (Table 14)", "demo/face_embedding.yaml",
           ("test/accuracy", "test/auc"), "faces", *_epochs(30)),
 ]
