@@ -156,7 +156,7 @@ def _task_table(result: dict, key: str) -> list[str]:
 
 
 def _sweep_table(sweep: list[dict[str, Any]], seeds: int) -> list[str]:
-    std = "mean ± std over " + f"{seeds} seeds" if seeds > 1 else "one seed (`--seeds 3` gives mean ± std)"
+    std = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (`--seeds 3` gives mean ± std)"
     lines = ["## Width and resolution sweep (layout of Tables 6 and 7)", "",
              f"Ours: dogs demo config, top-1 on the synthetic breeds, {sweep[0]['steps']} optimizer steps each, "
              f"{std}; paper: ImageNet top-1 where the paper has the same model.", "",
