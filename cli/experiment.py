@@ -18,7 +18,7 @@ import math
 import shutil
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -158,6 +158,10 @@ class Experiment:
                                f"{[run.name for run in self.runs]}")
         return Experiment(self.name, self.title, self.metrics, self.steps,
                           tuple(run for run in self.runs if run.name in keep), self.description)
+
+    def overriding(self, settings: dict[str, Any]) -> Experiment:
+        """The same experiment with ``settings`` (command-line keys, as a run's ``set``) added to every run."""
+        return replace(self, runs=tuple(replace(run, set={**run.set, **settings}) for run in self.runs))
 
 
 def run_experiment(experiment: Experiment, output: str | Path, seeds: int = 1, steps: int | None = None,

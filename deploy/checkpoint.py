@@ -18,14 +18,13 @@ from mobilenets.deploy.bench import time_runtimes
 from mobilenets.deploy.evaluate import (
     OnnxRunner,
     TorchRunner,
-    calibration_batches,
     evaluate,
-    export_batches,
     parity,
     quantize_int8,
 )
 from mobilenets.deploy.export import export_onnx, inference_model
 from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.export import export_batches
 from mobilenets.tasks.loading import load_datamodule
 
 __all__ = ["export_checkpoint", "export_program", "report_markdown"]
@@ -78,12 +77,12 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
         datamodule = load_datamodule(checkpoint, **{"num_workers": 0, **(data_overrides or {})})
         datamodule.prepare_data()
         datamodule.setup("validate")
-        loader = datamodule.val_dataloader()
-        first = next(export_batches(loader, size))["image"]
+        loader = datamodule.val_dataloader()  # several (a multi-task model's data): the first one's
+        first = next(export_batches(loader[0] if isinstance(loader, list) else loader, size))["image"]
         report["parity_fp32"] = parity(export, OnnxRunner(files["onnx"], threads), first)
     if int8:
         if datamodule is not None:
-            batches = calibration_batches(datamodule, size, calibration)
+            batches = datamodule.calibration_images(size, calibration)
         else:
             generator = torch.Generator().manual_seed(0)
             batches = [torch.rand(8, 3, size, size, generator=generator).numpy() for _ in range(calibration)]

@@ -8,19 +8,16 @@ evaluation code scores both, so PyTorch, fp32 ONNX and int8 ONNX are compared li
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Subset
 
 from mobilenets.tasks.export import TaskExport
 
-__all__ = ["OnnxRunner", "TorchRunner", "calibration_batches", "evaluate", "export_batches", "parity", "quantize_int8"]
+__all__ = ["OnnxRunner", "TorchRunner", "evaluate", "parity", "quantize_int8"]
 
 Runner = Callable[[Tensor], tuple[np.ndarray, ...]]
 
@@ -53,46 +50,12 @@ class OnnxRunner:
         return tuple(self.session.run(None, {"images": np.ascontiguousarray(array, dtype=np.float32)}))
 
 
-def export_batches(loader: Iterable[dict], size: int) -> Iterator[dict[str, Any]]:
-    """A task loader's batches with images made the export's (N, 3, size, size) input.
-
-    Detection data keeps images at their own size (SSD resizes them); here they are resized the way SSD's
-    transform does (bilinear, to size x size) and ``scale`` records how to map boxes back to the image's pixels.
-    Other batches of another size (a distiller's data, at the teacher's size) are resized as the distiller does.
-    """
-    for batch in loader:
-        images = batch["image"]
-        if isinstance(images, (list, tuple)):
-            batch["scale"] = [(image.shape[-1] / size, image.shape[-2] / size) for image in images]
-            images = torch.cat([F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)
-                                for image in images])
-        elif images.shape[-2:] != (size, size):  # a distiller's data is at the teacher's size: the student's view
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        batch["image"] = images.contiguous()
-        yield batch
-
-
-def calibration_batches(datamodule: Any, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
-    """``batches`` batches of training images (seeded order, the evaluation transform: no augmentation) for int8
-    calibration; the validation images stay unseen, so the int8 metric on them is fair."""
-    datamodule.setup("fit")
-    dataset = copy.copy(datamodule.datasets["train"])
-    dataset.transform = datamodule.eval_transform()
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-    size_of_batch = datamodule.hparams.batch_size
-    subset = Subset(dataset, order[:batches * size_of_batch])
-    loader = DataLoader(subset, batch_size=size_of_batch, collate_fn=datamodule.collate_fn)
-    return [batch["image"].numpy() for batch in export_batches(loader, size)]
-
-
 def evaluate(run: Runner, export: TaskExport, task: Any, datamodule: Any, stage: str = "val") -> dict[str, float]:
-    """The task's own validation metric (``task.evaluate_outputs``) of ``run``'s outputs over the data module's
-    ``stage`` split, so PyTorch, fp32 ONNX and int8 ONNX are scored by the same code."""
+    """The task's own validation metric of ``run``'s outputs over the data module's ``stage`` split
+    (``task.evaluate_export``), so PyTorch, fp32 ONNX and int8 ONNX are scored by the same code."""
     datamodule.setup("validate")
-    loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
     with torch.no_grad():
-        outputs = ((batch, run(batch["image"])) for batch in export_batches(loader, export.resolution))
-        return task.evaluate_outputs(outputs, datamodule, stage)
+        return task.evaluate_export(run, export, datamodule, stage)
 
 
 def parity(export: TaskExport, runner: Runner, images: Tensor) -> dict[str, float]:

@@ -7,7 +7,6 @@ it hands the student its hooks (setup, evaluation steps, epoch ends, checkpoints
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any, Iterator
 
 import pytorch_lightning as pl
 import torch
-from jsonargparse import ArgumentParser
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -26,8 +24,9 @@ from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
 from mobilenets.distill.teachers import TeacherConfig, load_teacher
 from mobilenets.tasks.base import BaseTask, monitored_checkpoint
+from mobilenets.tasks.loading import build_from_spec
 
-__all__ = ["DistillationTask", "HintConfig", "build_student", "save_student", "trained_task"]
+__all__ = ["DistillationTask", "HintConfig", "save_student", "trained_task"]
 
 
 @checkpoint_type
@@ -40,20 +39,6 @@ class HintConfig:
     student_layer: int = 11
     teacher_module: str = "model.backbone.features.layer11"
     weight: float = 1.0
-
-
-def build_student(spec: dict[str, Any]) -> BaseTask:
-    """A task from its ``class_path`` and ``init_args`` (short names as in configs).
-
-    Built here, in a fresh context, rather than by LightningCLI, whose module instantiator would give the
-    student our hyperparameters instead of its own.
-    """
-    def build() -> BaseTask:
-        parser = ArgumentParser(exit_on_error=False)
-        parser.add_subclass_arguments(BaseTask, "student", fail_untyped=False)
-        return parser.instantiate(parser.parse_object({"student": spec})).student
-
-    return contextvars.Context().run(build)
 
 
 def _concat(outputs: list[Any]) -> Any:
@@ -107,7 +92,7 @@ class DistillationTask(pl.LightningModule):
         built_by_caller = isinstance(student, BaseTask)
         # Records the student's spec (a built module is not a setting: ignored then).
         self.save_hyperparameters(ignore=["student"] if built_by_caller else None)
-        task = student if built_by_caller else build_student(student)
+        task = student if built_by_caller else build_from_spec(student, BaseTask)
         if type(task).distillation_criterion is BaseTask.distillation_criterion:
             raise ValueError(f"{type(task).__name__} cannot be distilled: it defines no distillation_criterion")
         if not 0 <= hard_weight <= 1:

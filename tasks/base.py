@@ -24,6 +24,7 @@ from torch import nn
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
+from mobilenets.tasks.export import export_batches
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 
 if TYPE_CHECKING:
@@ -193,6 +194,11 @@ class BaseTask(pl.LightningModule, ABC):
     def backbone(self) -> MobileNetV1:
         return self.model.backbone
 
+    def replace_backbone(self, body: MobileNetV1) -> None:
+        """Put ``body`` where the model holds its backbone (a multi-task model gives its heads one shared body);
+        it must be the same architecture (alpha, depths) the model was built on."""
+        self.model.backbone = body
+
     def _frozen_backbone_parts(self) -> list[nn.Module]:
         """The backbone, or its layers before the last ``trainable_backbone_layers``, that do not train."""
         hparams = self.hparams
@@ -306,6 +312,14 @@ class BaseTask(pl.LightningModule, ABC):
         """The task's own metric over an exported model's outputs: ``outputs`` pairs every batch of the
         ``stage`` split (its images made the export's input) with the export's ``output_names`` arrays."""
         raise NotImplementedError(f"{type(self).__name__} defines no evaluate_outputs")
+
+    def evaluate_export(self, run: Callable[[torch.Tensor], tuple[np.ndarray, ...]], export: TaskExport,
+                        datamodule: Any, stage: str) -> dict[str, float]:
+        """The task's own metric (``evaluate_outputs``) of an exported model, ``run`` (images in [0, 1] -> the
+        export's outputs as arrays), over the data module's ``stage`` split."""
+        loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
+        outputs = ((batch, run(batch["image"])) for batch in export_batches(loader, export.resolution))
+        return self.evaluate_outputs(outputs, datamodule, stage)
 
     def draw(self, datamodule: Any, path: Path) -> Path | None:
         """A picture of the task's predictions on a few evaluation images (the demo's figures); None if the task

@@ -7,6 +7,7 @@ Each task's ``data.py`` only reads its dataset's on-disk format into ``ImageReco
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -17,15 +18,17 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.io import read_text
 from mobilenets.tasks.augmentation import Augmentation
+from mobilenets.tasks.export import export_batches
 from mobilenets.tasks.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable
 from mobilenets.tasks.shards import ShardedImages
 
@@ -315,3 +318,15 @@ class BaseDataModule(pl.LightningDataModule, ABC):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")
+
+    def calibration_images(self, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
+        """``batches`` batches of training images (seeded order, the evaluation transform: no augmentation) at an
+        export's input ``size``, for int8 calibration; the validation images stay unseen, so the int8 metric on
+        them is fair."""
+        self.setup("fit")
+        dataset = copy.copy(self.datasets["train"])
+        dataset.transform = self.eval_transform()
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+        subset = Subset(dataset, order[:batches * self.hparams.batch_size])
+        loader = DataLoader(subset, batch_size=self.hparams.batch_size, collate_fn=self.collate_fn)
+        return [batch["image"].numpy() for batch in export_batches(loader, size)]

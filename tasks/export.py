@@ -6,15 +6,16 @@ traces it to ONNX, runs it and scores it without knowing which task it holds.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from mobilenets.backbone import fold_batchnorm
 
-__all__ = ["TaskExport", "score_outputs"]
+__all__ = ["TaskExport", "export_batches", "score_outputs"]
 
 
 class TaskExport(nn.Module):
@@ -91,3 +92,22 @@ def score_outputs(metric: Any, outputs: Iterable[tuple[dict, tuple[np.ndarray, .
     if not isinstance(values, dict):
         return {"value": float(values)}
     return {name.removeprefix(prefix): float(value) for name, value in values.items()}
+
+
+def export_batches(loader: Iterable[dict], size: int) -> Iterator[dict[str, Any]]:
+    """A task loader's batches with images made the export's (N, 3, size, size) input.
+
+    Detection data keeps images at their own size (SSD resizes them); here they are resized the way SSD's
+    transform does (bilinear, to size x size) and ``scale`` records how to map boxes back to the image's pixels.
+    Other batches of another size (a distiller's data, at the teacher's size) are resized as the distiller does.
+    """
+    for batch in loader:
+        images = batch["image"]
+        if isinstance(images, (list, tuple)):
+            batch["scale"] = [(image.shape[-1] / size, image.shape[-2] / size) for image in images]
+            images = torch.cat([F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)
+                                for image in images])
+        elif images.shape[-2:] != (size, size):  # a distiller's data is at the teacher's size: the student's view
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        batch["image"] = images.contiguous()
+        yield batch

@@ -13,7 +13,24 @@ from mobilenets.backbone import BackboneConfig
 from mobilenets.core.checkpoint import read_checkpoint, weights_only_for
 from mobilenets.core.imports import resolve_class
 
-__all__ = ["load_datamodule", "load_task"]
+__all__ = ["build_from_spec", "load_datamodule", "load_task"]
+
+
+def build_from_spec(spec: dict[str, Any], base: type) -> Any:
+    """An object of a subclass of ``base`` from its ``class_path`` and ``init_args`` (short names as in configs).
+
+    Built by jsonargparse as LightningCLI builds configs, but in a fresh context: inside LightningCLI's
+    instantiation of another module (a distiller's student, a multi-task model's heads), Lightning would otherwise
+    give the inner module the outer one's hyperparameters.
+    """
+    from jsonargparse import ArgumentParser
+
+    def build() -> Any:
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_subclass_arguments(base, "built", fail_untyped=False)
+        return parser.instantiate(parser.parse_object({"built": spec})).built
+
+    return contextvars.Context().run(build)
 
 
 def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningModule:

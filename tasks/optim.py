@@ -29,7 +29,7 @@ def parameter_groups(
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if param.requires_grad:
-                key = (id(param) in backbone_ids, _skips_weight_decay(module, name))
+                key = (id(param) in backbone_ids, _skips_weight_decay(module, name) or param.ndim == 0)  # 0-d: loss weights
                 groups.setdefault(key, []).append(param)
     return [
         {

@@ -37,6 +37,9 @@ def test_every_packaged_experiment_loads_and_names_packaged_configs():
     assert no_labels.teacher == "teacher" and no_labels.set == {"data.init_args.label_fraction": 0.0}
     assert no_labels.arguments() == ["--data.init_args.label_fraction", "0.0"]
     assert [run.name for run in distill.only(["distilled"]).runs] == ["teacher", "distilled"]
+    batch = distill.overriding({"data.init_args.batch_size": 16}).runs[-1]
+    assert batch.arguments() == ["--data.init_args.label_fraction", "0.0", "--data.init_args.batch_size", "16"]
+    assert (batch.teacher, no_labels.set) == ("teacher", {"data.init_args.label_fraction": 0.0})  # a copy
 
 
 @pytest.mark.parametrize("spec, message", [

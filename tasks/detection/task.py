@@ -88,6 +88,9 @@ class DetectionTask(BaseTask):
     def backbone(self) -> MobileNetV1:
         return self.model.backbone.body
 
+    def replace_backbone(self, body: MobileNetV1) -> None:
+        self.model.backbone.body = body
+
     def setup(self, stage: str) -> None:
         """Take category ids and names from the data; refuse a different number of classes. Starting ``fit``
         afresh, load ``fine_tune_checkpoint``."""

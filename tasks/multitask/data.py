@@ -1,0 +1,90 @@
+"""MultiTaskDataModule: each head's own data module, trained side by side through Lightning's ``CombinedLoader``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import CombinedLoader
+from torch.utils.data import DataLoader
+
+from mobilenets.backbone import check_resolution
+from mobilenets.core.errors import SettingError
+from mobilenets.tasks.datamodule import BaseDataModule
+from mobilenets.tasks.loading import build_from_spec
+from mobilenets.tasks.registry import import_tasks
+
+__all__ = ["MultiTaskDataModule"]
+
+MODES = ("max_size_cycle", "min_size")
+
+
+class MultiTaskDataModule(pl.LightningDataModule):
+    """One data module per head of a ``MultiTask`` (the same names), each as its task's config gives it.
+
+    A training step takes one batch from every data module (``CombinedLoader``): with ``max_size_cycle`` an epoch
+    runs through the largest training set and cycles the others, with ``min_size`` it stops with the smallest.
+    Validation and test run every data module's loaders one after another, each scored by its own head.
+
+    Args:
+        datamodules: head name -> a data module config (``class_path``, ``init_args``); the input size is this
+            module's (``resolution``, which the CLI links to the model's), not set per data module.
+        resolution: the shared input size.
+        mode: ``max_size_cycle`` or ``min_size``, see above.
+        num_workers: loader workers of every data module (None: each its own), e.g. 0 to export or debug.
+    """
+
+    def __init__(self, datamodules: dict[str, dict[str, Any]], resolution: int = 224,
+                 mode: str = "max_size_cycle", num_workers: int | None = None) -> None:
+        super().__init__()
+        check_resolution(resolution)
+        if mode not in MODES:
+            raise SettingError(f"MultiTaskDataModule mode must be one of {list(MODES)}, got {mode!r}")
+        if not datamodules:
+            raise SettingError("MultiTaskDataModule needs a data module per head (data.init_args.datamodules)")
+        for name, spec in datamodules.items():
+            if not isinstance(spec, dict) or "class_path" not in spec:
+                raise SettingError(f"MultiTaskDataModule {name!r}: give a data module config (class_path, init_args)")
+            if "resolution" in (spec.get("init_args") or {}):
+                raise SettingError(f"MultiTaskDataModule {name!r} sets resolution: every head shares the model's; "
+                                   f"set model.init_args.resolution instead")
+        self.save_hyperparameters()
+        import_tasks()  # the data modules' short class names
+        shared = {"resolution": resolution} | ({} if num_workers is None else {"num_workers": num_workers})
+        self.datamodules: dict[str, BaseDataModule] = {
+            name: build_from_spec({**spec, "init_args": {**(spec.get("init_args") or {}), **shared}}, BaseDataModule)
+            for name, spec in datamodules.items()
+        }
+
+    def prepare_data(self) -> None:
+        for datamodule in self.datamodules.values():
+            datamodule.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        for datamodule in self.datamodules.values():
+            datamodule.trainer = self.trainer
+            datamodule.setup(stage)
+
+    def train_dataloader(self) -> CombinedLoader:
+        """A dict of every head's training batch per step."""
+        return CombinedLoader({name: datamodule.train_dataloader() for name, datamodule in self.datamodules.items()},
+                              mode=self.hparams.mode)
+
+    def loader_heads(self, stage: str) -> list[tuple[str, int, int]]:
+        """For each of ``stage``'s loaders (``val`` or ``test``), in order: its head, its index among that head's
+        loaders, and how many loaders that head has (one per test set)."""
+        if stage not in ("val", "test"):
+            raise SettingError(f"a MultiTask model is evaluated (validate, test), not run on a {stage} split")
+        counts = {name: 1 if stage == "val" else len(datamodule.test_names)
+                  for name, datamodule in self.datamodules.items()}
+        return [(name, index, count) for name, count in counts.items() for index in range(count)]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [datamodule.val_dataloader() for datamodule in self.datamodules.values()]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        loaders = []
+        for datamodule in self.datamodules.values():
+            own = datamodule.test_dataloader()
+            loaders += own if isinstance(own, list) else [own]
+        return loaders

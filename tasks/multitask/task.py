@@ -1,0 +1,248 @@
+"""MultiTask: one MobileNet body feeding several of the suite's task heads, trained jointly, shipped as one graph.
+
+Each head is a task of the suite (``FaceAttributesTask``, ``FaceEmbeddingTask`` ...) built from its own config and
+used only through the task protocol: its loss (``supervised_loss``), its evaluation steps and epoch ends, its
+export. The heads' backbones are replaced by one shared body, each head sees its own data module as
+``trainer.datamodule``, and its logging goes out under its name (``val/face_attributes/mAP``).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import asdict, replace
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from mobilenets.core.errors import SettingError
+from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.loading import build_from_spec
+from mobilenets.tasks.multitask.export import MultiTaskExport
+from mobilenets.tasks.multitask.model import MultiHeadNetwork, UncertaintyWeighting
+from mobilenets.tasks.registry import import_tasks
+
+__all__ = ["MultiTask"]
+
+#: arguments every head takes from the multi-task model (one body, one input size); a head's own are refused
+SHARED_ARGUMENTS = ("backbone", "resolution")
+
+
+class _HeadTrainer:
+    """The trainer as one head sees it: the real one, except that its data module is the head's own."""
+
+    def __init__(self, trainer: pl.Trainer, head: str) -> None:
+        self._trainer, self._head = trainer, head
+
+    @property
+    def datamodule(self) -> Any:
+        datamodule = self._trainer.datamodule
+        return datamodule.datamodules[self._head] if hasattr(datamodule, "datamodules") else None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trainer, name)
+
+
+class _SharedBody(nn.Module):
+    """The body every head holds, as the multi-task model's ``model.backbone``."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+
+class MultiTask(BaseTask):
+    """Several task heads on one MobileNet body, each trained on its own data (``MultiTaskDataModule``).
+
+    Args:
+        heads: name -> a task of the suite as configs give it (``class_path``, ``init_args``); its ``backbone`` and
+            ``resolution`` are this model's (setting them per head is an error), its optimizer arguments are
+            unused (this model's optimizer trains everything).
+        loss_weights: name -> a fixed weight of that head's loss (1 where not given), or ``"uncertainty"`` to learn
+            them (Kendall et al. 2018: each head's loss scaled by exp(-s) plus s, s learned).
+        monitor_head: the head whose validation metric picks the best checkpoint (the first head by default).
+        **kwargs: the shared task arguments (backbone, resolution, optimizer ...), see ``BaseTask``.
+    """
+
+    batched_images = True
+
+    def __init__(self, heads: dict[str, dict[str, Any]], loss_weights: dict[str, float] | str | None = None,
+                 monitor_head: str | None = None, **kwargs: Any) -> None:
+        if not heads:
+            raise SettingError("MultiTask needs at least one head (model.init_args.heads: {name: task config})")
+        for name, spec in heads.items():
+            if "/" in name or not isinstance(spec, dict) or "class_path" not in spec:
+                raise SettingError(f"MultiTask head {name!r}: give a name without '/' and a task config "
+                                   f"(class_path and init_args)")
+            shared = [key for key in SHARED_ARGUMENTS if key in (spec.get("init_args") or {})]
+            if shared:
+                raise SettingError(f"MultiTask head {name!r} sets {shared[0]}: every head shares the model's; set "
+                                   f"model.init_args.{shared[0]} instead")
+        if isinstance(loss_weights, str) and loss_weights != "uncertainty":
+            raise SettingError(f"loss_weights must be a mapping of head name to weight or 'uncertainty', got "
+                               f"{loss_weights!r}")
+        unknown = set(loss_weights or {}) - set(heads) if isinstance(loss_weights, dict) else set()
+        unknown |= {monitor_head} - set(heads) if monitor_head else set()
+        if unknown:
+            raise SettingError(f"MultiTask has no head {sorted(unknown)[0]!r}; its heads are {list(heads)}")
+        super().__init__(**kwargs)
+
+    def configure_models(self) -> None:
+        backbone = self.build_backbone()
+        self.model = _SharedBody(backbone)
+        head_backbone = asdict(replace(self.backbone_config, pretrained=None))  # the shared body has the weights
+        import_tasks()  # the heads' short class names
+        self.heads = nn.ModuleDict()
+        for name, spec in self.hparams.heads.items():
+            init_args = {**(spec.get("init_args") or {}), "backbone": head_backbone,
+                         "resolution": self.hparams.resolution, "channels_last": self.hparams.channels_last}
+            head = build_from_spec({**spec, "init_args": init_args}, BaseTask)
+            if not head.batched_images:
+                raise SettingError(f"MultiTask head {name!r}: {type(head).__name__} takes images at their own sizes "
+                                   f"and cannot share batches of one size")
+            head.log_to(self._head_logger(name))
+            self.heads[name] = head
+            if not head.sizes_left_to_data():
+                head.replace_backbone(backbone)
+        if self.hparams.loss_weights == "uncertainty":
+            self.uncertainty = UncertaintyWeighting(list(self.heads))
+
+    # ---- what Lightning sees: one module, whose hooks hand each head its own part --------------------------------
+
+    @pl.LightningModule.trainer.setter
+    def trainer(self, trainer: pl.Trainer | None) -> None:
+        pl.LightningModule.trainer.fset(self, trainer)
+        for name, head in self.heads.items():
+            head._trainer = None if trainer is None else _HeadTrainer(trainer, name)
+
+    @property
+    def monitor(self) -> str:
+        name = self.hparams.monitor_head or next(iter(self.hparams.heads))
+        return self._prefixed(self.heads[name].monitor, name)
+
+    @property
+    def mode(self) -> str:
+        return self.heads[self.hparams.monitor_head or next(iter(self.hparams.heads))].mode
+
+    @staticmethod
+    def _prefixed(metric: str, head: str) -> str:
+        """``val/mAP`` of head ``face_attributes`` -> ``val/face_attributes/mAP``."""
+        stage, _, rest = metric.partition("/")
+        return f"{stage}/{head}/{rest}" if rest else f"{head}/{stage}"
+
+    def _head_logger(self, head: str) -> Any:
+        def log(name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+            kwargs["add_dataloader_idx"] = False  # the head's name already tells its loaders apart
+            self.log(self._prefixed(name, head), value, *args, **kwargs)
+        return log
+
+    def setup(self, stage: str) -> None:
+        """Each head reads its own data module (sizes, names, label balance); a head built only now (its size from
+        the data) is put on the shared body, and its size recorded, so checkpoints rebuild the same model."""
+        for name, head in self.heads.items():
+            built_now = head.sizes_left_to_data()
+            head.setup(stage)
+            if built_now:
+                head.replace_backbone(self.backbone)
+                sizes = {key: head.hparams[key] for key in head.size_arguments}
+                self.hparams.heads[name] = {**self.hparams.heads[name],
+                                           "init_args": {**(self.hparams.heads[name].get("init_args") or {}),
+                                                         **sizes}}
+        super().setup(stage)
+
+    def _loaders(self, stage: str) -> list[tuple[str, int, int]]:
+        """(head, the head's own loader index, how many loaders it has) for each of ``stage``'s loaders."""
+        return self.trainer.datamodule.loader_heads(stage)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer.training:
+            return {name: self.heads[name].on_after_batch_transfer(part, 0) for name, part in batch.items()}
+        head, index, _ = self._loaders(self._evaluating())[dataloader_idx]
+        return self.heads[head].on_after_batch_transfer(batch, index)
+
+    def _evaluating(self) -> str:
+        return "test" if self.trainer.testing else "predict" if self.trainer.predicting else "val"
+
+    def training_step(self, batch: dict[str, dict], batch_idx: int) -> torch.Tensor:
+        """Every head's loss on its own batch, weighted and summed."""
+        losses = {}
+        for name, part in batch.items():
+            losses[name], _ = self.heads[name].supervised_loss(part)
+            self.log(f"train/{name}/loss", losses[name], batch_size=len(part["image"]))
+        if self.hparams.loss_weights == "uncertainty":
+            loss = self.uncertainty(losses)
+            for name, weight in self.uncertainty.weights().items():
+                self.log(f"train/{name}/weight", weight)
+        else:
+            weights = self.hparams.loss_weights or {}
+            loss = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        self.log("train/loss", loss, prog_bar=True, batch_size=sum(len(part["image"]) for part in batch.values()))
+        return loss
+
+    def supervised_loss(self, batch: dict[str, dict]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The heads' losses summed with their weights, and each head's outputs (by head name)."""
+        outputs = {name: self.heads[name].supervised_loss(part) for name, part in batch.items()}
+        weights = self.hparams.loss_weights if isinstance(self.hparams.loss_weights, dict) else {}
+        loss = sum(weights.get(name, 1.0) * value for name, (value, _) in outputs.items())
+        return loss, {name: output for name, (_, output) in outputs.items()}
+
+    def _evaluation_step(self, step: str, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        head, index, count = self._loaders(self._evaluating())[dataloader_idx]
+        method = getattr(self.heads[head], step)
+        if count > 1 and "dataloader_idx" in inspect.signature(method).parameters:
+            return method(batch, batch_idx, index)
+        return method(batch, batch_idx)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step("validation_step", batch, batch_idx, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step("test_step", batch, batch_idx, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        for head in self.heads.values():
+            head.on_validation_epoch_end()
+
+    def on_test_epoch_end(self) -> None:
+        for head in self.heads.values():
+            head.on_test_epoch_end()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """One optimizer over the body, every head and the learned loss weights (as head parameters)."""
+        return self.build_optimizers()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["heads"] = {}
+        for name, head in self.heads.items():
+            head.on_save_checkpoint(checkpoint["heads"].setdefault(name, {}))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name, head in self.heads.items():
+            head.on_load_checkpoint(checkpoint.get("heads", {}).get(name, {}))
+
+    # ---- the task protocol ------------------------------------------------------------------------------------
+
+    def inference_network(self) -> MultiHeadNetwork:
+        """Images -> every head's network outputs (a tuple in head order), the body computed once: a copy, whose
+        body layers are shared across the heads' passes."""
+        networks, body = copy.deepcopy(({name: head.inference_network() for name, head in self.heads.items()},
+                                        self.backbone))
+        return MultiHeadNetwork(networks, body)
+
+    def export_module(self) -> MultiTaskExport:
+        return MultiTaskExport(self)
+
+    def evaluate_export(self, run: Callable[[torch.Tensor], tuple[np.ndarray, ...]], export: MultiTaskExport,
+                        datamodule: Any, stage: str) -> dict[str, float]:
+        """Each head's own metric of the shared graph's outputs for it, over its own data (``<head>/<metric>``)."""
+        results = {}
+        for name, head in self.heads.items():
+            def run_head(images: torch.Tensor, part: slice = export.slices[name]) -> tuple[np.ndarray, ...]:
+                return run(images)[part]
+
+            own = head.evaluate_export(run_head, export, datamodule.datamodules[name], stage)
+            results.update({f"{name}/{metric}": value for metric, value in own.items()})
+        return results

@@ -1,0 +1,142 @@
+"""MultiTask: one body under several heads. The shared graph equals each head's own network, runs the body once,
+trains through the CLI with every head's metrics under its name, reloads, and exports to one ONNX graph whose
+every head scores as PyTorch does."""
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from helpers import logged_metrics
+
+from mobilenets.cli import main
+from mobilenets.core.errors import SettingError
+from mobilenets.deploy import inference_model
+from mobilenets.deploy.checkpoint import export_checkpoint
+from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.multitask import MultiTask, MultiTaskDataModule, UncertaintyWeighting
+from mobilenets.tasks.optim import parameter_groups
+
+HEADS = {
+    "face_attributes": {"class_path": "FaceAttributesTask", "init_args": {"num_attributes": 10}},
+    "face_embedding": {"class_path": "FaceEmbeddingTask", "init_args": {"embedding_dim": 16}},
+}
+ARGS = ["--model", "MultiTask", "--model.heads", json.dumps({**HEADS, "face_attributes": {
+            "class_path": "FaceAttributesTask"}}),  # its size from the data
+        "--model.backbone.alpha", "0.25", "--model.resolution", "48", "--model.lr", "0.05",
+        "--model.loss_weights", "uncertainty",
+        "--data", "MultiTaskDataModule", "--data.datamodules", json.dumps({
+            "face_attributes": {"class_path": "CelebADataModule", "init_args": {
+                "root": "data/celeba", "synthetic": True, "synthetic_options": {"num_images": 60},
+                "batch_size": 8, "num_workers": 0}},
+            "face_embedding": {"class_path": "FaceIdentityDataModule", "init_args": {
+                "root": "data/faces", "synthetic": True, "batch_size": 8, "num_workers": 0,
+                "synthetic_options": {"train_identities": 6, "train_images": 4, "test_identities": 6,
+                                      "test_images": 3, "folds": 2, "pairs_per_fold": 6}}}}),
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.log_every_n_steps", "1", "--seed_everything", "0"]
+
+
+def _model(**kwargs):
+    return MultiTask(heads=HEADS, resolution=48, **kwargs)
+
+
+def test_heads_share_one_body_and_the_graph_runs_it_once():
+    task = _model().eval()
+    assert all(head.backbone is task.backbone for head in task.heads.values())
+    images = torch.rand(3, 3, 48, 48)
+    network = task.inference_network()
+    calls = []
+    for layer in network.networks["face_attributes"].backbone.features.children():
+        layer.layer.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        attributes, embeddings = network(task.backbone.normalize(images))
+        own = [head.inference_network()(task.backbone.normalize(images)) for head in task.heads.values()]
+    assert len(calls) == len(list(task.backbone.features.children()))  # each body layer once for both heads
+    assert torch.equal(attributes, own[0]) and torch.equal(embeddings, own[1])
+    # the live model is untouched: its layers are not the graph's wrapped copies
+    assert not any(hasattr(layer, "layer") for layer in task.backbone.features.children())
+
+
+def test_uncertainty_weighting_is_kendalls_and_learns_the_weights():
+    weighting = UncertaintyWeighting(["a", "b"])
+    with torch.no_grad():
+        weighting.log_variance["a"].fill_(0.5)
+    losses = {"a": torch.tensor(2.0), "b": torch.tensor(3.0)}
+    expected = torch.exp(torch.tensor(-0.5)) * 2.0 + 0.5 + 3.0
+    assert weighting(losses).item() == pytest.approx(expected.item())
+    weighting(losses).backward()
+    # d/ds (exp(-s) L + s) = 1 - exp(-s) L: a large loss lowers its weight's log-variance gradient below zero
+    assert weighting.log_variance["b"].grad.item() == pytest.approx(1 - 3.0)
+    assert weighting.weights()["a"] == pytest.approx(float(torch.exp(torch.tensor(-0.5))))
+    task = _model(loss_weights="uncertainty")  # learned with the heads, never shrunk by weight decay
+    groups = {group["name"]: group["params"] for group in parameter_groups(task, task.backbone, 0.1, 4e-5)}
+    assert any(param is task.uncertainty.log_variance["face_attributes"] for param in groups["head/no_decay"])
+
+
+def test_fixed_loss_weights_scale_each_heads_loss():
+    task = _model(loss_weights={"face_attributes": 2.0, "face_embedding": 0.0}).eval()  # no dropout, fixed BN
+    batch = {"face_attributes": {"image": torch.rand(4, 3, 48, 48), "label": torch.randint(0, 2, (4, 10))},
+             "face_embedding": {"image": torch.rand(4, 3, 48, 48), "label": torch.tensor([0, 0, 1, 1])}}
+    task.heads["face_embedding"].log_to(lambda *args, **kwargs: None)
+    loss, outputs = task.supervised_loss(batch)
+    own, _ = task.heads["face_attributes"].supervised_loss(batch["face_attributes"])
+    assert loss.item() == pytest.approx(2.0 * own.item(), rel=1e-5)
+    assert set(outputs) == set(HEADS)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"heads": {}}, "at least one head"),
+    ({"heads": {"a/b": HEADS["face_embedding"]}}, "without '/'"),
+    ({"heads": {"emb": {"class_path": "FaceEmbeddingTask", "init_args": {"resolution": 96}}}},
+     "sets resolution: every head shares the model's"),
+    ({"heads": HEADS, "loss_weights": {"faces": 1.0}}, "no head 'faces'"),
+    ({"heads": HEADS, "loss_weights": "equal"}, "or 'uncertainty'"),
+    ({"heads": {"det": {"class_path": "DetectionTask", "init_args": {"num_classes": 3}}}}, "own sizes"),
+])
+def test_bad_settings_say_what_to_change(kwargs, message):
+    with pytest.raises(SettingError, match=message):
+        MultiTask(resolution=96, **kwargs)
+
+
+def test_bad_data_settings_say_what_to_change():
+    with pytest.raises(SettingError, match="sets resolution"):
+        MultiTaskDataModule({"a": {"class_path": "CelebADataModule", "init_args": {"root": "x", "resolution": 64}}})
+    with pytest.raises(SettingError, match="mode must be one of"):
+        MultiTaskDataModule({"a": {"class_path": "CelebADataModule", "init_args": {"root": "x"}}}, mode="cycle")
+
+
+@pytest.mark.slow
+def test_fit_test_reload_and_export_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *ARGS, "--trainer.max_epochs", "2", "--trainer.default_root_dir", "runs"])
+    rows = logged_metrics(Path("runs"))
+    logged = {key for row in rows for key in row}
+    assert {"val/face_attributes/mAP", "val/face_embedding/accuracy", "train/face_attributes/loss",
+            "train/face_embedding/loss", "train/face_attributes/weight", "train/loss"} <= logged
+    (checkpoint,) = Path("runs").rglob("best-*.ckpt")  # chosen by the first head's val/face_attributes/mAP
+    main(["test", *ARGS, "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", "tested"])
+    (tested,) = [row for row in logged_metrics(Path("tested")) if "test/face_attributes/mAP" in row]
+    assert 0 <= float(tested["test/face_attributes/mAP"]) <= 1 and 0 <= float(tested["test/face_embedding/auc"]) <= 1
+
+    task = load_task(checkpoint)  # the attribute head's size, read from the data, was recorded
+    assert task.heads["face_attributes"].hparams.num_attributes == 10
+    assert task.heads["face_attributes"].attribute_names[0] != "attribute_0"  # names restored from the checkpoint
+    assert all(head.backbone is task.backbone for head in task.heads.values())
+
+    report = export_checkpoint(checkpoint, task, "exported", int8=False, evaluate_data=True)
+    model = onnx.load("exported/model.onnx")
+    assert [output.name for output in model.graph.output] == ["face_attributes.probabilities",
+                                                              "face_embedding.embeddings"]
+    depthwise = [node for node in model.graph.node if node.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in node.attribute)]
+    assert len(depthwise) == 13  # the body's 13 depthwise layers, once for both heads
+    assert all(value < 1e-4 for key, value in report["parity_fp32"].items() if key.endswith("max_abs_diff"))
+    ours, exported = report["metrics"]["pytorch"], report["metrics"]["onnx"]
+    assert set(ours) == {"face_attributes/mAP", "face_embedding/accuracy", "face_embedding/auc"}
+    assert exported == pytest.approx(ours, abs=1e-5)
+    metadata = json.loads(model.metadata_props[0].value)
+    assert set(metadata["heads"]) == set(HEADS) and "verification_threshold" in metadata["heads"]["face_embedding"]
+    export = inference_model(task)
+    assert export.slices == {"face_attributes": slice(0, 1), "face_embedding": slice(1, 2)}
