@@ -77,7 +77,7 @@ def fit_and_test(config: str | Path, args: Sequence[str], metrics: Sequence[str]
     profile = profile_model(task.inference_network(), resolution)
     result = {
         "config": str(config), "metrics": {name: float(tested[name]) for name in metrics}, "steps": steps,
-        "batch_size": cli.datamodule.hparams.batch_size, "macs_m": profile.macs / 1e6,
+        "batch_size": cli.datamodule.batch_size, "macs_m": profile.macs / 1e6,
         "params_m": profile.params / 1e6, "alpha": task.backbone.alpha, "resolution": resolution,
         "seconds": time.perf_counter() - start,
         "checkpoint": best,
@@ -102,9 +102,16 @@ class ExperimentRun:
     teacher: str | None = None  # the run whose best checkpoint this one distills from (the same seed's)
     once: bool = False  # trained with the first seed only; the other seeds reuse it
     steps: int | None = None  # a budget of its own, kept under ``--steps`` (a teacher: not one of the compared)
+    #: experiment metric -> the name this run logs it under, where the run reports only some metrics or names them
+    #: its own way (a single task beside a multi-task model's ``test/<head>/...``); None: all, as named
+    metrics: dict[str, str] | None = None
 
     def arguments(self) -> list[str]:
         return [arg for key, value in self.set.items() for arg in _override(key, value)]
+
+    def logged_metrics(self, metrics: Sequence[str]) -> dict[str, str]:
+        """Each experiment metric this run reports -> the name the run logs it under."""
+        return {name: name for name in metrics} if self.metrics is None else dict(self.metrics)
 
 
 @dataclass(frozen=True)
@@ -199,9 +206,11 @@ def run_experiment(experiment: Experiment, output: str | Path, seeds: int = 1, s
                     raise SettingError(f"{saved}: a finished run of other settings (config, budget or "
                                        f"overrides); pass --fresh or another --output")
             else:
-                trained = fit_and_test(run.config, args, experiment.metrics)
+                logged = run.logged_metrics(experiment.metrics)
+                trained = fit_and_test(run.config, args, list(logged.values()))
                 record = {"experiment": experiment.name, "run": run.name, "title": run.title, "seed": seed,
                           **trained.result, "arguments": args, "teacher": checkpoints.get(run.teacher, "")}
+                record["metrics"] = {name: record["metrics"][own] for name, own in logged.items()}
                 write_text(saved, json.dumps(record, indent=2))
                 status = f"{record['seconds']:.0f} s"
             records.append(record)
@@ -226,7 +235,9 @@ def summarize(experiment: Experiment, records: list[dict[str, Any]]) -> list[dic
             continue
         metrics = {}
         for name in experiment.metrics:
-            values = [r["metrics"][name] for r in own]
+            values = [r["metrics"][name] for r in own if name in r["metrics"]]
+            if not values:  # a metric this run does not report
+                continue
             metrics[name] = {"mean": statistics.fmean(values),
                              "std": statistics.stdev(values) if len(values) > 1 else None, "values": values}
         shared = ("steps", "batch_size", "macs_m", "params_m", "alpha", "resolution")
@@ -260,7 +271,8 @@ def experiment_table(experiment: Experiment, records: list[dict[str, Any]], head
               "| run | " + " | ".join(experiment.metrics) + " | seeds | steps | MACs (M) | params (M) |",
               "|---|" + "---|" * (len(experiment.metrics) + 4)]
     for row in rows:
-        cells = " | ".join(mean_std(row["metrics"][name], percent=True) for name in experiment.metrics)
+        cells = " | ".join(mean_std(row["metrics"][name], percent=True) if name in row["metrics"] else "—"
+                           for name in experiment.metrics)
         lines.append(f"| {row['title']} | {cells} | {row['seeds']} | {row['steps']} | {row['macs_m']:.1f} | "
                      f"{row['params_m']:.3f} |")
     return lines + [""]
@@ -270,6 +282,7 @@ def plot_against_macs(axes: Any, rows: list[dict[str, Any]], metric: str, key: s
                       label: str = "ours") -> None:
     """Each row's mean ``metric`` (in %) against its MACs or parameters (``key``), with ± std error bars where
     a row has several seeds, labelled by run title."""
+    rows = [row for row in rows if metric in row["metrics"]]
     means = [100 * row["metrics"][metric]["mean"] for row in rows]
     errors = [100 * (row["metrics"][metric]["std"] or 0.0) for row in rows]
     axes.errorbar([row[key] for row in rows], means, yerr=errors, fmt="o", color="tab:red", capsize=3, label=label)

@@ -56,7 +56,11 @@ def parse_key_values(spec: str) -> dict:
 def run_profile(args: argparse.Namespace) -> int:
     from mobilenets.core.tables import render
 
-    if args.model is not None:
+    if args.config is not None:
+        from mobilenets.cli.tables import config_table
+
+        tables = [config_table(args.config)]
+    elif args.model is not None:
         from mobilenets.backbone import MobileNetV1, check_resolution
         from mobilenets.backbone.profile import layer_table
 
@@ -422,6 +426,8 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model", help="profile one model layer by layer, e.g. alpha=0.75,resolution=192 (any MobileNetV1 argument)"
     )
+    parser.add_argument("--config", help="profile the model of a task config (packaged or a file); a multi-task "
+                        "model beside its heads as separate models")
     parser.set_defaults(handler=run_profile)
 
 

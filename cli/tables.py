@@ -22,7 +22,7 @@ from mobilenets.core.io import write_text
 from mobilenets.core.tables import Table
 from mobilenets.tasks.registry import TASKS
 
-__all__ = ["cache_dir", "cache_key", "paper_tables"]
+__all__ = ["cache_dir", "cache_key", "config_table", "paper_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +65,18 @@ def paper_tables() -> list[Table]:
     except OSError as error:  # a read-only home still prints the tables
         log.warning("could not cache the profile tables in %s: %s", path.parent, error)
     return tables
+
+
+def config_table(config: str) -> Table:
+    """MACs and parameters of a config's model (``BaseTask.profile_rows``), at the config's resolution."""
+    from mobilenets.cli.lightning import MobileNetsCLI
+    from mobilenets.configs import config_path
+
+    task = MobileNetsCLI(["--config", str(config_path(config))], run=False).model
+    try:
+        profiled = task.profile_rows()
+    except AttributeError as error:  # a model (or a head) whose size the config leaves to the data
+        raise SystemExit(f"{config}: {error}") from None
+    rows = [[name, round(macs / 1e6, 2), round(params / 1e6, 3)] for name, macs, params in profiled]
+    return Table(key="config", title=f"{config} at {task.hparams.resolution} px", rows=rows,
+                 columns=["model", "MACs (M)", "params (M)"])

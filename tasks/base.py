@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
+from mobilenets.backbone.profile import profile_model
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.export import export_batches
@@ -302,6 +303,12 @@ class BaseTask(pl.LightningModule, ABC):
     def inference_network(self) -> nn.Module:
         """The image-in module whose outputs the task post-processes, and whose size the paper counts."""
         return self.model
+
+    def profile_rows(self) -> list[tuple[str, int, int]]:
+        """(what, MACs, parameters) of the inference network at the task's resolution, counted the paper's way,
+        for ``mobilenets profile --config``; a model of several parts lists them too."""
+        profile = profile_model(self.inference_network(), self.hparams.resolution)
+        return [(type(self).__name__, profile.macs, profile.params)]
 
     def export_module(self) -> TaskExport:
         """The deployable inference graph: images in [0, 1] -> the task's post-processed outputs."""

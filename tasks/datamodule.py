@@ -104,6 +104,11 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         #: the test sets' names, one test loader each (several where the data lists several test files)
         self.test_names: list[str] = ["test"]
 
+    @property
+    def batch_size(self) -> int:
+        """Labeled images per training step."""
+        return self.hparams.batch_size
+
     @abstractmethod
     def write_synthetic(self, root: Path, **options: Any) -> None:
         """Write the task's synthetic dataset in the real layout."""

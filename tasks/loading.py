@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytorch_lightning as pl
 
 from mobilenets.backbone import BackboneConfig
 from mobilenets.core.checkpoint import read_checkpoint, weights_only_for
+from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 
 __all__ = ["build_from_spec", "load_datamodule", "load_task"]
@@ -63,4 +65,11 @@ def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModul
     if not class_path:
         raise ValueError(f"{path}: the checkpoint records no data module; train through the mobilenets CLI, or "
                          f"give the data's config")
-    return resolve_class(class_path, None)(**{**hparams, **overrides})
+    datamodule_class = resolve_class(class_path, None)
+    parameters = inspect.signature(datamodule_class).parameters
+    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+    unknown = set() if takes_any else set(overrides) - set(parameters)
+    if unknown:
+        raise SettingError(f"{path}: its data module ({datamodule_class.__name__}) takes no {sorted(unknown)[0]}; "
+                           f"change that in the data's config instead")
+    return datamodule_class(**{**hparams, **overrides})

@@ -2,7 +2,6 @@
 same weights and data (each sample counted once), and one-time work (synthetic data, S2 partition) is done by
 rank 0 alone while the other waits."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import logged_metrics
+from helpers import LAUNCH_ENV, logged_metrics
 
 from mobilenets.cli import main
 from mobilenets.tasks.classification import DogsDataModule
-
-#: A fresh launch: no rendezvous left in the environment by an earlier in-process DDP test (its port may be taken).
-LAUNCH_ENV = {key: value for key, value in os.environ.items()
-              if key not in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK",
-                             "GROUP_RANK", "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED")} | {"OMP_NUM_THREADS": "1"}
 
 COMMON = ["--model.backbone.alpha", "0.25", "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false", "--seed_everything", "0"]

@@ -25,7 +25,8 @@ def _write(path, spec):
 
 def test_every_packaged_experiment_loads_and_names_packaged_configs():
     names = sorted(path.stem for path in (CONFIG_DIR / "experiments").glob("*.yaml"))
-    assert names == ["distill_dogs", "distill_face_attributes", "distill_face_embedding", "sweep"]
+    assert names == ["distill_dogs", "distill_face_attributes", "distill_face_embedding", "multitask",
+                     "sweep"]
     for name in names:
         experiment = Experiment.load(name)
         assert experiment.steps > 0 and experiment.metrics
@@ -77,6 +78,20 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     [single] = summarize(experiment, records[:1])
     assert single["metrics"]["test/top1"]["std"] is None
     assert "| run a | 50.0% | 1 |" in "\n".join(experiment_table(experiment, records[:1]))
+
+
+def test_a_run_reports_its_own_metrics_under_the_experiments_names():
+    """A single-task run beside a multi-task one: it reports one of the metrics, under its own logged name, and the
+    table leaves the other blank."""
+    runs = tuple(Experiment.load("multitask").runs)
+    assert runs[0].logged_metrics(["test/face_attributes/mAP", "test/face_embedding/accuracy"]) == {
+        "test/face_attributes/mAP": "test/mAP"}
+    assert runs[2].logged_metrics(["test/x"]) == {"test/x": "test/x"}
+    experiment = Experiment("e", "E", ("test/a", "test/b"), 10, (ExperimentRun("one", "one", "demo/dogs.yaml",
+                                                                              metrics={"test/a": "test/top1"}),))
+    records = [{"run": "one", "seed": 0, "metrics": {"test/a": 0.5}, "steps": 10, "batch_size": 4, "macs_m": 1.0,
+                "params_m": 0.1, "alpha": 0.25, "resolution": 64}]
+    assert "| one | 50.0% | — | 1 | 10 |" in "\n".join(experiment_table(experiment, records))
 
 
 @pytest.mark.slow

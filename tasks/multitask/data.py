@@ -56,6 +56,11 @@ class MultiTaskDataModule(pl.LightningDataModule):
             for name, spec in datamodules.items()
         }
 
+    @property
+    def batch_size(self) -> int:
+        """Images per training step: one batch of every data module."""
+        return sum(datamodule.batch_size for datamodule in self.datamodules.values())
+
     def prepare_data(self) -> None:
         for datamodule in self.datamodules.values():
             datamodule.prepare_data()

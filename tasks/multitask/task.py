@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from mobilenets.backbone.profile import profile_model
 from mobilenets.core.errors import SettingError
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.loading import build_from_spec
@@ -231,6 +232,17 @@ class MultiTask(BaseTask):
         networks, body = copy.deepcopy(({name: head.inference_network() for name, head in self.heads.items()},
                                         self.backbone))
         return MultiHeadNetwork(networks, body)
+
+    def profile_rows(self) -> list[tuple[str, int, int]]:
+        """Each head as a model of its own (the body and its head), their sum, and this model (the body once)."""
+        resolution = self.hparams.resolution
+        rows = []
+        for name, head in self.heads.items():
+            profile = profile_model(head.inference_network(), resolution)
+            rows.append((f"{name} alone ({type(head).__name__})", profile.macs, profile.params))
+        rows.append(("separate models, together", sum(row[1] for row in rows), sum(row[2] for row in rows)))
+        joint = profile_model(self.inference_network(), resolution)
+        return [*rows, ("MultiTask, one body", joint.macs, joint.params)]
 
     def export_module(self) -> MultiTaskExport:
         return MultiTaskExport(self)

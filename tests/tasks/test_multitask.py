@@ -3,13 +3,16 @@ trains through the CLI with every head's metrics under its name, reloads, and ex
 every head scores as PyTorch does."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
-from helpers import logged_metrics
+from helpers import LAUNCH_ENV, logged_metrics
 
+from mobilenets.backbone.profile import profile_model
 from mobilenets.cli import main
 from mobilenets.core.errors import SettingError
 from mobilenets.deploy import inference_model
@@ -140,3 +143,34 @@ def test_fit_test_reload_and_export_through_the_cli(tmp_path, monkeypatch):
     assert set(metadata["heads"]) == set(HEADS) and "verification_threshold" in metadata["heads"]["face_embedding"]
     export = inference_model(task)
     assert export.slices == {"face_attributes": slice(0, 1), "face_embedding": slice(1, 2)}
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_both_heads_exactly_like_one(tmp_path, monkeypatch):
+    """Validate one checkpoint in one process and with 2 DDP processes: every head's metrics agree."""
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *ARGS, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+          "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "fit"])
+    (checkpoint,) = Path("fit").rglob("epoch=*.ckpt")
+    main(["validate", *ARGS, "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", "one"])
+    two = [*ARGS, "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", "two", "--trainer.accelerator", "cpu",
+           "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    result = subprocess.run([sys.executable, "-m", "mobilenets.cli", "validate", *two], capture_output=True,
+                            text=True, timeout=300, env=LAUNCH_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (single,) = [row for row in logged_metrics(Path("one")) if "val/face_attributes/mAP" in row]
+    (double,) = [row for row in logged_metrics(Path("two")) if "val/face_attributes/mAP" in row]
+    metrics = {key for key, value in single.items() if key.startswith("val/") and "loss" not in key and value}
+    assert {"val/face_attributes/mAP", "val/face_embedding/accuracy", "val/face_embedding/auc"} <= metrics
+    assert {k: float(single[k]) for k in metrics} == pytest.approx({k: float(double[k]) for k in metrics}, abs=1e-6)
+
+
+def test_profile_counts_the_body_once_against_the_separate_models(capsys):
+    task = _model()
+    alone_attributes, alone_embedding, together, joint = task.profile_rows()
+    body = profile_model(task.backbone, 48)
+    assert together[1:] == (alone_attributes[1] + alone_embedding[1], alone_attributes[2] + alone_embedding[2])
+    assert together[1] - joint[1] == body.macs and together[2] - joint[2] == body.params  # the body, counted once
+    main(["profile", "--config", "demo/multitask.yaml"])
+    text = capsys.readouterr().out
+    assert "| MultiTask, one body | 13.35 | 0.249 |" in text and "| separate models, together | 26.66 |" in text
