@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader
@@ -69,6 +70,13 @@ class MultiTaskDataModule(pl.LightningDataModule):
         for datamodule in self.datamodules.values():
             datamodule.trainer = self.trainer
             datamodule.setup(stage)
+
+    def calibration_images(self, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
+        """int8 calibration batches from every data module's training images in turn (the shared body sees them
+        all), ``batches`` split between them."""
+        each = max(1, batches // len(self.datamodules))
+        return [images for datamodule in self.datamodules.values()
+                for images in datamodule.calibration_images(size, each, seed)]
 
     def train_dataloader(self) -> CombinedLoader:
         """A dict of every head's training batch per step."""

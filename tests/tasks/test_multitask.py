@@ -128,7 +128,7 @@ def test_fit_test_reload_and_export_through_the_cli(tmp_path, monkeypatch):
     assert task.heads["face_attributes"].attribute_names[0] != "attribute_0"  # names restored from the checkpoint
     assert all(head.backbone is task.backbone for head in task.heads.values())
 
-    report = export_checkpoint(checkpoint, task, "exported", int8=False, evaluate_data=True)
+    report = export_checkpoint(checkpoint, task, "exported", int8=True, calibration=2, evaluate_data=True)
     model = onnx.load("exported/model.onnx")
     assert [output.name for output in model.graph.output] == ["face_attributes.probabilities",
                                                               "face_embedding.embeddings"]
@@ -139,6 +139,7 @@ def test_fit_test_reload_and_export_through_the_cli(tmp_path, monkeypatch):
     ours, exported = report["metrics"]["pytorch"], report["metrics"]["onnx"]
     assert set(ours) == {"face_attributes/mAP", "face_embedding/accuracy", "face_embedding/auc"}
     assert exported == pytest.approx(ours, abs=1e-5)
+    assert set(report["metrics"]["int8"]) == set(ours)  # calibrated on both heads' training images
     metadata = json.loads(model.metadata_props[0].value)
     assert set(metadata["heads"]) == set(HEADS) and "verification_threshold" in metadata["heads"]["face_embedding"]
     export = inference_model(task)
