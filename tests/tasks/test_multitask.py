@@ -175,3 +175,6 @@ def test_profile_counts_the_body_once_against_the_separate_models(capsys):
     main(["profile", "--config", "demo/multitask.yaml"])
     text = capsys.readouterr().out
     assert "| MultiTask, one body | 13.35 | 0.249 |" in text and "| separate models, together | 26.66 |" in text
+    main(["profile", "--config", "paper/multitask_faces.yaml"])  # the paper-scale example: 1.0 MobileNet-160
+    text = capsys.readouterr().out
+    assert "| MultiTask, one body | 289.82 | 3.379 |" in text and "| separate models, together | 579.47 |" in text
