@@ -17,11 +17,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mobilenets.backbone.profile import profile_model
 from mobilenets.core.errors import SettingError
 from mobilenets.tasks.base import BaseTask
-from mobilenets.tasks.loading import build_from_spec
+from mobilenets.tasks.loading import build_from_spec, load_task
 from mobilenets.tasks.multitask.export import MultiTaskExport
 from mobilenets.tasks.multitask.model import MultiHeadNetwork, UncertaintyWeighting
 from mobilenets.tasks.registry import import_tasks
@@ -65,13 +66,20 @@ class MultiTask(BaseTask):
         loss_weights: name -> a fixed weight of that head's loss (1 where not given), or ``"uncertainty"`` to learn
             them (Kendall et al. 2018: each head's loss scaled by exp(-s) plus s, s learned).
         monitor_head: the head whose validation metric picks the best checkpoint (the first head by default).
+        teachers: head name -> a trained checkpoint of that head's task, which teaches it (the paper's face results
+            come from distillation): that head's loss becomes ``hard_weight`` x its own + (1 - ``hard_weight``) x
+            its task's distillation loss (``distillation_criterion``) against the teacher's outputs on the same
+            images. Teachers are loaded when ``fit`` starts and are not saved in checkpoints.
+        temperature: softmax temperature of the soft-target losses.
+        hard_weight: weight of a taught head's own loss.
         **kwargs: the shared task arguments (backbone, resolution, optimizer ...), see ``BaseTask``.
     """
 
     batched_images = True
 
     def __init__(self, heads: dict[str, dict[str, Any]], loss_weights: dict[str, float] | str | None = None,
-                 monitor_head: str | None = None, **kwargs: Any) -> None:
+                 monitor_head: str | None = None, teachers: dict[str, str] | None = None, temperature: float = 4.0,
+                 hard_weight: float = 0.5, **kwargs: Any) -> None:
         if not heads:
             raise SettingError("MultiTask needs at least one head (model.init_args.heads: {name: task config})")
         for name, spec in heads.items():
@@ -87,9 +95,16 @@ class MultiTask(BaseTask):
                                f"{loss_weights!r}")
         unknown = set(loss_weights or {}) - set(heads) if isinstance(loss_weights, dict) else set()
         unknown |= {monitor_head} - set(heads) if monitor_head else set()
+        unknown |= set(teachers or {}) - set(heads)
         if unknown:
             raise SettingError(f"MultiTask has no head {sorted(unknown)[0]!r}; its heads are {list(heads)}")
+        if not 0 <= hard_weight <= 1:
+            raise SettingError(f"hard_weight must be in [0, 1], got {hard_weight}")
         super().__init__(**kwargs)
+        # Frozen teachers and the losses that compare with them: built when fit starts, kept out of the module tree
+        # (so out of checkpoints); the losses' own parameters, if any, train with the rest (configure_optimizers).
+        self._teachers: dict[str, BaseTask] = {}
+        self._criteria: dict[str, nn.Module] = {}
 
     def configure_models(self) -> None:
         backbone = self.build_backbone()
@@ -152,7 +167,41 @@ class MultiTask(BaseTask):
                 self.hparams.heads[name] = {**self.hparams.heads[name],
                                            "init_args": {**(self.hparams.heads[name].get("init_args") or {}),
                                                          **sizes}}
+        if stage == "fit" and self.hparams.teachers and not self._teachers:
+            self._load_teachers()
         super().setup(stage)
+
+    def _load_teachers(self) -> None:
+        for name, path in self.hparams.teachers.items():
+            head, teacher = self.heads[name], load_task(path)
+            if type(teacher) is not type(head):
+                raise SettingError(f"{path}: a {type(teacher).__name__} checkpoint cannot teach the {name!r} head, a "
+                                   f"{type(head).__name__}; give a checkpoint of that task")
+            teacher.requires_grad_(False).to(self.device)
+            teacher.log_to(lambda *args, **kwargs: None)  # what a teacher logs while answering is not the student's
+            self._teachers[name] = teacher
+            images = torch.rand(2, 3, self.hparams.resolution, self.hparams.resolution, device=self.device)
+            was_training = head.training
+            head.eval()
+            with torch.no_grad():
+                probe = head.distill_outputs(self.backbone.normalize(images)), self._teach(name, images, raw=True)
+            head.train(was_training)
+            self._criteria[name] = head.distillation_criterion(*probe, self.hparams.temperature).to(self.device)
+
+    def _teach(self, name: str, images: torch.Tensor, raw: bool = False) -> Any:
+        """Teacher ``name``'s outputs for a batch the head sees (normalised for the body; ``raw``: in [0, 1]),
+        at the teacher's own resolution and normalisation."""
+        teacher = self._teachers[name]
+        if not raw:
+            images = images * self.backbone.input_std + self.backbone.input_mean
+        size = teacher.hparams.resolution
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        images = teacher.backbone.normalize(images)
+        if teacher.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            return teacher.eval().distill_outputs(images)
 
     def _loaders(self, stage: str) -> list[tuple[str, int, int]]:
         """(head, the head's own loader index, how many loaders it has) for each of ``stage``'s loaders."""
@@ -171,8 +220,13 @@ class MultiTask(BaseTask):
         """Every head's loss on its own batch, weighted and summed."""
         losses = {}
         for name, part in batch.items():
-            losses[name], _ = self.heads[name].supervised_loss(part)
-            self.log(f"train/{name}/loss", losses[name], batch_size=len(part["image"]))
+            losses[name], outputs = self.heads[name].supervised_loss(part)
+            size = len(part["image"])
+            if name in self._teachers:
+                distill = self._criteria[name](outputs, self._teach(name, part["image"]))
+                self.log(f"train/{name}/distill_loss", distill, batch_size=size)
+                losses[name] = self.hparams.hard_weight * losses[name] + (1 - self.hparams.hard_weight) * distill
+            self.log(f"train/{name}/loss", losses[name], batch_size=size)
         if self.hparams.loss_weights == "uncertainty":
             loss = self.uncertainty(losses)
             for name, weight in self.uncertainty.weights().items():
@@ -212,8 +266,9 @@ class MultiTask(BaseTask):
             head.on_test_epoch_end()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """One optimizer over the body, every head and the learned loss weights (as head parameters)."""
-        return self.build_optimizers()
+        """One optimizer over the body, every head, the learned loss weights and the distillation losses' own
+        parameters (as head parameters)."""
+        return self.build_optimizers(extra_modules=list(self._criteria.values()))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["heads"] = {}

@@ -3,6 +3,7 @@ trains through the CLI with every head's metrics under its name, reloads, and ex
 every head scores as PyTorch does."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,34 @@ def test_profile_counts_the_body_once_against_the_separate_models(capsys):
     main(["profile", "--config", "paper/multitask_faces.yaml"])  # the paper-scale example: 1.0 MobileNet-160
     text = capsys.readouterr().out
     assert "| MultiTask, one body | 289.82 | 3.379 |" in text and "| separate models, together | 579.47 |" in text
+
+
+@pytest.mark.slow
+def test_each_head_distils_from_its_own_teacher(tmp_path, monkeypatch):
+    """A teacher per head, each a checkpoint of that task at another size (64 px; a 32-d embedding for the 16-d
+    head, so through a learned projection): both heads log their distillation loss, the checkpoint holds no
+    teacher and reloads without the teachers' files; a teacher of another task is refused."""
+    monkeypatch.chdir(tmp_path)
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+             "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "0",
+             "--model.backbone.alpha", "0.25", "--model.resolution", "64", "--data.num_workers", "0",
+             "--data.batch_size", "8", "--data.synthetic", "true"]
+    main(["fit", "--model", "FaceAttributesTask", "--data", "CelebADataModule", "--data.root", "data/celeba",
+          "--data.synthetic_options", "{num_images: 60}", "--trainer.default_root_dir", "attr", *quiet])
+    main(["fit", "--model", "FaceEmbeddingTask", "--model.embedding_dim", "32", "--data", "FaceIdentityDataModule",
+          "--data.root", "data/faces", "--data.synthetic_options", "{train_identities: 6, train_images: 4, "
+          "test_identities: 6, test_images: 3, folds: 2, pairs_per_fold: 6}", "--trainer.default_root_dir", "emb",
+          *quiet])
+    teachers = {"face_attributes": str(next(Path("attr").rglob("*.ckpt"))),
+                "face_embedding": str(next(Path("emb").rglob("*.ckpt")))}
+    main(["fit", *ARGS, "--model.teachers", json.dumps(teachers), "--trainer.max_epochs", "1",
+          "--trainer.default_root_dir", "runs"])
+    logged = {key for row in logged_metrics(Path("runs")) for key in row}
+    assert {"train/face_attributes/distill_loss", "train/face_embedding/distill_loss"} <= logged
+    (checkpoint,) = Path("runs").rglob("best-*.ckpt")
+    assert not any("teacher" in key for key in torch.load(checkpoint, weights_only=False)["state_dict"])
+    shutil.rmtree("attr")
+    assert load_task(checkpoint).heads["face_embedding"].hparams.embedding_dim == 16  # no teacher needed to reload
+    swapped = {"face_attributes": teachers["face_embedding"]}
+    with pytest.raises(SystemExit, match="cannot teach the 'face_attributes' head"):
+        main(["fit", *ARGS, "--model.teachers", json.dumps(swapped), "--trainer.default_root_dir", "swapped"])
