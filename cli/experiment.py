@@ -12,6 +12,7 @@ error bars. Finished runs are kept (``runs/<run>/seed_<k>.json``), so a re-run d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -200,16 +201,19 @@ def run_experiment(experiment: Experiment, output: str | Path, seeds: int = 1, s
                 args += ["--model.init_args.teacher.checkpoint", checkpoints[run.teacher]]
             if quick:
                 args += [*QUICK, "--trainer.limit_train_batches", str(QUICK_STEPS)]
+            digest = hashlib.sha256(read_text(config_path(run.config)).encode()).hexdigest()
             if saved.is_file():
                 record, status = json.loads(saved.read_text()), "cached"
-                if (record.get("config"), record.get("arguments")) != (run.config, args):
-                    raise SettingError(f"{saved}: a finished run of other settings (config, budget or "
-                                       f"overrides); pass --fresh or another --output")
+                settings = (record.get("config"), record.get("config_sha256"), record.get("arguments"))
+                if settings != (run.config, digest, args):
+                    raise SettingError(f"{saved}: a finished run of other settings (config or its file's content, "
+                                       f"budget or overrides); pass --fresh or another --output")
             else:
                 logged = run.logged_metrics(experiment.metrics)
                 trained = fit_and_test(run.config, args, list(logged.values()))
                 record = {"experiment": experiment.name, "run": run.name, "title": run.title, "seed": seed,
-                          **trained.result, "arguments": args, "teacher": checkpoints.get(run.teacher, "")}
+                          **trained.result, "config_sha256": digest, "arguments": args,
+                          "teacher": checkpoints.get(run.teacher, "")}
                 record["metrics"] = {name: record["metrics"][own] for name, own in logged.items()}
                 write_text(saved, json.dumps(record, indent=2))
                 status = f"{record['seconds']:.0f} s"

@@ -125,6 +125,14 @@ def test_runs_are_seeded_take_the_step_budget_and_are_reused(tmp_path, monkeypat
     assert len(rerun) == 1
     again = torch.load(rerun[0]["checkpoint"], weights_only=False)["state_dict"]
     assert torch.equal(again[first], weights[0][first])  # the same seed, the same weights
+    mine = tmp_path / "mine.yaml"  # a config file of one's own, edited after its run finished: not reused
+    mine.write_text(config_path("demo/dogs.yaml").read_text())
+    own = _write(tmp_path / "own.yaml", {"title": "Own", "metrics": ["test/top1"], "steps": 7,
+                                         "runs": [{"name": "a", "title": "A", "config": str(mine), "set": TINY}]})
+    main(["experiment", str(own), "--output", "own"])
+    mine.write_text(mine.read_text().replace("lr: 0.05", "lr: 0.01"))
+    with pytest.raises(SystemExit, match="config or its file's content"):
+        main(["experiment", str(own), "--output", "own"])
 
 
 @pytest.mark.slow
