@@ -152,7 +152,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("synth", help="write a task's synthetic dataset in the real on-disk layout")
-    parser.add_argument("task", choices=sorted(name for name, entry in TASKS.items() if entry.synthetic))
+    parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("root", help="folder to write into")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--option", action="append", help="writer argument as key=value, e.g. num_classes=8")

@@ -29,7 +29,8 @@ def parameter_groups(
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if param.requires_grad:
-                key = (id(param) in backbone_ids, _skips_weight_decay(module, name) or param.ndim == 0)  # 0-d: loss weights
+                no_decay = _skips_weight_decay(module, name) or param.ndim == 0  # 0-d: learned loss weights
+                key = (id(param) in backbone_ids, no_decay)
                 groups.setdefault(key, []).append(param)
     return [
         {

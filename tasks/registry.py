@@ -17,18 +17,17 @@ __all__ = ["TASKS", "TaskEntry", "import_tables", "import_tasks", "register_task
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """A task package and the name of its synthetic-data writer (``mobilenets synth NAME ROOT``), None for a task
-    with no data of its own (a multi-task model reads its heads' data)."""
+    """A task package and the name of its synthetic-data writer (``mobilenets synth NAME ROOT``)."""
 
     name: str
     package: str
-    synthetic: str | None
+    synthetic: str
 
 
 TASKS: dict[str, TaskEntry] = {}
 
 
-def register_task(name: str, package: str, synthetic: str | None) -> TaskEntry:
+def register_task(name: str, package: str, synthetic: str) -> TaskEntry:
     """Make a task package known to the command under ``name``."""
     TASKS[name] = TaskEntry(name, package, synthetic)
     return TASKS[name]
@@ -58,4 +57,4 @@ register_task("detection", "mobilenets.tasks.detection", "write_coco")
 register_task("face_attributes", "mobilenets.tasks.face_attributes", "write_celeba")
 register_task("face_embedding", "mobilenets.tasks.face_embedding", "write_faces")
 register_task("geolocation", "mobilenets.tasks.geolocation", "write_geotagged")
-register_task("multitask", "mobilenets.tasks.multitask", None)
+register_task("multitask", "mobilenets.tasks.multitask", "write_multitask")

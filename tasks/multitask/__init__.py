@@ -2,11 +2,13 @@
 
 from mobilenets.core.lazy import lazy_exports
 
-__all__ = ["MultiHeadNetwork", "MultiTask", "MultiTaskDataModule", "MultiTaskExport", "UncertaintyWeighting"]
+__all__ = ["MultiHeadNetwork", "MultiTask", "MultiTaskDataModule", "MultiTaskExport", "UncertaintyWeighting",
+           "write_multitask"]
 __getattr__ = lazy_exports(__name__, {
     "MultiHeadNetwork": "model",
     "MultiTask": "task",
     "MultiTaskDataModule": "data",
     "MultiTaskExport": "export",
     "UncertaintyWeighting": "model",
+    "write_multitask": "synthetic",
 })

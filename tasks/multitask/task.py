@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mobilenets.backbone.profile import profile_model
 from mobilenets.core.errors import SettingError
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.loading import build_from_spec, load_task
@@ -217,32 +216,28 @@ class MultiTask(BaseTask):
         return "test" if self.trainer.testing else "predict" if self.trainer.predicting else "val"
 
     def training_step(self, batch: dict[str, dict], batch_idx: int) -> torch.Tensor:
-        """Every head's loss on its own batch, weighted and summed."""
-        losses = {}
-        for name, part in batch.items():
-            losses[name], outputs = self.heads[name].supervised_loss(part)
-            size = len(part["image"])
-            if name in self._teachers:
-                distill = self._criteria[name](outputs, self._teach(name, part["image"]))
-                self.log(f"train/{name}/distill_loss", distill, batch_size=size)
-                losses[name] = self.hparams.hard_weight * losses[name] + (1 - self.hparams.hard_weight) * distill
-            self.log(f"train/{name}/loss", losses[name], batch_size=size)
-        if self.hparams.loss_weights == "uncertainty":
-            loss = self.uncertainty(losses)
-            for name, weight in self.uncertainty.weights().items():
-                self.log(f"train/{name}/weight", weight)
-        else:
-            weights = self.hparams.loss_weights or {}
-            loss = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        loss, _ = self.supervised_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=sum(len(part["image"]) for part in batch.values()))
         return loss
 
     def supervised_loss(self, batch: dict[str, dict]) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The heads' losses summed with their weights, and each head's outputs (by head name)."""
-        outputs = {name: self.heads[name].supervised_loss(part) for name, part in batch.items()}
-        weights = self.hparams.loss_weights if isinstance(self.hparams.loss_weights, dict) else {}
-        loss = sum(weights.get(name, 1.0) * value for name, (value, _) in outputs.items())
-        return loss, {name: output for name, (_, output) in outputs.items()}
+        """Every head's loss on its own batch (a taught head's mixed with its teacher's), weighted (fixed or
+        learned) and summed; and each head's outputs, by head name."""
+        losses, outputs = {}, {}
+        for name, part in batch.items():
+            losses[name], outputs[name] = self.heads[name].supervised_loss(part)
+            size = len(part["image"])
+            if name in self._teachers:
+                distill = self._criteria[name](outputs[name], self._teach(name, part["image"]))
+                self.log(f"train/{name}/distill_loss", distill, batch_size=size)
+                losses[name] = self.hparams.hard_weight * losses[name] + (1 - self.hparams.hard_weight) * distill
+            self.log(f"train/{name}/loss", losses[name], batch_size=size)
+        if self.hparams.loss_weights == "uncertainty":
+            for name, weight in self.uncertainty.weights().items():
+                self.log(f"train/{name}/weight", weight)
+            return self.uncertainty(losses), outputs
+        weights = self.hparams.loss_weights or {}
+        return sum(weights.get(name, 1.0) * value for name, value in losses.items()), outputs
 
     def _evaluation_step(self, step: str, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> Any:
         head, index, count = self._loaders(self._evaluating())[dataloader_idx]
@@ -290,14 +285,10 @@ class MultiTask(BaseTask):
 
     def profile_rows(self) -> list[tuple[str, int, int]]:
         """Each head as a model of its own (the body and its head), their sum, and this model (the body once)."""
-        resolution = self.hparams.resolution
-        rows = []
-        for name, head in self.heads.items():
-            profile = profile_model(head.inference_network(), resolution)
-            rows.append((f"{name} alone ({type(head).__name__})", profile.macs, profile.params))
+        rows = [(f"{name} alone ({type(head).__name__})", *head.profile_rows()[0][1:])
+                for name, head in self.heads.items()]
         rows.append(("separate models, together", sum(row[1] for row in rows), sum(row[2] for row in rows)))
-        joint = profile_model(self.inference_network(), resolution)
-        return [*rows, ("MultiTask, one body", joint.macs, joint.params)]
+        return [*rows, ("MultiTask, one body", *super().profile_rows()[0][1:])]
 
     def export_module(self) -> MultiTaskExport:
         return MultiTaskExport(self)

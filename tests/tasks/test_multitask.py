@@ -19,7 +19,7 @@ from mobilenets.core.errors import SettingError
 from mobilenets.deploy import inference_model
 from mobilenets.deploy.checkpoint import export_checkpoint
 from mobilenets.tasks.loading import load_task
-from mobilenets.tasks.multitask import MultiTask, MultiTaskDataModule, UncertaintyWeighting
+from mobilenets.tasks.multitask import MultiTask, MultiTaskDataModule, UncertaintyWeighting, write_multitask
 from mobilenets.tasks.optim import parameter_groups
 
 HEADS = {
@@ -210,3 +210,19 @@ def test_each_head_distils_from_its_own_teacher(tmp_path, monkeypatch):
     swapped = {"face_attributes": teachers["face_embedding"]}
     with pytest.raises(SystemExit, match="cannot teach the 'face_attributes' head"):
         main(["fit", *ARGS, "--model.teachers", json.dumps(swapped), "--trainer.default_root_dir", "swapped"])
+
+
+def test_synth_writes_each_heads_data_in_its_own_layout_for_its_own_reader(tmp_path):
+    assert main(["synth", "multitask", str(tmp_path / "mt"), "--option", "tasks=face_attributes+face_embedding"]) == 0
+    data = MultiTaskDataModule({
+        "face_attributes": {"class_path": "CelebADataModule", "init_args": {"root": str(tmp_path / "mt" /
+                                                                                         "face_attributes")}},
+        "face_embedding": {"class_path": "FaceIdentityDataModule", "init_args": {"root": str(tmp_path / "mt" /
+                                                                                             "face_embedding")}},
+    }, resolution=48, num_workers=0)
+    data.setup("fit")
+    celeba, faces = data.datamodules["face_attributes"], data.datamodules["face_embedding"]
+    assert len(celeba.datasets["train"]) == 210 and len(celeba.attribute_names) == 10  # write_celeba's defaults
+    assert len(faces.datasets["train"]) == 40 * 8 and len(faces.pair_sets[0].pairs) == 10 * 2 * 20  # same + different
+    with pytest.raises(SettingError, match="no task 'faces'"):
+        write_multitask(tmp_path / "bad", tasks="face_attributes+faces")
