@@ -77,7 +77,7 @@ STAGES: list[Stage] = [
     # Detection starts from the dogs stage's backbone, as the paper's detectors start from ImageNet weights, and
     # keeps its first two layers (the costliest to train at 300 px) as the dogs stage left them.
     Stage("detection", "COCO detection (Table 13)", "demo/detection.yaml", ("test/mAP", "test/mAP50"), "coco",
-          *_epochs(12, quick=2, extra=("--model.init_args.trainable_backbone_layers", "12")), needs="dogs"),
+          *_epochs(16, quick=2, extra=("--model.init_args.trainable_backbone_layers", "12")), needs="dogs"),
     Stage("face_embedding", "FaceNet embeddings (Table 14)", "demo/face_embedding.yaml",
           ("test/accuracy", "test/auc"), "faces", *_epochs(14)),
 ]
