@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mobilenets.cli.faces import add_align, add_gallery, add_identify, add_verify
 from mobilenets.core.checkpoint import TRUST_ENV, UntrustedFileError
 from mobilenets.core.errors import BadRecordError, SettingError
 from mobilenets.tasks.registry import TASKS
@@ -157,36 +158,6 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--option", action="append", help="writer argument as key=value, e.g. num_classes=8")
     parser.set_defaults(handler=run_synth)
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    import torch
-
-    from mobilenets.tasks.augmentation import Augmentation
-    from mobilenets.tasks.face_embedding import FaceEmbeddingTask
-    from mobilenets.tasks.face_embedding.metrics import squared_distances
-    from mobilenets.tasks.images import read_image
-
-    task = FaceEmbeddingTask.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
-    transform = Augmentation().eval_transform(task.hparams.resolution, 1.0)  # the whole face, as in training
-    images = torch.stack([transform(read_image(Path(path), "command line")) for path in (args.image_a, args.image_b)])
-    with torch.no_grad():
-        embeddings = task(task.backbone.normalize(images)).numpy()
-    distance = float(squared_distances(embeddings[:1], embeddings[1:])[0])
-    threshold = task.verification_threshold if args.threshold is None else args.threshold
-    verdict = "same person" if distance < threshold else "different people"
-    print(f"squared distance {distance:.4f}, threshold {threshold:.4f}: {verdict}")
-    return 0
-
-
-def _add_verify(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("verify", help="face verification of two images with a face_embedding checkpoint")
-    parser.add_argument("image_a")
-    parser.add_argument("image_b")
-    parser.add_argument("--ckpt", required=True, help="a FaceEmbeddingTask checkpoint")
-    parser.add_argument("--threshold", type=float, help="squared-distance threshold (default: the checkpoint's, "
-                        "chosen on the verification pairs in its last evaluation)")
-    parser.set_defaults(handler=run_verify)
 
 
 def run_evaluate_coco(args: argparse.Namespace) -> int:
@@ -464,8 +435,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_experiment, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, _add_verify,
-    _add_student, _add_export, _add_shards, _add_bench, _add_weights,
+    _add_demo, _add_experiment, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, add_verify,
+    add_align, add_gallery, add_identify, _add_student, _add_export, _add_shards, _add_bench, _add_weights,
 ]
 
 

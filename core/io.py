@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from mobilenets.core.errors import BadRecordError
 
-__all__ = ["read_text", "replacing", "write_csv", "write_text"]
+__all__ = ["read_text", "replacing", "write_bytes", "write_csv", "write_text"]
 
 
 def read_text(path: str | Path) -> str:
@@ -29,10 +30,11 @@ def read_text(path: str | Path) -> str:
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary file beside ``path`` to write, renamed over ``path`` when the block succeeds and removed when
-    it fails: a file at ``path`` is always complete (results, exports, checkpoints, shard indexes)."""
+    it fails: a file at ``path`` is always complete (results, exports, checkpoints, shard indexes). Each process
+    writes its own temporary file, so ranks writing the same file at once leave one complete copy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         yield partial
         partial.replace(path)
@@ -45,6 +47,13 @@ def write_text(path: str | Path, text: str) -> Path:
     bytes; Python carries the odd ones as surrogates) is written back as its own bytes, so it still names the file."""
     with replacing(path) as partial:
         partial.write_text(text, encoding="utf-8", errors="surrogateescape")
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a file atomically (``replacing``)."""
+    with replacing(path) as partial:
+        partial.write_bytes(data)
     return Path(path)
 
 

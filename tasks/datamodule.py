@@ -171,7 +171,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     def _split_unlabeled(self) -> None:
         """Apply ``label_fraction`` and ``unlabeled``: the ``unlabeled`` dataset distillation trains on."""
         hp = self.hparams
-        unlabeled = self.unlabeled_records()
+        unlabeled = self.located_records(self.unlabeled_records())
         if hp.label_fraction < 1:
             train = self.datasets["train"]
             order = np.random.default_rng(hp.seed + 1).permutation(len(train))
@@ -221,6 +221,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         if isinstance(splits["test"], dict):
             self.test_names = list(splits["test"])
             splits |= {f"test/{name}": records for name, records in splits.pop("test").items()}
+        splits = {name: self.located_records(records) for name, records in splits.items()}
         if self.hparams.skip_bad:
             for name in list(splits):
                 splits[name], skipped = drop_unreadable(splits[name])
@@ -240,9 +241,15 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             datasets |= {f"test/{name}": ImageDataset(splits[f"test/{name}"], self.test_transform())
                          for name in self.test_names}
             datasets["test"] = datasets[f"test/{self.test_names[0]}"]  # figures, export and predict use the first
-        predict = self.predict_records()
+        predict = self.located_records(self.predict_records())
         datasets["predict"] = ImageDataset(predict, self.eval_transform()) if predict else datasets["test"]
         return datasets
+
+    def located_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """The files a split's records are read from: the listed ones, unless a task reads derived files instead
+        (the face tasks' ``align: true`` reads cached face crops); bad ones join ``self.skipped`` under
+        ``skip_bad``."""
+        return records
 
     def predict_records(self) -> list[ImageRecord]:
         """The images of ``predict_dir`` (any folder tree), label -1; empty without ``predict_dir``."""

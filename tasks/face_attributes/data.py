@@ -17,6 +17,7 @@ import numpy as np
 
 from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
+from mobilenets.tasks.face_alignment import AlignedFaces, Alignment
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 
@@ -131,6 +132,11 @@ class CelebADataModule(BaseDataModule):
         layout: ``celeba`` or ``csv``.
         attributes: the attributes to learn, by name (default: all, in file order).
         crop_to_box: crop faces with ``list_bbox_celeba.txt`` (CelebA only).
+        align: read every image as its aligned face crop, found by MTCNN and cut as ``alignment`` says
+            (``mobilenets.tasks.face_alignment``), cached under ``root/.aligned/`` and made again when a source
+            file changes; for photos that are not face crops (CelebA's in-the-wild ``img_celeba/``, your own). An
+            image without a face is an error naming it, or with ``skip_bad`` is left out and counted.
+        alignment: the crop: ``size``, ``margin``, ``method`` (``similarity`` or ``box``), ``min_face_size``.
         **kwargs: the shared data arguments, see ``BaseDataModule``.
     """
 
@@ -140,9 +146,14 @@ class CelebADataModule(BaseDataModule):
         layout: Literal["celeba", "csv"] = "celeba",
         attributes: list[str] | None = None,
         crop_to_box: bool = False,
+        align: bool = False,
+        alignment: Alignment | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
+        if align and crop_to_box:
+            raise ValueError("align and crop_to_box both choose the face crop: set one of them")
+        self.aligned_faces = AlignedFaces(self.root, Alignment.of(alignment)) if align else None
         self.attribute_names: list[str] = []
 
     def write_synthetic(self, root: Path, **options: Any) -> None:
@@ -172,6 +183,12 @@ class CelebADataModule(BaseDataModule):
         """Positives and negatives per attribute in a split (unknowns not counted)."""
         labels = np.stack([record.label for record in self.datasets[split].records])
         return (labels == 1).sum(axis=0), (labels == 0).sum(axis=0)
+
+    def located_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """With ``align``, each image's cached face crop."""
+        if self.aligned_faces is None:
+            return records
+        return self.aligned_faces.records(records, self.skipped, self.hparams.skip_bad)
 
     def read_splits(self) -> dict[str, list[ImageRecord]]:
         if self.hparams.layout == "csv":

@@ -19,10 +19,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
+from mobilenets.tasks.face_alignment import AlignedFaces, Alignment
 from mobilenets.tasks.face_embedding.synthetic import write_faces
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 
-__all__ = ["FaceIdentityDataModule", "Pair", "PairSet", "read_identity_folders", "read_pairs"]
+__all__ = ["FaceIdentityDataModule", "IdentificationSet", "Pair", "PairSet", "read_identity_folders", "read_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,15 @@ class PairSet:
 
     pairs: list[Pair]
     indices: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class IdentificationSet:
+    """Open-set identification images: the test set's image index i < len(gallery_identities) is gallery image i,
+    the others are probes in order."""
+
+    gallery_identities: list[str]
+    probe_identities: list[str]
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,15 @@ class FaceIdentityDataModule(BaseDataModule):
         images_per_identity: K of the P x K batches (``batch_size`` must be a multiple of it). Identities
             with fewer than K images are kept and repeated within their batch; identities with a single
             image cannot form a positive pair and are left out of training. Both are counted and logged.
+        gallery_dir, probe_dir: identity folders (relative to ``root`` or absolute) for open-set identification
+            in ``test``: the gallery enrols one mean embedding per identity; probes of a gallery identity are
+            mated, the others are impostors. Tested as a further test set, ``test/identification/...`` (rank-1
+            accuracy, DIR at each FAR of the task's ``identification_fars``).
+        align: read every image (training, pairs, gallery, probes, ``predict_dir``) as its aligned face crop,
+            found by MTCNN and cut as ``alignment`` says (``mobilenets.tasks.face_alignment``), cached under
+            ``root/.aligned/`` and made again when a source file changes. An image without a face is an error
+            naming it, or with ``skip_bad`` is left out and counted (its pairs then drop out of the metrics).
+        alignment: the crop: ``size``, ``margin``, ``method`` (``similarity`` or ``box``), ``min_face_size``.
         **kwargs: the shared data arguments, see ``BaseDataModule``.
     """
 
@@ -122,9 +141,17 @@ class FaceIdentityDataModule(BaseDataModule):
         pairs_dir: str | list[str] = "lfw",
         pairs_file: str | list[str] = "pairs.txt",
         images_per_identity: int = 4,
+        gallery_dir: str | None = None,
+        probe_dir: str | None = None,
+        align: bool = False,
+        alignment: Alignment | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
+        if (gallery_dir is None) != (probe_dir is None):
+            raise ValueError(f"open-set identification needs both gallery_dir and probe_dir, got {gallery_dir!r} and "
+                             f"{probe_dir!r}")
+        self.aligned_faces = AlignedFaces(self.root, Alignment.of(alignment)) if align else None
         if self.hparams.shards:
             raise ValueError(f"{type(self).__name__} cannot train from shards: P x K identity batches sample from the listed identities")
         if images_per_identity < 2 or self.hparams.batch_size % images_per_identity:
@@ -141,6 +168,7 @@ class FaceIdentityDataModule(BaseDataModule):
         self.pair_sources = dict(zip(stems, zip(files, folders)))
         self.identity_names: list[str] = []
         self.pair_sets: list[PairSet] = []  # in test_names order; validation uses the first
+        self.identification: IdentificationSet | None = None  # the last test set, where configured
 
     def write_synthetic(self, root: Path, **options: Any) -> None:
         write_faces(root, **options)
@@ -164,6 +192,10 @@ class FaceIdentityDataModule(BaseDataModule):
                         few, hp.images_per_identity)
         tests = {name: self._pair_images(file, folder) for name, (file, folder) in self.pair_sources.items()}
         first = next(iter(tests.values()))
+        if hp.gallery_dir:
+            if "identification" in tests:
+                raise ValueError("a pairs file named 'identification' clashes with the identification test set")
+            tests["identification"] = self._identification_images()
         return {"train": train, "val": first, "test": tests if len(tests) > 1 else first}
 
     def _pair_images(self, pairs_file: str, pairs_dir: str) -> list[ImageRecord]:
@@ -179,6 +211,21 @@ class FaceIdentityDataModule(BaseDataModule):
                 index.setdefault(path, len(index))
         self.pair_sets.append(PairSet(pairs, [(index[p.first], index[p.second]) for p in pairs]))
         return [ImageRecord(path, i, pairs_file) for path, i in index.items()]
+
+    def _identification_images(self) -> list[ImageRecord]:
+        """Gallery then probe images, each labelled with its index; ``identification`` says which is which."""
+        gallery, gallery_names = read_identity_folders(self.root / self.hparams.gallery_dir)
+        probes, probe_names = read_identity_folders(self.root / self.hparams.probe_dir)
+        self.identification = IdentificationSet(
+            gallery_identities=[gallery_names[record.label] for record in gallery],
+            probe_identities=[probe_names[record.label] for record in probes])
+        return [ImageRecord(record.path, index, record.source) for index, record in enumerate(gallery + probes)]
+
+    def located_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """With ``align``, each image's cached face crop."""
+        if self.aligned_faces is None:
+            return records
+        return self.aligned_faces.records(records, self.skipped, self.hparams.skip_bad)
 
     def labeled_train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]

@@ -10,12 +10,13 @@ resolvable FAR.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["ValThresholdRule", "far_threshold", "squared_distances", "tar_at_far", "verification_metrics"]
+__all__ = ["ValThresholdRule", "enrol", "far_threshold", "identification_metrics", "nearest_templates", "squared_distances",
+           "tar_at_far", "verification_metrics"]
 
 DEFAULT_THRESHOLDS = np.arange(0.0, 4.0, 0.001)
 
@@ -102,3 +103,50 @@ def verification_metrics(
         "auc": float(roc_auc_score(same, -distances)) if 0 < same.sum() < len(same) else float("nan"),
         "pairs": int(len(distances)),
     }
+
+
+def enrol(embeddings: np.ndarray, identities: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """One unit-length template per identity: the mean of its unit embeddings, normalised again (FaceNet's
+    practice for several images of one person). Returns the sorted identities and their templates."""
+    embeddings, names = np.asarray(embeddings, dtype=np.float64), sorted(set(identities))
+    owner = np.array([names.index(identity) for identity in identities])
+    templates = np.stack([embeddings[owner == i].mean(axis=0) for i in range(len(names))])
+    return names, templates / np.linalg.norm(templates, axis=1, keepdims=True)
+
+
+def nearest_templates(probes: np.ndarray, templates: np.ndarray, top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Each probe's ``top_k`` nearest templates by squared L2 distance: (indices, distances), nearest first."""
+    distances = ((np.asarray(probes, np.float64)[:, None, :] - templates[None, :, :]) ** 2).sum(-1)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :top_k]
+    return order, np.take_along_axis(distances, order, axis=1)
+
+
+def identification_metrics(gallery: np.ndarray, gallery_identities: Sequence[str], probes: np.ndarray,
+                           probe_identities: Sequence[str], fars: Sequence[float] = (0.01, 0.1)) -> dict[str, Any]:
+    """Open-set 1:N identification (the NIST FRVT / IJB-C protocol): the gallery enrols one template per identity
+    (``enrol``); a mated probe (its identity enrolled) is identified when its nearest template is its own
+    identity's; an impostor probe is falsely accepted when its nearest distance is below the threshold.
+
+    ``rank1``: identified share of the mated probes (closed-set). ``dir_at_far<f>``: the detection and
+    identification rate, the share of mated probes identified with a distance below the threshold that accepts
+    a share ``f`` of the impostors (read off the impostors as ``tar_at_far`` does); None where there are fewer
+    than 1 / f impostors.
+    """
+    names, templates = enrol(gallery, gallery_identities)
+    nearest, distances = nearest_templates(probes, templates)
+    nearest, distances = nearest[:, 0], distances[:, 0]
+    mated = np.array([identity in names for identity in probe_identities], dtype=bool)
+    correct = np.array([names[i] == identity for i, identity in zip(nearest, probe_identities)], dtype=bool)
+    if not mated.any():
+        raise ValueError("open-set identification: no probe's identity is in the gallery; put some there")
+    results: dict[str, Any] = {"rank1": float(correct[mated].mean()), "mated": int(mated.sum()),
+                               "impostors": int((~mated).sum()), "identities": len(names)}
+    impostors = np.sort(distances[~mated])
+    for far in fars:
+        if far * len(impostors) < 1:
+            results[f"dir_at_far{far:g}"] = None
+            continue
+        allowed = int(np.floor(far * len(impostors) + 1e-9))
+        threshold = impostors[allowed] if allowed < len(impostors) else np.inf  # accept d < threshold
+        results[f"dir_at_far{far:g}"] = float((correct & (distances < threshold))[mated].mean())
+    return results

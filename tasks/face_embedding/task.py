@@ -9,11 +9,17 @@ import torch
 from pytorch_metric_learning import distances, losses, miners
 
 from mobilenets.core.distributed import gather_objects
+from mobilenets.tasks.augmentation import Augmentation
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.distillation import EmbeddingDistillation
-from mobilenets.tasks.face_embedding.data import PairSet
+from mobilenets.tasks.face_embedding.data import IdentificationSet, PairSet
 from mobilenets.tasks.face_embedding.export import EmbeddingExport
-from mobilenets.tasks.face_embedding.metrics import ValThresholdRule, squared_distances, verification_metrics
+from mobilenets.tasks.face_embedding.metrics import (
+    ValThresholdRule,
+    identification_metrics,
+    squared_distances,
+    verification_metrics,
+)
 from mobilenets.tasks.face_embedding.model import EmbeddingNet
 
 __all__ = ["FaceEmbeddingTask", "count_valid_triplets"]
@@ -41,6 +47,8 @@ class FaceEmbeddingTask(BaseTask):
         val_threshold_rule: how VAL's threshold is read off the training folds' FAR curve: ``interpolated``
             (FaceNet's published protocol, the default) or ``grid`` (the largest grid threshold within the target,
             up to one grid step stricter); see ``metrics.far_threshold``.
+        identification_fars: the false-accept rates of open-set identification's DIR, where the data module has a
+            gallery (``gallery_dir``, ``probe_dir``).
         **kwargs: the shared task arguments, see ``BaseTask``.
     """
 
@@ -57,6 +65,7 @@ class FaceEmbeddingTask(BaseTask):
         val_far: float = 1e-3,
         tar_far: float = 1e-4,
         val_threshold_rule: ValThresholdRule = "interpolated",
+        identification_fars: tuple[float, ...] = (0.01, 0.1),
         **kwargs: Any,
     ) -> None:
         if loss == "arcface" and num_identities < 2:
@@ -124,6 +133,9 @@ class FaceEmbeddingTask(BaseTask):
             # every rank's embeddings, each image once (ranks may hold different numbers of images)
             local = {index: vector.numpy() for index, vector in collected.get(loader_index, {}).items()}
             embeddings = {index: vector for part in gather_objects(local) for index, vector in part.items()}
+            if embeddings and datamodule and loader_index >= len(datamodule.pair_sets):  # the identification set
+                self._log_identification(prefix, embeddings, datamodule.identification)
+                continue
             results = (self.verification_results(embeddings, datamodule.pair_sets[loader_index])
                        if embeddings and datamodule else None)
             if results is None:
@@ -136,11 +148,32 @@ class FaceEmbeddingTask(BaseTask):
             if results["tar_at_far"] is not None:  # only where the pair set can resolve tar_far
                 self.log(f"{prefix}/tar_at_far", results["tar_at_far"], add_dataloader_idx=False)
 
+    def _log_identification(self, prefix: str, embeddings: dict[int, np.ndarray], images: IdentificationSet) -> None:
+        """Open-set identification metrics of the gallery and probe embeddings (by image index)."""
+        enrolled = len(images.gallery_identities)
+        gallery = [i for i in range(enrolled) if i in embeddings]
+        probes = [i for i in range(enrolled, enrolled + len(images.probe_identities)) if i in embeddings]
+        results = identification_metrics(
+            np.stack([embeddings[i] for i in gallery]), [images.gallery_identities[i] for i in gallery],
+            np.stack([embeddings[i] for i in probes]), [images.probe_identities[i - enrolled] for i in probes],
+            self.hparams.identification_fars)
+        for name, value in results.items():
+            if value is not None:  # a DIR the impostors cannot resolve is left out
+                self.log(f"{prefix}/{name}", float(value), add_dataloader_idx=False)
+
     def on_validation_epoch_end(self) -> None:
         self._evaluate(["val"])
 
     def on_test_epoch_end(self) -> None:
         self._evaluate(self.test_prefixes())
+
+    @torch.no_grad()
+    def embed(self, images: list[torch.Tensor]) -> np.ndarray:
+        """Unit embeddings of uint8 ``(3, H, W)`` images, each resized whole to the task's resolution as in
+        training (no crop: the face fills the picture)."""
+        transform = Augmentation().eval_transform(self.hparams.resolution, 1.0)
+        batch = torch.stack([transform(image) for image in images]).to(self.device)
+        return self(self.backbone.normalize(batch)).float().cpu().numpy()
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Per image: the file and its embedding, one column per dimension."""
