@@ -221,7 +221,11 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         if isinstance(splits["test"], dict):
             self.test_names = list(splits["test"])
             splits |= {f"test/{name}": records for name, records in splits.pop("test").items()}
-        splits = {name: self.located_records(records) for name, records in splits.items()}
+        located: dict[int, list[ImageRecord]] = {}  # a list two splits share (validation = test) is located once
+        for name, records in splits.items():
+            if id(records) not in located:
+                located[id(records)] = self.located_records(records)
+            splits[name] = located[id(records)]
         if self.hparams.skip_bad:
             for name in list(splits):
                 splits[name], skipped = drop_unreadable(splits[name])

@@ -214,3 +214,29 @@ def test_align_tree_refuses_an_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadRecordError, match="no images found"):
         align_tree(tmp_path / "empty", tmp_path / "out")
+
+
+def test_identity_folders_and_pairs_read_aligned_crops(tmp_path):
+    """``align: true`` on the face embedding data: training images and LFW pair images become cached crops; a pair
+    image without a face is an error naming it, or under ``skip_bad`` is counted and its pair drops out."""
+    from mobilenets.tasks.face_embedding.data import FaceIdentityDataModule
+    from mobilenets.tasks.face_embedding.synthetic import write_faces
+
+    root = write_faces(tmp_path / "people", train_identities=2, train_images=4, test_identities=20, test_images=2,
+                       pairs_per_fold=1)
+    photos = sorted(root.rglob("*.jpg"))
+    faceless = root / "lfw" / "Test_Person_0003" / "Test_Person_0003_0001.jpg"
+    for index, path in enumerate(photos):
+        picture = noise(index) if path == faceless else scene([(20 + 7 * (index % 10), 20 + 3 * (index % 10), 0.5)],
+                                                              size=(300, 260), seed=index)[0]
+        picture.save(path, quality=95)
+    settings = dict(resolution=64, batch_size=4, images_per_identity=2, num_workers=0, align=True)
+    with pytest.raises(BadRecordError, match="Test_Person_0003_0001.jpg .*no face found to align"):
+        FaceIdentityDataModule(str(root), **settings).setup("fit")
+    data = FaceIdentityDataModule(str(root), skip_bad=True, **settings)
+    data.setup("fit")
+    assert len(data.skipped) == 1 and len(data.datasets["train"]) == 8
+    assert all(".aligned" in record.path.parts for record in data.datasets["val"].records)
+    listed = {path for pair in data.pair_sets[0].pairs for path in (pair.first, pair.second)}
+    assert len(data.datasets["val"]) == len(listed) - 1  # the faceless image's pairs cannot be scored
+    assert next(iter(data.val_dataloader()))["image"].shape[1:] == (3, 64, 64)
