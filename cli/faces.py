@@ -30,7 +30,7 @@ def run_align(args: argparse.Namespace) -> int:
     from mobilenets.tasks.face_alignment import align_tree
 
     summary = align_tree(Path(args.source), Path(args.destination), _alignment(args), all_faces=args.all_faces,
-                         skip_bad=args.skip_bad)
+                         skip_bad=args.skip_bad, draw=Path(args.draw) if args.draw else None)
     print(f"{summary.images} images, {summary.crops} face crops written to {args.destination} (faces.csv lists "
           f"boxes, landmarks and scores); {len(summary.no_face)} without a face (listed in no_face.txt)"
           + (f"; {len(summary.skipped)} unreadable skipped, e.g. {summary.skipped[0]}" if summary.skipped else ""))
@@ -45,6 +45,7 @@ def add_align(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--all-faces", action="store_true",
                         help="a crop per face (<stem>_<k>); default: the photo's main face only")
     parser.add_argument("--skip-bad", action="store_true", help="skip and count unreadable images instead of stopping")
+    parser.add_argument("--draw", help="a folder for each photo with its faces' boxes, scores and landmarks drawn")
     parser.set_defaults(handler=run_align)
 
 

@@ -96,6 +96,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from mobilenets.tasks.bench import bench_s2
 
         table = bench_s2()
+    elif args.target == "faces":
+        from mobilenets.tasks.bench import bench_faces
+
+        table = bench_faces(rounds=args.rounds, threads=args.threads)
     elif args.target == "detection":
         from mobilenets.tasks.bench import bench_detection
 
@@ -406,12 +410,13 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
     parser.add_argument(
         "target",
-        choices=["backbone", "train", "data", "detection", "detection-train", "s2", "distill", "deploy", "shards"],
+        choices=["backbone", "train", "data", "detection", "detection-train", "faces", "s2", "distill", "deploy",
+                 "shards"],
         help="backbone: inference vs timm; train: a training step vs timm; data: ImageNet JPEG decoding per core "
         "(PIL, TorchCodec, torchvision.io) and the training loader, beside a training step; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
         "steps, our SSD300 and SSDLite vs torchvision's SSDLite recipe (on our body, and on MobileNet v3); "
-        "s2: S2 cell ids vs s2sphere; "
+        "faces: MTCNN face detection vs the mtcnn package (TensorFlow); s2: S2 cell ids vs s2sphere; "
         "distill: distillation epochs without and with the teacher-output cache; deploy: PyTorch, onnxruntime "
         "fp32 and int8 over alpha x resolution, timm's export as the reference; shards: geolocation training data "
         "from image files vs WebDataset shards",

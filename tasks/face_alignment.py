@@ -24,8 +24,8 @@ from mobilenets.core.io import write_bytes, write_text
 from mobilenets.tasks.face_detection import LANDMARK_NAMES, Face, FaceDetector
 from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 
-__all__ = ["TEMPLATE_112", "AlignedFaces", "Alignment", "AlignmentSummary", "FaceAligner", "align_tree", "main_face",
-           "read_photo"]
+__all__ = ["TEMPLATE_112", "AlignedFaces", "Alignment", "AlignmentSummary", "FaceAligner", "align_tree", "draw_faces",
+           "main_face", "read_photo"]
 
 #: ArcFace's five-point template (eyes, nose tip, mouth corners) for a 112 x 112 crop, in LANDMARK_NAMES order
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
@@ -144,14 +144,30 @@ CSV_FIELDS = ["source", "crop", "face", "score", "x1", "y1", "x2", "y2",
               *[f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"]]
 
 
+def draw_faces(image: Image.Image, faces: list[Face], kept: list[Face]) -> Image.Image:
+    """A copy of the photo with each face's box (green where cropped, grey where not), score and landmarks."""
+    from PIL import ImageDraw
+
+    drawn = image.copy()
+    pen = ImageDraw.Draw(drawn)
+    width = max(2, round(min(image.size) / 200))
+    for face in faces:
+        colour = (0, 220, 0) if face in kept else (160, 160, 160)
+        pen.rectangle(face.box, outline=colour, width=width)
+        pen.text((face.box[0], face.box[1] - 12), f"{face.score:.2f}", fill=colour)
+        for (x, y), dot in zip(face.landmarks, [(255, 0, 0), (255, 0, 0), (255, 255, 0), (0, 160, 255), (0, 160, 255)]):
+            pen.ellipse((x - width * 1.5, y - width * 1.5, x + width * 1.5, y + width * 1.5), fill=dot)
+    return drawn
+
+
 def align_tree(source: Path, destination: Path, alignment: Alignment = Alignment(), all_faces: bool = False,
-               skip_bad: bool = False) -> AlignmentSummary:
+               skip_bad: bool = False, draw: Path | None = None) -> AlignmentSummary:
     """Align every image under ``source`` into the same tree under ``destination``.
 
     One crop per image (``main_face``), or with ``all_faces`` one per face (``<stem>_<k><suffix>``). Writes
     ``faces.csv`` (source, crop, face index, score, box, landmarks) and ``no_face.txt`` (the images where no face
     was found, one relative path per line). An unreadable image is an error naming it, or with ``skip_bad``
-    is skipped and counted.
+    is skipped and counted. ``draw``: a folder for each photo with its faces drawn (``draw_faces``), as PNG.
     """
     source, destination = Path(source), Path(destination)
     if not source.is_dir():
@@ -171,6 +187,8 @@ def align_tree(source: Path, destination: Path, alignment: Alignment = Alignment
                 summary.no_face.append(relative.as_posix())
                 continue
             chosen = faces if all_faces else [main_face(faces, image.width, image.height)]
+            if draw is not None:
+                write_bytes((draw / relative).with_suffix(".png"), _encode(draw_faces(image, faces, chosen), ".png"))
             for k, face in enumerate(chosen):
                 name = relative.with_name(f"{relative.stem}_{k}{relative.suffix}") if all_faces else relative
                 write_bytes(destination / name, _encode(alignment.crop(image, face), relative.suffix))

@@ -134,7 +134,9 @@ def test_align_command_writes_the_tree_the_csv_and_the_faceless_list(tmp_path, c
     assert (tmp_path / "one" / "no_face.txt").read_text() == "empty/noise.png\n"
     assert Image.open(tmp_path / "one" / "alice" / "portrait.jpg").format == "JPEG"
 
-    main(["align", str(source), str(tmp_path / "all"), "--all-faces", "--method", "box", "--size", "96"])
+    main(["align", str(source), str(tmp_path / "all"), "--all-faces", "--method", "box", "--size", "96",
+          "--draw", str(tmp_path / "drawn")])
+    assert sorted(p.name for p in (tmp_path / "drawn").rglob("*")) == ["alice", "group.png", "portrait.png"]
     rows = list(csv.DictReader(open(tmp_path / "all" / "faces.csv")))
     assert [(row["source"], row["crop"]) for row in rows] == [
         ("alice/group.png", "alice/group_0.png"), ("alice/group.png", "alice/group_1.png"),
@@ -240,3 +242,12 @@ def test_identity_folders_and_pairs_read_aligned_crops(tmp_path):
     listed = {path for pair in data.pair_sets[0].pairs for path in (pair.first, pair.second)}
     assert len(data.datasets["val"]) == len(listed) - 1  # the faceless image's pairs cannot be scored
     assert next(iter(data.val_dataloader()))["image"].shape[1:] == (3, 64, 64)
+
+
+def test_face_benchmark_finds_the_same_faces_as_the_reference():
+    pytest.importorskip("tensorflow")
+    from mobilenets.tasks.bench import bench_faces
+
+    table = bench_faces(rounds=1)
+    assert [row[4] for row in table.rows] == ["1 / 1", "3 / 3"]
+    assert all(float(row[5]) < 6 for row in table.rows)
