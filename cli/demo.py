@@ -11,6 +11,7 @@ geolocation map)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -55,7 +56,7 @@ class DemoExperiment:
 
     experiment: Experiment
     steps: int
-    data: str
+    data: str | None  # the runs' data root, output/data/<data>; None: each config's own roots, inside the output
 
 
 def _epochs(full: int, quick: int = 1, quick_batches: int = 3,
@@ -90,11 +91,15 @@ DEMO_BATCH = {"data.init_args.batch_size": 16}
 def demo_experiments() -> list[DemoExperiment]:
     """The width x resolution sweep at alpha 0.5 and 0.25 (the 1.0 runs cost half of the whole sweep), 128 steps
     each, and the dogs distillation experiment at 80 steps per student (the teacher keeps its own 220); both at
-    batch 16 (``DEMO_BATCH``). Below the packaged budgets: the demo shows the tables, the packaged experiments
-    (``mobilenets experiment``, over 3 seeds) measure them."""
+    batch 16 (``DEMO_BATCH``). The multi-task model against its two single-task models, 150 steps each (the joint
+    model's data module takes a batch per head), on its configs' own data folders inside the output. Below the
+    packaged budgets: the demo shows the tables, the packaged experiments (``mobilenets experiment``, over 3 seeds)
+    measure them."""
     sweep = Experiment.load("sweep").only(["0.5_128", "0.25_128", "0.5_96", "0.25_96"]).overriding(DEMO_BATCH)
+    multitask = Experiment.load("multitask").only(["attributes_alone", "embedding_alone", "joint"])
     return [DemoExperiment(sweep, 128, "dogs"),
-            DemoExperiment(Experiment.load("distill_dogs").overriding(DEMO_BATCH), 80, "dogs")]
+            DemoExperiment(Experiment.load("distill_dogs").overriding(DEMO_BATCH), 80, "dogs"),
+            DemoExperiment(multitask, 150, None)]
 
 
 #: The paper's rows for each report table: (model, metric, MACs in millions, params in millions).
@@ -251,8 +256,11 @@ def run_demo(output: str | Path = "demo_report", quick: bool = False, fresh: boo
     done: dict[str, dict] = {}
     for planned in demo_experiments() if experiments is None else experiments:
         experiment = planned.experiment
-        runs = run_experiment(experiment, output / "experiments" / experiment.name, seeds=seeds, steps=planned.steps,
-                              data_root=output / "data" / planned.data, quick=quick, progress="demo")
+        folder = (output / "experiments" / experiment.name).resolve()
+        # runs on several datasets (a multi-task model's) keep their configs' relative roots, under the output
+        with contextlib.chdir(output) if planned.data is None else contextlib.nullcontext():
+            runs = run_experiment(experiment, folder, seeds=seeds, steps=planned.steps, quick=quick, progress="demo",
+                                  data_root=None if planned.data is None else (output / "data" / planned.data).resolve())
         done[experiment.name] = {"experiment": experiment, "runs": runs}
     report = write_report(results, done, output, quick, seeds)
     print(f"[demo] report: {report}")

@@ -9,6 +9,7 @@ asserted in tests.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -231,6 +232,7 @@ def bench_faces(rounds: int = 10, threads: int = 2) -> Table:
     import numpy as np
     from PIL import Image
 
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # the mtcnn package runs on TensorFlow's Keras
     try:
         import tensorflow as tf
         from mtcnn import MTCNN

@@ -24,10 +24,13 @@ def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch
     assert [run.name for run in planned["sweep"].experiment.runs] == ["0.5_128", "0.25_128", "0.5_96", "0.25_96"]
     assert [run.name for run in planned["distill_dogs"].experiment.runs] == ["teacher", "all_labels", "labels_only",
                                                                              "distilled", "no_labels"]
-    for plan in planned.values():  # the packaged experiments' runs, at the demo's batch
-        assert all(run.set["data.init_args.batch_size"] == 16 for run in plan.experiment.runs)
-    sweep = planned["sweep"]
-    experiments = [DemoExperiment(sweep.experiment.only(["0.25_96"]), sweep.steps, sweep.data)]
+    for name in ("sweep", "distill_dogs"):  # the packaged experiments' runs, at the demo's batch
+        assert all(run.set["data.init_args.batch_size"] == 16 for run in planned[name].experiment.runs)
+    assert [run.name for run in planned["multitask"].experiment.runs] == ["attributes_alone", "embedding_alone",
+                                                                          "joint"]
+    sweep, multitask = planned["sweep"], planned["multitask"]
+    experiments = [DemoExperiment(sweep.experiment.only(["0.25_96"]), sweep.steps, sweep.data),
+                   DemoExperiment(multitask.experiment.only(["joint"]), multitask.steps, multitask.data)]
     run_demo("report", quick=True, stages=STAGES, experiments=experiments)
     report = tmp_path / "report"
     for name in FILES:
@@ -48,10 +51,14 @@ def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch
     [row] = saved["experiments"]["sweep"]["summary"]
     assert (row["alpha"], row["resolution"], row["steps"], row["seeds"]) == (0.25, 96, 3, 1)
     assert "| 0.25 MobileNet-96 |" in text and "one seed" in text
+    [joint] = saved["experiments"]["multitask"]["runs"]  # both heads' metrics; their data inside the report folder
+    assert set(joint["metrics"]) == {"test/face_attributes/mAP", "test/face_embedding/accuracy"}
+    assert (report / "data" / "demo" / "celeba").is_dir() and (report / "data" / "demo" / "faces").is_dir()
+    assert "| both heads, one body (MultiTask) |" in text
     capsys.readouterr()
     run_demo("report", quick=True, stages=STAGES, experiments=experiments)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[demo]") and "|" in line]
-    assert len(lines) == len(STAGES) + 1 and all(line.endswith("cached") for line in lines)
+    assert len(lines) == len(STAGES) + 2 and all(line.endswith("cached") for line in lines)
 
 
 def test_fresh_starts_over_and_an_empty_run_still_writes_a_report(tmp_path):

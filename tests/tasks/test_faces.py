@@ -3,7 +3,10 @@ implementation on scikit-image's astronaut photo, scenes with faces pasted at kn
 ``align`` command, and ``align: true`` in the face data modules (cache, invalidation, faceless images)."""
 
 import csv
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,16 +58,35 @@ def detect(detector, image: Image.Image):
     return detector.detect(torch.from_numpy(np.array(image)).permute(2, 0, 1))
 
 
-def test_our_mtcnn_equals_the_mtcnn_package_on_real_photos(detector):
+REFERENCE = """
+import json, sys
+import numpy as np
+from mtcnn import MTCNN
+detector = MTCNN()
+found = [detector.detect_faces(np.load(path), box_format="xyxy", threshold_onet=0.7) for path in sys.argv[1:]]
+print(json.dumps(found, default=float))
+"""
+
+
+def reference_detections(images: list[Image.Image], folder: Path) -> list[list[dict]]:
+    """The mtcnn package's own detections, run in a fresh process on TensorFlow's Keras (in this one, another test
+    may have put Keras on the torch backend)."""
+    paths = []
+    for index, image in enumerate(images):
+        paths.append(str(folder / f"{index}.npy"))
+        np.save(paths[-1], np.array(image))
+    done = subprocess.run([sys.executable, "-c", REFERENCE, *paths], capture_output=True, text=True, check=True,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_our_mtcnn_equals_the_mtcnn_package_on_real_photos(detector, tmp_path):
     """The same weights in both: boxes, scores and landmarks agree up to the resampling (TF's area/crop_and_resize
     against torch's area interpolation and roi_align): measured 4 px on the boxes, 2 px on the landmarks."""
     pytest.importorskip("tensorflow")
-    from mtcnn import MTCNN
-
-    reference = MTCNN()
-    for image in (astronaut(), scene([(40, 60, 0.8), (380, 200, 0.55)])[0]):
+    images = [astronaut(), scene([(40, 60, 0.8), (380, 200, 0.55)])[0]]
+    for image, theirs in zip(images, reference_detections(images, tmp_path)):
         ours = detect(detector, image)
-        theirs = reference.detect_faces(np.array(image), box_format="xyxy", threshold_onet=0.7)
         assert len(ours) == len(theirs) >= 1
         pairing = box_iou(torch.tensor([face.box for face in ours]), torch.tensor([f["box"] for f in theirs],
                                                                                   dtype=torch.float32)).argmax(1)
@@ -245,9 +267,10 @@ def test_identity_folders_and_pairs_read_aligned_crops(tmp_path):
 
 
 def test_face_benchmark_finds_the_same_faces_as_the_reference():
+    """``mobilenets bench faces``, in its own process (TensorFlow's Keras for the reference)."""
     pytest.importorskip("tensorflow")
-    from mobilenets.tasks.bench import bench_faces
-
-    table = bench_faces(rounds=1)
-    assert [row[4] for row in table.rows] == ["1 / 1", "3 / 3"]
-    assert all(float(row[5]) < 6 for row in table.rows)
+    done = subprocess.run([sys.executable, "-m", "mobilenets.cli", "bench", "faces", "--rounds", "1", "--format",
+                           "json"], capture_output=True, text=True, check=True)
+    (table,) = json.loads(done.stdout[done.stdout.index("["):])
+    rows = table["rows"]
+    assert [row[4] for row in rows] == ["1 / 1", "3 / 3"] and all(float(row[5]) < 6 for row in rows), rows
