@@ -66,8 +66,12 @@ class UncertaintyWeighting(nn.Module):
         self.log_variance = nn.ParameterDict({name: nn.Parameter(torch.zeros(())) for name in names})
 
     def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
-        return sum(torch.exp(-self.log_variance[name]) * loss + self.log_variance[name]
-                   for name, loss in losses.items())
+        return sum(self.terms(losses).values())
+
+    def terms(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each head's term of the total, exp(-s_i) L_i + s_i."""
+        return {name: torch.exp(-self.log_variance[name]) * loss + self.log_variance[name]
+                for name, loss in losses.items()}
 
     def weights(self) -> dict[str, float]:
         """Each head's current weight, exp(-s_i)."""

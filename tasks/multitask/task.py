@@ -9,6 +9,7 @@ export. The heads' backbones are replaced by one shared body, each head sees its
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from dataclasses import asdict, replace
 from typing import Any, Callable
@@ -47,6 +48,25 @@ class _HeadTrainer:
         return getattr(self._trainer, name)
 
 
+def _aggregator(name: str) -> Any:
+    """A torchjd aggregator by class name (``UPGrad``, ``PCGrad`` ...)."""
+    try:
+        from torchjd import aggregation
+    except ImportError:
+        raise SettingError(f"gradient_aggregation {name!r} needs torchjd: pip install 'mobilenet-suite[multitask]'"
+                           ) from None
+    found = getattr(aggregation, name, None)
+    try:
+        if isinstance(found, type) and issubclass(found, aggregation.Aggregator):
+            return found()
+    except TypeError:  # an abstract base, or an aggregator that needs arguments
+        pass
+    except ImportError as error:  # an aggregator whose solver is an extra of torchjd's
+        raise SettingError(f"gradient_aggregation {name!r}: {error}") from None
+    raise SettingError(f"gradient_aggregation must be 'sum' or a torchjd aggregator that takes no arguments (UPGrad, "
+                       f"PCGrad, MGDA, DualProj, IMTLG, CAGrad ...), got {name!r}")
+
+
 class _SharedBody(nn.Module):
     """The body every head holds, as the multi-task model's ``model.backbone``."""
 
@@ -71,6 +91,11 @@ class MultiTask(BaseTask):
             images. Teachers are loaded when ``fit`` starts and are not saved in checkpoints.
         temperature: softmax temperature of the soft-target losses.
         hard_weight: weight of a taught head's own loss.
+        gradient_aggregation: how the heads' (weighted) losses move the shared body: ``sum`` (the gradient of their
+            sum) or the name of a torchjd aggregator (``UPGrad``, ``PCGrad``, ``MGDA``, ``DualProj``, ``IMTLG``,
+            ...: Jacobian descent, which combines the heads' body gradients so that no head's loss is pushed up
+            by another's); each head's own parameters always take their own loss's gradient. Needs ``torchjd``
+            (``pip install 'mobilenet-suite[multitask]'``), one process and full or bf16 precision.
         **kwargs: the shared task arguments (backbone, resolution, optimizer ...), see ``BaseTask``.
     """
 
@@ -78,7 +103,7 @@ class MultiTask(BaseTask):
 
     def __init__(self, heads: dict[str, dict[str, Any]], loss_weights: dict[str, float] | str | None = None,
                  monitor_head: str | None = None, teachers: dict[str, str] | None = None, temperature: float = 4.0,
-                 hard_weight: float = 0.5, **kwargs: Any) -> None:
+                 hard_weight: float = 0.5, gradient_aggregation: str = "sum", **kwargs: Any) -> None:
         if not heads:
             raise SettingError("MultiTask needs at least one head (model.init_args.heads: {name: task config})")
         for name, spec in heads.items():
@@ -99,11 +124,14 @@ class MultiTask(BaseTask):
             raise SettingError(f"MultiTask has no head {sorted(unknown)[0]!r}; its heads are {list(heads)}")
         if not 0 <= hard_weight <= 1:
             raise SettingError(f"hard_weight must be in [0, 1], got {hard_weight}")
+        if gradient_aggregation != "sum":
+            _aggregator(gradient_aggregation)  # a bad name or a missing solver: an error now, not at the first step
         super().__init__(**kwargs)
         # Frozen teachers and the losses that compare with them: built when fit starts, kept out of the module tree
         # (so out of checkpoints); the losses' own parameters, if any, train with the rest (configure_optimizers).
         self._teachers: dict[str, BaseTask] = {}
         self._criteria: dict[str, nn.Module] = {}
+        self._terms: dict[str, torch.Tensor] = {}  # the last training step's weighted loss per head
 
     def configure_models(self) -> None:
         backbone = self.build_backbone()
@@ -235,9 +263,43 @@ class MultiTask(BaseTask):
         if self.hparams.loss_weights == "uncertainty":
             for name, weight in self.uncertainty.weights().items():
                 self.log(f"train/{name}/weight", weight)
-            return self.uncertainty(losses), outputs
-        weights = self.hparams.loss_weights or {}
-        return sum(weights.get(name, 1.0) * value for name, value in losses.items()), outputs
+            self._terms = self.uncertainty.terms(losses)
+        else:
+            weights = self.hparams.loss_weights or {}
+            self._terms = {name: weights.get(name, 1.0) * value for name, value in losses.items()}
+        return sum(self._terms.values()), outputs
+
+    def on_fit_start(self) -> None:
+        aggregated = self.hparams.gradient_aggregation != "sum"
+        if aggregated and self.trainer.world_size > 1:
+            raise SettingError("gradient_aggregation other than 'sum' runs in one process (its body gradients are "
+                               "set outside DDP's synchronised backward); use sum, or train on one device")
+        if aggregated and "16" in str(self.trainer.precision) and "bf16" not in str(self.trainer.precision):
+            raise SettingError("gradient_aggregation other than 'sum' needs 32-bit or bf16 precision (fp16's loss "
+                               f"scaling is not applied to each head's loss); got precision {self.trainer.precision}")
+        super().on_fit_start()
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """With a torchjd aggregator: the heads' own parameters (and the loss weights) take the summed loss's
+        gradient; the body takes the aggregate of the per-head gradients (the Jacobian's rows)."""
+        if self.hparams.gradient_aggregation == "sum":
+            return super().backward(loss, *args, **kwargs)
+        from torchjd.autojac import backward as jacobian_backward
+        from torchjd.autojac import jac_to_grad
+
+        body = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        shared = {id(p) for p in body}
+        others = [p for p in self.parameters() if p.requires_grad and id(p) not in shared]
+        others += [p for criterion in self._criteria.values() for p in criterion.parameters() if p.requires_grad]
+        torch.autograd.backward(loss, inputs=others, retain_graph=True)
+        # one head at a time: torchjd's batched (vmap) backward returned a zero row for the triplet loss's gradient
+        jacobian_backward(list(self._terms.values()), inputs=body, parallel_chunk_size=1)
+        jac_to_grad(body, self._jacobian_aggregator)
+
+    @functools.cached_property
+    def _jacobian_aggregator(self) -> Any:
+        """The torchjd aggregator (kept out of the module tree: it is not part of the model)."""
+        return _aggregator(self.hparams.gradient_aggregation)
 
     def _evaluation_step(self, step: str, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> Any:
         head, index, count = self._loaders(self._evaluating())[dataloader_idx]

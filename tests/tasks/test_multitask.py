@@ -90,6 +90,36 @@ def test_fixed_loss_weights_scale_each_heads_loss():
     assert set(outputs) == set(HEADS)
 
 
+def test_jacobian_descent_gives_the_body_the_aggregate_of_the_heads_gradients():
+    """``gradient_aggregation: UPGrad``: the body's gradient is torchjd's UPGrad of the matrix whose rows are each
+    head's weighted-loss gradient (computed here one head at a time); every other parameter keeps its own loss's
+    gradient, the learned loss weights included."""
+    from torchjd.aggregation import UPGrad
+
+    torch.manual_seed(0)
+    task = _model(loss_weights="uncertainty", gradient_aggregation="UPGrad")
+    for head in task.heads.values():
+        head.log_to(lambda *args, **kwargs: None)
+    task.log = lambda *args, **kwargs: None
+    batch = {"face_attributes": {"image": torch.rand(4, 3, 48, 48), "label": torch.randint(0, 2, (4, 10))},
+             "face_embedding": {"image": torch.rand(4, 3, 48, 48), "label": torch.tensor([0, 0, 1, 1])}}
+    body = [p for p in task.backbone.parameters() if p.requires_grad]
+    loss, _ = task.supervised_loss(batch)
+    rows = [torch.cat([g.flatten() for g in torch.autograd.grad(term, body, retain_graph=True)])
+            for term in task._terms.values()]
+    own = {name: torch.autograd.grad(loss, [p], retain_graph=True)[0]
+           for name, p in task.named_parameters() if "uncertainty" in name or name.startswith("heads.face_embedding.model.head")}
+    task.backward(loss)
+    expected = UPGrad()(torch.stack(rows))
+    assert torch.allclose(torch.cat([p.grad.flatten() for p in body]), expected, atol=1e-6)
+    assert not torch.allclose(expected, rows[0] + rows[1], atol=1e-4)  # not the plain sum: the heads conflict
+    for name, param in task.named_parameters():
+        if name in own:
+            assert torch.allclose(param.grad, own[name]), name
+    with pytest.raises(SettingError, match="gradient_aggregation must be 'sum' or a torchjd aggregator"):
+        _model(gradient_aggregation="Krum")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"heads": {}}, "at least one head"),
     ({"heads": {"a/b": HEADS["face_embedding"]}}, "without '/'"),
