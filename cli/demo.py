@@ -259,8 +259,9 @@ def run_demo(output: str | Path = "demo_report", quick: bool = False, fresh: boo
         folder = (output / "experiments" / experiment.name).resolve()
         # runs on several datasets (a multi-task model's) keep their configs' relative roots, under the output
         with contextlib.chdir(output) if planned.data is None else contextlib.nullcontext():
+            data_root = None if planned.data is None else (output / "data" / planned.data).resolve()
             runs = run_experiment(experiment, folder, seeds=seeds, steps=planned.steps, quick=quick, progress="demo",
-                                  data_root=None if planned.data is None else (output / "data" / planned.data).resolve())
+                                  data_root=data_root)
         done[experiment.name] = {"experiment": experiment, "runs": runs}
     report = write_report(results, done, output, quick, seeds)
     print(f"[demo] report: {report}")

@@ -107,8 +107,8 @@ def test_jacobian_descent_gives_the_body_the_aggregate_of_the_heads_gradients():
     loss, _ = task.supervised_loss(batch)
     rows = [torch.cat([g.flatten() for g in torch.autograd.grad(term, body, retain_graph=True)])
             for term in task._terms.values()]
-    own = {name: torch.autograd.grad(loss, [p], retain_graph=True)[0]
-           for name, p in task.named_parameters() if "uncertainty" in name or name.startswith("heads.face_embedding.model.head")}
+    own = {name: torch.autograd.grad(loss, [p], retain_graph=True)[0] for name, p in task.named_parameters()
+           if "uncertainty" in name or name.startswith("heads.face_embedding.model.head")}
     task.backward(loss)
     expected = UPGrad()(torch.stack(rows))
     assert torch.allclose(torch.cat([p.grad.flatten() for p in body]), expected, atol=1e-6)
