@@ -219,6 +219,15 @@ def test_celeba_align_true_reads_cached_crops_and_redoes_changed_files(tmp_path,
     again.setup("fit")
     assert len(calls) == 7  # only the changed photo was aligned again
 
+    photos = tmp_path / "to_predict"  # predict_dir photos (outside the dataset) are aligned too
+    photos.mkdir()
+    astronaut().save(photos / "portrait.jpg")
+    predicting = CelebADataModule(str(root), skip_bad=True, predict_dir=str(photos), **settings)
+    predicting.setup("predict")
+    (record,) = predicting.datasets["predict"].records
+    assert ".aligned" in record.path.parts and "external" in record.path.parts
+    assert Image.open(record.path).size == (96, 96)
+
     with pytest.raises(ValueError, match="align and crop_to_box"):
         CelebADataModule(str(root), align=True, crop_to_box=True)
 
