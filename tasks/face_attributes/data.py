@@ -132,6 +132,8 @@ class CelebADataModule(BaseDataModule):
         layout: ``celeba`` or ``csv``.
         attributes: the attributes to learn, by name (default: all, in file order).
         crop_to_box: crop faces with ``list_bbox_celeba.txt`` (CelebA only).
+        image_dir: CelebA's image folder under the root: ``img_align_celeba`` (its aligned crops) or
+            ``img_celeba`` (its in-the-wild photos, for ``align: true`` or ``crop_to_box``); the same file names.
         align: read every image as its aligned face crop, found by MTCNN and cut as ``alignment`` says
             (``mobilenets.tasks.face_alignment``), cached under ``root/.aligned/`` and made again when a source
             file changes; for photos that are not face crops (CelebA's in-the-wild ``img_celeba/``, your own). An
@@ -146,6 +148,7 @@ class CelebADataModule(BaseDataModule):
         layout: Literal["celeba", "csv"] = "celeba",
         attributes: list[str] | None = None,
         crop_to_box: bool = False,
+        image_dir: str = "img_align_celeba",
         align: bool = False,
         alignment: Alignment | None = None,
         **kwargs: Any,
@@ -204,7 +207,7 @@ class CelebADataModule(BaseDataModule):
             with record_errors(self.skipped, self.hparams.skip_bad):
                 if file not in attributes:
                     raise BadRecordError(f"{partition_path}:{line_number}: {file} is not in {attr_path.name}")
-                image = root / "img_align_celeba" / file
+                image = root / self.hparams.image_dir / file
                 if not image.is_file():
                     raise BadRecordError(f"{image} ({source}): image file not found")
                 if self.hparams.crop_to_box and file not in boxes:

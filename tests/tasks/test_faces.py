@@ -231,6 +231,11 @@ def test_celeba_align_true_reads_cached_crops_and_redoes_changed_files(tmp_path,
     with pytest.raises(ValueError, match="align and crop_to_box"):
         CelebADataModule(str(root), align=True, crop_to_box=True)
 
+    (root / "img_align_celeba").rename(root / "img_celeba")  # CelebA's in-the-wild photos, the same file names
+    wild = CelebADataModule(str(root), skip_bad=True, image_dir="img_celeba", **settings)
+    wild.setup("fit")
+    assert wild.datasets["train"].records[0].path.parent == root / ".aligned" / "similarity-96-m16-min20" / "img_celeba"
+
 
 def test_cache_keeps_files_outside_the_root_apart(tmp_path):
     outside = tmp_path / "elsewhere" / "portrait.jpg"
