@@ -24,8 +24,8 @@ from mobilenets.core.io import write_bytes, write_text
 from mobilenets.tasks.face_detection import LANDMARK_NAMES, Face, FaceDetector
 from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
 
-__all__ = ["TEMPLATE_112", "AlignedFaces", "Alignment", "AlignmentSummary", "FaceAligner", "align_tree", "draw_faces",
-           "main_face", "read_photo"]
+__all__ = ["TEMPLATE_112", "AlignedFaces", "AlignsFaces", "Alignment", "AlignmentSummary", "FaceAligner", "align_tree",
+           "draw_faces", "main_face", "read_photo"]
 
 #: ArcFace's five-point template (eyes, nose tip, mouth corners) for a 112 x 112 crop, in LANDMARK_NAMES order
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
@@ -258,3 +258,16 @@ class AlignedFaces:
                                          "skip_bad: true to leave such images out, or align: false")
                 aligned.append(replace(record, path=crop))
         return aligned
+
+
+class AlignsFaces:
+    """Data-module mixin for ``align: true``: every split's records read their cached face crops. The data module
+    sets ``aligned_faces`` (an ``AlignedFaces``, or None without ``align``)."""
+
+    aligned_faces: AlignedFaces | None = None
+
+    def located_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """With ``align``, each image's cached face crop."""
+        if self.aligned_faces is None:
+            return records
+        return self.aligned_faces.records(records, self.skipped, self.hparams.skip_bad)

@@ -17,7 +17,7 @@ import numpy as np
 
 from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.face_alignment import AlignedFaces, Alignment
+from mobilenets.tasks.face_alignment import AlignedFaces, Alignment, AlignsFaces
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 
@@ -121,7 +121,7 @@ def read_attribute_csv(path: Path, image_root: Path, skip_bad: bool = False
     return names, records, skipped
 
 
-class CelebADataModule(BaseDataModule):
+class CelebADataModule(AlignsFaces, BaseDataModule):
     """CelebA-format face attributes (``layout: celeba``) or multi-label CSVs (``layout: csv``).
 
     Args:
@@ -186,12 +186,6 @@ class CelebADataModule(BaseDataModule):
         """Positives and negatives per attribute in a split (unknowns not counted)."""
         labels = np.stack([record.label for record in self.datasets[split].records])
         return (labels == 1).sum(axis=0), (labels == 0).sum(axis=0)
-
-    def located_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
-        """With ``align``, each image's cached face crop."""
-        if self.aligned_faces is None:
-            return records
-        return self.aligned_faces.records(records, self.skipped, self.hparams.skip_bad)
 
     def read_splits(self) -> dict[str, list[ImageRecord]]:
         if self.hparams.layout == "csv":

@@ -19,7 +19,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.face_alignment import AlignedFaces, Alignment
+from mobilenets.tasks.face_alignment import AlignedFaces, Alignment, AlignsFaces
 from mobilenets.tasks.face_embedding.synthetic import write_faces
 from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 
@@ -111,7 +111,7 @@ def read_identity_folders(root: Path) -> tuple[list[ImageRecord], list[str]]:
     return records, identities
 
 
-class FaceIdentityDataModule(BaseDataModule):
+class FaceIdentityDataModule(AlignsFaces, BaseDataModule):
     """Identity folders for triplet training, LFW pairs for verification.
 
     Args:
@@ -220,12 +220,6 @@ class FaceIdentityDataModule(BaseDataModule):
             gallery_identities=[gallery_names[record.label] for record in gallery],
             probe_identities=[probe_names[record.label] for record in probes])
         return [ImageRecord(record.path, index, record.source) for index, record in enumerate(gallery + probes)]
-
-    def located_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
-        """With ``align``, each image's cached face crop."""
-        if self.aligned_faces is None:
-            return records
-        return self.aligned_faces.records(records, self.skipped, self.hparams.skip_bad)
 
     def labeled_train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]

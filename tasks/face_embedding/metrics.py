@@ -15,8 +15,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["ValThresholdRule", "enrol", "far_threshold", "identification_metrics", "nearest_templates", "squared_distances",
-           "tar_at_far", "verification_metrics"]
+__all__ = ["ValThresholdRule", "accept_threshold", "enrol", "far_threshold", "identification_metrics",
+           "nearest_templates", "squared_distances", "tar_at_far", "verification_metrics"]
 
 DEFAULT_THRESHOLDS = np.arange(0.0, 4.0, 0.001)
 
@@ -60,13 +60,20 @@ def tar_at_far(distances: np.ndarray, same: np.ndarray, far: float) -> tuple[flo
 
     Returns (None, smallest FAR) when there are fewer than 1 / far negative pairs.
     """
-    negatives = np.sort(distances[~same])
+    negatives = distances[~same]
+    threshold = accept_threshold(negatives, far)
     smallest = 1.0 / max(len(negatives), 1)
-    if far < smallest:
-        return None, smallest
+    return (None if threshold is None else float((distances[same] < threshold).mean())), smallest
+
+
+def accept_threshold(negatives: np.ndarray, far: float) -> float | None:
+    """The distance below which a share ``far`` of the ``negatives`` (impostor distances) is accepted (accept
+    d < threshold); None when there are fewer than 1 / far of them."""
+    negatives = np.sort(negatives)
+    if far < 1.0 / max(len(negatives), 1):
+        return None
     allowed = int(np.floor(far * len(negatives) + 1e-9))  # false accepts the target permits
-    threshold = negatives[allowed] if allowed < len(negatives) else np.inf  # accept d < threshold
-    return float((distances[same] < threshold).mean()), smallest
+    return float(negatives[allowed]) if allowed < len(negatives) else np.inf
 
 
 def verification_metrics(
@@ -129,8 +136,8 @@ def identification_metrics(gallery: np.ndarray, gallery_identities: Sequence[str
 
     ``rank1``: identified share of the mated probes (closed-set). ``dir_at_far<f>``: the detection and
     identification rate, the share of mated probes identified with a distance below the threshold that accepts
-    a share ``f`` of the impostors (read off the impostors as ``tar_at_far`` does); None where there are fewer
-    than 1 / f impostors.
+    a share ``f`` of the impostors (``accept_threshold``, as TAR uses it); None where there are fewer than 1 / f
+    impostors.
     """
     names, templates = enrol(gallery, gallery_identities)
     nearest, distances = nearest_templates(probes, templates)
@@ -141,12 +148,8 @@ def identification_metrics(gallery: np.ndarray, gallery_identities: Sequence[str
         raise ValueError("open-set identification: no probe's identity is in the gallery; put some there")
     results: dict[str, Any] = {"rank1": float(correct[mated].mean()), "mated": int(mated.sum()),
                                "impostors": int((~mated).sum()), "identities": len(names)}
-    impostors = np.sort(distances[~mated])
     for far in fars:
-        if far * len(impostors) < 1:
-            results[f"dir_at_far{far:g}"] = None
-            continue
-        allowed = int(np.floor(far * len(impostors) + 1e-9))
-        threshold = impostors[allowed] if allowed < len(impostors) else np.inf  # accept d < threshold
-        results[f"dir_at_far{far:g}"] = float((correct & (distances < threshold))[mated].mean())
+        threshold = accept_threshold(distances[~mated], far)
+        results[f"dir_at_far{far:g}"] = (None if threshold is None
+                                         else float((correct & (distances < threshold))[mated].mean()))
     return results
