@@ -349,21 +349,26 @@ def run_export(args: argparse.Namespace) -> int:
     task = trained_task(load_task(args.checkpoint))
     report = export_checkpoint(args.checkpoint, task, output, int8=not args.no_int8, pt2=args.pt2,
                                dynamic_size=args.dynamic_size, evaluate_data=not args.no_data,
-                               calibration=args.calibration_batches, threads=args.threads, data_overrides=overrides)
+                               calibration=args.calibration_batches, threads=args.threads, data_overrides=overrides,
+                               formats=args.format)
     print(report_markdown(report))
     return 0
 
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="a checkpoint to ONNX (fp32 and int8) with the task's post-processing, checked and scored")
+        "export", help="a checkpoint to ONNX, LiteRT, ExecuTorch or OpenVINO (fp32 and int8) with the task's "
+                       "post-processing, checked and scored")
     parser.add_argument("checkpoint", help="a task checkpoint (.ckpt); a distillation checkpoint exports its student")
-    parser.add_argument("--output", help="folder for model.onnx, model.int8.onnx, export_report.json "
-                        "(default: <checkpoint>_export)")
+    parser.add_argument("--output", help="folder for model.onnx, model.int8.onnx, the other formats' files, "
+                        "export_report.json (default: <checkpoint>_export)")
+    parser.add_argument("--format", nargs="+", default=["onnx"], choices=["onnx", "tflite", "executorch", "openvino"],
+                        help="formats to write (several allowed; model.onnx is always written): tflite (LiteRT, "
+                             "extra [tflite]), executorch (XNNPACK, extra [executorch]), openvino (extra [openvino])")
     parser.add_argument("--data-root", help="where the checkpoint's data lives now (default: the recorded root)")
     parser.add_argument("--no-data", action="store_true",
                         help="do not read the data: no parity check or metrics, random calibration images")
-    parser.add_argument("--no-int8", action="store_true", help="skip the int8 model")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 models")
     parser.add_argument("--calibration-batches", type=int, default=8, help="training batches that calibrate int8")
     parser.add_argument("--dynamic-size", action="store_true", help="any input height and width (not detection)")
     parser.add_argument("--pt2", action="store_true", help="also write the torch.export program (model.pt2)")

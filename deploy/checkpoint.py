@@ -1,15 +1,16 @@
-"""``mobilenets export``: a task checkpoint to a deployable ONNX file (and int8, and torch.export), checked.
+"""``mobilenets export``: a task checkpoint to deployable files (ONNX, LiteRT, ExecuTorch, OpenVINO; fp32 and
+int8; a torch.export program), checked.
 
-From the checkpoint alone (its task, weights, names and data module are all recorded in it): export, compare
-onnxruntime with PyTorch on real validation images, quantize with calibration images from the training split,
-and score PyTorch, fp32 ONNX and int8 ONNX with the task's own metric on the validation split.
+From the checkpoint alone (its task, weights, names and data module are all recorded in it): export, quantize
+with calibration images from the training split, compare every runtime with PyTorch on real validation images,
+and score PyTorch and every fp32 and int8 file with the task's own metric on the validation split.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -23,6 +24,7 @@ from mobilenets.deploy.evaluate import (
     quantize_int8,
 )
 from mobilenets.deploy.export import export_onnx, inference_model
+from mobilenets.deploy.runtimes import runtime
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.export import export_batches
 from mobilenets.tasks.loading import load_datamodule
@@ -50,24 +52,29 @@ def _latency_ms(runners: dict[str, Any], size: int, threads: int, rounds: int = 
 
 def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path, int8: bool = True,
                       pt2: bool = False, dynamic_size: bool = False, evaluate_data: bool = True, calibration: int = 8,
-                      threads: int = 2, data_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export a checkpoint and measure what the export costs in accuracy and gains in speed.
+                      threads: int = 2, data_overrides: dict[str, Any] | None = None,
+                      formats: Sequence[str] = ("onnx",)) -> dict[str, Any]:
+    """Export a checkpoint and measure what the export costs in accuracy and gains in speed, in every format.
 
     Args:
         checkpoint: the checkpoint ``task`` was read from (its data module is recorded there).
         task: the trained task to export (of a distillation checkpoint, its student).
-        output: folder for ``model.onnx``, ``model.int8.onnx``, ``model.pt2`` and ``export_report.json``.
-        int8: also write the statically quantized model.
+        output: folder for ``model.onnx`` (always: the portable file, and OpenVINO's source), ``model.int8.onnx``,
+            ``model.tflite``, ``model.pte``, ``model.xml`` (each with its ``.int8`` twin), ``model.pt2`` and
+            ``export_report.json``.
+        int8: also write each format's int8 model, through that runtime's own post-training quantization.
         pt2: also write the ``torch.export`` program.
         dynamic_size: let the ONNX model take any height and width (not detection).
-        evaluate_data: read the checkpoint's data for the parity check, calibration and metrics; without it,
+        evaluate_data: read the checkpoint's data for the parity checks, calibration and metrics; without it,
             calibration uses random images and nothing is scored.
         calibration: training batches used to calibrate int8.
-        threads: onnxruntime and PyTorch threads for the latency column.
+        threads: runtime and PyTorch threads for the latency column.
         data_overrides: data module arguments to change (``root`` where the data now lives, ``num_workers``).
+        formats: ``onnx``, ``tflite`` (LiteRT), ``executorch`` (XNNPACK), ``openvino`` (``mobilenets.deploy.runtimes``).
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    others = [runtime(name) for name in dict.fromkeys(formats) if name != "onnx"]  # refuses missing extras first
     export = inference_model(task)
     size = export.resolution
     files = {"onnx": export_onnx(task, output / "model.onnx", dynamic_size)}
@@ -76,22 +83,27 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
     if evaluate_data:
         datamodule = load_datamodule(checkpoint, **{"num_workers": 0, **(data_overrides or {})})
         datamodule.prepare_data()
-        datamodule.setup("validate")
-        loader = datamodule.val_dataloader()  # several (a multi-task model's data): the first one's
-        first = next(export_batches(loader[0] if isinstance(loader, list) else loader, size))["image"]
-        report["parity_fp32"] = parity(export, OnnxRunner(files["onnx"], threads), first)
     if int8:
         if datamodule is not None:
             batches = datamodule.calibration_images(size, calibration)
         else:
             generator = torch.Generator().manual_seed(0)
             batches = [torch.rand(8, 3, size, size, generator=generator).numpy() for _ in range(calibration)]
-        files["int8"] = quantize_int8(files["onnx"], output / "model.int8.onnx", batches)
+        files["onnx_int8"] = quantize_int8(files["onnx"], output / "model.int8.onnx", batches)
+    runners: dict[str, Any] = {"pytorch": TorchRunner(export)}
+    runners.update({name: OnnxRunner(path, threads) for name, path in files.items()})
+    for chosen in others:
+        for suffix, data in [("", None), *([("_int8", batches)] if int8 else [])]:
+            path = chosen.write(export, output / f"model{suffix.replace('_', '.')}{chosen.suffix}", files["onnx"], data)
+            files[chosen.name + suffix] = path
+            runners[chosen.name + suffix] = chosen.runner(path, export, threads)
     if pt2:
         files["pt2"] = export_program(task, output / "model.pt2")
-    runners: dict[str, Any] = {"pytorch": TorchRunner(export)}
-    runners.update({name: OnnxRunner(files[name], threads) for name in ("onnx", "int8") if name in files})
     if datamodule is not None:
+        datamodule.setup("validate")
+        loader = datamodule.val_dataloader()  # several (a multi-task model's data): the first one's
+        first = next(export_batches(loader[0] if isinstance(loader, list) else loader, size))["image"]
+        report["parity"] = {name: parity(export, run, first) for name, run in runners.items() if name != "pytorch"}
         report["metrics"] = {name: evaluate(run, export, task, datamodule) for name, run in runners.items()}
     if export.fixed_cost:  # NMS's time depends on how many boxes survive: not timed
         report["latency_ms"] = _latency_ms(runners, size, threads)
@@ -103,9 +115,9 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
 def report_markdown(report: dict[str, Any]) -> str:
     """The export report as the tables ``mobilenets export`` prints."""
     lines = [f"### Export of {report['checkpoint']} ({report['task']}, {report['resolution']} px)", ""]
-    if "parity_fp32" in report:
-        lines += ["onnxruntime fp32 vs PyTorch on a validation batch: "
-                  + ", ".join(f"{k} {v:.3g}" for k, v in report["parity_fp32"].items()), ""]
+    for name, diffs in report.get("parity", {}).items():
+        lines += [f"{name} vs PyTorch on a validation batch: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items())]
+    lines += [""] if "parity" in report else []
     metrics, latency = report.get("metrics", {}), report.get("latency_ms", {})
     runtimes = list(metrics or latency)
     names = sorted({name for values in metrics.values() for name in values})

@@ -52,9 +52,14 @@ class TaskExport(nn.Module):
     def postprocess(self, outputs: Any) -> tuple[Tensor, ...]:
         raise NotImplementedError
 
+    def complete(self, graph_outputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """The final outputs (``output_names``) from the traced graph's (``graph_outputs``): what ``finish_onnx``
+        appends to the ONNX graph, in PyTorch, for runtimes whose files end where the trace does."""
+        return graph_outputs
+
     def run(self, images: Tensor) -> tuple[Tensor, ...]:
         """The final outputs (``output_names``) in PyTorch: what the exported file computes."""
-        return self(images)
+        return self.complete(self(images))
 
     def finish_onnx(self, model: Any) -> None:
         """Complete the traced ONNX graph in place (e.g. append ONNX operators the trace cannot give)."""

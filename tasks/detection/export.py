@@ -72,9 +72,9 @@ class DetectionExport(TaskExport):
             found[3].append(classes[keep] + 1)
         return tuple(torch.cat(parts) for parts in found)
 
-    def run(self, images: Tensor) -> tuple[Tensor, ...]:
-        """The exported model's four outputs, computed in PyTorch."""
-        return self.nms(*self(images))
+    def complete(self, graph_outputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """The four final outputs from the traced graph's boxes and class scores (``nms``)."""
+        return self.nms(*graph_outputs)
 
     def finish_onnx(self, model: Any) -> None:
         _append_nms(model, self)

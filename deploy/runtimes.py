@@ -1,0 +1,279 @@
+"""The runtimes an export is written for besides onnxruntime: LiteRT (TFLite, through litert-torch), ExecuTorch
+(XNNPACK delegate) and OpenVINO (with NNCF's int8). Each writes the task's inference graph in its own format, fp32
+and int8 through its own post-training quantization flow, with the export's metadata inside the file, and reads
+it back as a runner, so ``mobilenets export`` checks and scores every format with the same code as ONNX.
+
+What runs where: LiteRT and ExecuTorch hold the graph up to the task's last tensor op; detection's per-class NMS
+(``TaskExport.complete``) then runs in PyTorch beside them, as neither format takes a traced NMS. OpenVINO reads the
+ONNX file, so its graph includes ONNX's ``NonMaxSuppression``. LiteRT files take batch 1 (litert-torch cannot
+lower a dynamic batch here), so its runner feeds a batch image by image.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mobilenets.core.errors import SettingError
+from mobilenets.core.io import replacing
+from mobilenets.tasks.export import TaskExport
+
+__all__ = ["FORMATS", "ExecuTorchRuntime", "LiteRtRuntime", "OpenVinoRuntime", "Runtime", "runtime"]
+
+METADATA_KEY = "mobilenets"
+
+
+class Runtime:
+    """One deployment format: writes fp32 and int8 files of an export and runs them.
+
+    Attributes:
+        name: the ``--format`` name.
+        suffix: the file's extension.
+        extra: the package extra that installs it.
+    """
+
+    name = ""
+    suffix = ""
+    extra = ""
+    modules: tuple[str, ...] = ()
+
+    def check_installed(self) -> None:
+        """Raise a one-line error naming the extra to install when the runtime's packages are missing."""
+        import importlib.util
+
+        missing = [module for module in self.modules if importlib.util.find_spec(module) is None]
+        if missing:
+            raise SettingError(f"--format {self.name} needs {', '.join(missing)}: "
+                               f"pip install 'mobilenet-suite[{self.extra}]'")
+
+    def write(self, export: TaskExport, path: Path, onnx_path: Path,
+              calibration: Sequence[np.ndarray] | None = None) -> Path:
+        """Write ``export`` to ``path``: fp32, or int8 calibrated on ``calibration`` batches when given."""
+        raise NotImplementedError
+
+    def runner(self, path: Path, export: TaskExport, threads: int) -> Callable[[Tensor], tuple[np.ndarray, ...]]:
+        """A runner over a written file: images in [0, 1] -> the export's final outputs (``output_names``)."""
+        raise NotImplementedError
+
+    def read_metadata(self, path: Path) -> dict[str, Any]:
+        """The ``mobilenets`` metadata written inside the file."""
+        raise NotImplementedError
+
+
+def _eager_graph(export: TaskExport) -> TaskExport:
+    """A copy of the export in contiguous (NCHW) memory layout: XNNPACK's and LiteRT's layout passes expect the
+    weights NCHW and insert their own channels-last conversions."""
+    return copy.deepcopy(export).to(memory_format=torch.contiguous_format)
+
+
+def _quantized_program(graph: TaskExport, sample: Tensor, quantizer: Any, calibration: Sequence[np.ndarray],
+                       fold_quantize: bool, dynamic_shapes: Any = None) -> Any:
+    """PT2E post-training quantization: export, insert the quantizer's observers, run the calibration images
+    through them one by one (the graph may hold batch 1), and convert to quantize/dequantize pairs (weights
+    stored int8 with ``fold_quantize``, as XNNPACK takes them; float with their quantize op, as litert-torch's
+    lowering takes them)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    module = torch.export.export(graph, (sample,), dynamic_shapes=dynamic_shapes).module()
+    prepared = prepare_pt2e(module, quantizer)
+    with torch.no_grad():
+        for batch in calibration:
+            for image in torch.from_numpy(np.asarray(batch, dtype=np.float32)):
+                prepared(image[None])
+    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+
+
+def _as_final(export: TaskExport, outputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    """The graph's outputs as the export's final outputs: index outputs back to int64 (LiteRT narrows them to
+    int32), then ``export.complete`` (detection's NMS)."""
+    tensors = tuple(torch.as_tensor(np.asarray(value)) for value in outputs)
+    tensors = tuple(t.long() if not t.is_floating_point() else t for t in tensors)
+    return tuple(t.numpy() for t in export.complete(tensors))
+
+
+class LiteRtRuntime(Runtime):
+    """LiteRT (TFLite) through litert-torch, run in ai-edge-litert's interpreter (XNNPACK on CPU); int8 is
+    litert-torch's PT2E full-integer quantizer (symmetric int8, per-channel weights), calibrated."""
+
+    name, suffix, extra = "tflite", ".tflite", "tflite"
+    modules = ("litert_torch", "ai_edge_litert")
+
+    def write(self, export: TaskExport, path: Path, onnx_path: Path,
+              calibration: Sequence[np.ndarray] | None = None) -> Path:
+        import litert_torch
+        from litert_torch.quantize import pt2e_quantizer
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        graph = _eager_graph(export)
+        sample = torch.rand(1, 3, export.resolution, export.resolution)
+        with torch.no_grad():
+            if calibration is None:
+                model = litert_torch.convert(graph, (sample,))
+            else:
+                quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+                    pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+                program = _quantized_program(graph, sample, quantizer, calibration, fold_quantize=False)
+                model = litert_torch.convert(program, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        with replacing(path) as partial:
+            Path(partial).write_bytes(_with_tflite_metadata(model.model_content(), export.metadata()))
+        return path
+
+    def runner(self, path: Path, export: TaskExport, threads: int) -> Callable[[Tensor], tuple[np.ndarray, ...]]:
+        from ai_edge_litert.interpreter import Interpreter
+
+        signature = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
+        (input_name,) = signature.get_input_details()
+        order = sorted(signature.get_output_details(), key=lambda name: int(name.rsplit("_", 1)[-1]))
+
+        def run(images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
+            array = np.ascontiguousarray(images, dtype=np.float32)
+            results = [signature(**{input_name: array[i:i + 1]}) for i in range(len(array))]
+            return _as_final(export, [np.concatenate([result[name] for result in results]) for name in order])
+
+        return run
+
+    def read_metadata(self, path: Path) -> dict[str, Any]:
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
+        for entry in model.metadata or []:
+            if entry.name.decode() == METADATA_KEY:
+                return json.loads(bytes(model.buffers[entry.buffer].data).decode())
+        raise ValueError(f"{path}: not exported by mobilenets (no '{METADATA_KEY}' metadata)")
+
+
+def _with_tflite_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
+    """The flatbuffer with a ``mobilenets`` metadata entry (TFLite's name -> buffer table, which the runtime
+    carries along and ignores) holding the export's metadata as JSON."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_KEY, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+class ExecuTorchRuntime(Runtime):
+    """ExecuTorch with the XNNPACK delegate, run in its Python runtime; int8 is XNNPACK's PT2E quantizer
+    (symmetric, per-channel weights), calibrated. The metadata is a constant method, ``mobilenets_metadata``."""
+
+    name, suffix, extra = "executorch", ".pte", "executorch"
+    modules = ("executorch",)
+    max_batch = 32  # ExecuTorch plans memory for the largest batch; the runner feeds larger ones in chunks
+
+    def write(self, export: TaskExport, path: Path, onnx_path: Path,
+              calibration: Sequence[np.ndarray] | None = None) -> Path:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from executorch.exir import to_edge_transform_and_lower
+
+        graph = _eager_graph(export)
+        sample = torch.rand(2, 3, export.resolution, export.resolution)
+        dims = ({0: torch.export.Dim("batch", min=1, max=self.max_batch)},)
+        with torch.no_grad():
+            if calibration is not None:
+                quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                graph = _quantized_program(graph, sample, quantizer, calibration, fold_quantize=True, dynamic_shapes=dims)
+            program = torch.export.export(graph, (sample,), dynamic_shapes=dims)
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                              constant_methods={f"{METADATA_KEY}_metadata":
+                                                                json.dumps(export.metadata())})
+        with replacing(path) as partial:
+            Path(partial).write_bytes(lowered.to_executorch().buffer)
+        return path
+
+    def runner(self, path: Path, export: TaskExport, threads: int) -> Callable[[Tensor], tuple[np.ndarray, ...]]:
+        from executorch.runtime import Runtime as ExecuTorch
+
+        method = ExecuTorch.get().load_program(str(path)).load_method("forward")
+        planned = method.metadata.input_tensor_meta(0).sizes()[0]  # the batch memory was planned for (<= max_batch)
+
+        def run(images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
+            array = np.ascontiguousarray(images, dtype=np.float32)
+            chunks = [method.execute([torch.from_numpy(array[start:start + planned])])
+                      for start in range(0, len(array), planned)]
+            return _as_final(export, [torch.cat([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))])
+
+        return run
+
+    def read_metadata(self, path: Path) -> dict[str, Any]:
+        from executorch.runtime import Runtime as ExecuTorch
+
+        program = ExecuTorch.get().load_program(str(path))
+        if f"{METADATA_KEY}_metadata" not in program.method_names:
+            raise ValueError(f"{path}: not exported by mobilenets (no '{METADATA_KEY}_metadata' method)")
+        return json.loads(program.load_method(f"{METADATA_KEY}_metadata").execute([])[0])
+
+
+class OpenVinoRuntime(Runtime):
+    """OpenVINO IR (``.xml`` + ``.bin``) converted from the ONNX file, so it runs the whole graph, NMS included;
+    int8 is NNCF's post-training quantization, calibrated. Run at f32 inference precision (OpenVINO's default
+    on CPUs with AMX is bf16, a precision change of its own)."""
+
+    name, suffix, extra = "openvino", ".xml", "openvino"
+    modules = ("openvino", "nncf")
+
+    def write(self, export: TaskExport, path: Path, onnx_path: Path,
+              calibration: Sequence[np.ndarray] | None = None) -> Path:
+        import openvino as ov
+
+        model = ov.convert_model(str(onnx_path))
+        if calibration is not None:
+            import nncf
+
+            model = nncf.quantize(model, nncf.Dataset([np.asarray(batch, dtype=np.float32) for batch in calibration]),
+                                  subset_size=len(calibration))
+        model.set_rt_info(json.dumps(export.metadata()), [METADATA_KEY])
+        with replacing(path) as partial:  # the .bin beside it is named after the .xml
+            ov.save_model(model, str(Path(partial).with_suffix(".xml")), compress_to_fp16=False)
+            Path(partial).with_suffix(".bin").replace(path.with_suffix(".bin"))
+            Path(partial).with_suffix(".xml").replace(partial)
+        return path
+
+    def runner(self, path: Path, export: TaskExport, threads: int) -> Callable[[Tensor], tuple[np.ndarray, ...]]:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+                                                              "PERFORMANCE_HINT": "LATENCY",
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+
+        def run(images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
+            results = request.infer([np.ascontiguousarray(images, dtype=np.float32)])
+            return tuple(np.array(results[output]) for output in compiled.outputs)
+
+        return run
+
+    def read_metadata(self, path: Path) -> dict[str, Any]:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        if not model.has_rt_info([METADATA_KEY]):
+            raise ValueError(f"{path}: not exported by mobilenets (no '{METADATA_KEY}' rt_info)")
+        return json.loads(model.get_rt_info([METADATA_KEY]).astype(str))
+
+
+FORMATS: dict[str, type[Runtime]] = {cls.name: cls for cls in (LiteRtRuntime, ExecuTorchRuntime, OpenVinoRuntime)}
+
+
+def runtime(name: str) -> Runtime:
+    """The runtime of a ``--format`` name (not ``onnx``, which ``mobilenets.deploy.export`` writes)."""
+    if name not in FORMATS:
+        raise SettingError(f"unknown export format {name!r}: choose from onnx, {', '.join(FORMATS)}")
+    chosen = FORMATS[name]()
+    chosen.check_installed()
+    return chosen
