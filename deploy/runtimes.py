@@ -5,8 +5,9 @@ it back as a runner, so ``mobilenets export`` checks and scores every format wit
 
 What runs where: LiteRT and ExecuTorch hold the graph up to the task's last tensor op; detection's per-class NMS
 (``TaskExport.complete``) then runs in PyTorch beside them, as neither format takes a traced NMS. OpenVINO reads the
-ONNX file, so its graph includes ONNX's ``NonMaxSuppression``. LiteRT files take batch 1 (litert-torch cannot
-lower a dynamic batch here), so its runner feeds a batch image by image.
+ONNX file, so its graph includes ONNX's ``NonMaxSuppression``. LiteRT and ExecuTorch files take batch 1, as a phone
+runs them (litert-torch cannot lower a dynamic batch here; XNNPACK's delegate fixed some batch dimensions of a
+dynamic-batch ExecuTorch program), so their runners feed a batch image by image.
 """
 
 from __future__ import annotations
@@ -89,12 +90,19 @@ def _quantized_program(graph: TaskExport, sample: Tensor, quantizer: Any, calibr
     return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
-def _as_final(export: TaskExport, outputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
-    """The graph's outputs as the export's final outputs: index outputs back to int64 (LiteRT narrows them to
-    int32), then ``export.complete`` (detection's NMS)."""
-    tensors = tuple(torch.as_tensor(np.asarray(value)) for value in outputs)
-    tensors = tuple(t.long() if not t.is_floating_point() else t for t in tensors)
-    return tuple(t.numpy() for t in export.complete(tensors))
+def _per_image(export: TaskExport, run_one: Callable[[np.ndarray], Sequence[Any]]
+               ) -> Callable[[Tensor], tuple[np.ndarray, ...]]:
+    """A batch runner over a batch-1 file: each image in turn through ``run_one``, the graph's outputs joined,
+    index outputs back to int64 (LiteRT narrows them to int32), then ``export.complete`` (detection's NMS)."""
+
+    def run(images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
+        array = np.ascontiguousarray(images, dtype=np.float32)
+        results = [[torch.as_tensor(np.asarray(value)) for value in run_one(array[i:i + 1])] for i in range(len(array))]
+        joined = tuple(torch.cat(parts) for parts in zip(*results))
+        joined = tuple(t.long() if not t.is_floating_point() else t for t in joined)
+        return tuple(t.numpy() for t in export.complete(joined))
+
+    return run
 
 
 class LiteRtRuntime(Runtime):
@@ -131,12 +139,11 @@ class LiteRtRuntime(Runtime):
         (input_name,) = signature.get_input_details()
         order = sorted(signature.get_output_details(), key=lambda name: int(name.rsplit("_", 1)[-1]))
 
-        def run(images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
-            array = np.ascontiguousarray(images, dtype=np.float32)
-            results = [signature(**{input_name: array[i:i + 1]}) for i in range(len(array))]
-            return _as_final(export, [np.concatenate([result[name] for result in results]) for name in order])
+        def run_one(image: np.ndarray) -> list[np.ndarray]:
+            outputs = signature(**{input_name: image})
+            return [outputs[name] for name in order]
 
-        return run
+        return _per_image(export, run_one)
 
     def read_metadata(self, path: Path) -> dict[str, Any]:
         from ai_edge_litert.tools import flatbuffer_utils
@@ -170,7 +177,6 @@ class ExecuTorchRuntime(Runtime):
 
     name, suffix, extra = "executorch", ".pte", "executorch"
     modules = ("executorch",)
-    max_batch = 32  # ExecuTorch plans memory for the largest batch; the runner feeds larger ones in chunks
 
     def write(self, export: TaskExport, path: Path, onnx_path: Path,
               calibration: Sequence[np.ndarray] | None = None) -> Path:
@@ -182,13 +188,12 @@ class ExecuTorchRuntime(Runtime):
         from executorch.exir import to_edge_transform_and_lower
 
         graph = _eager_graph(export)
-        sample = torch.rand(2, 3, export.resolution, export.resolution)
-        dims = ({0: torch.export.Dim("batch", min=1, max=self.max_batch)},)
+        sample = torch.rand(1, 3, export.resolution, export.resolution)
         with torch.no_grad():
             if calibration is not None:
                 quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-                graph = _quantized_program(graph, sample, quantizer, calibration, fold_quantize=True, dynamic_shapes=dims)
-            program = torch.export.export(graph, (sample,), dynamic_shapes=dims)
+                graph = _quantized_program(graph, sample, quantizer, calibration, fold_quantize=True)
+            program = torch.export.export(graph, (sample,))
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
                                               constant_methods={f"{METADATA_KEY}_metadata":
                                                                 json.dumps(export.metadata())})
@@ -200,13 +205,7 @@ class ExecuTorchRuntime(Runtime):
         from executorch.runtime import Runtime as ExecuTorch
 
         method = ExecuTorch.get().load_program(str(path)).load_method("forward")
-        planned = method.metadata.input_tensor_meta(0).sizes()[0]  # the batch memory was planned for (<= max_batch)
-
-        def run(images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
-            array = np.ascontiguousarray(images, dtype=np.float32)
-            chunks = [method.execute([torch.from_numpy(array[start:start + planned])])
-                      for start in range(0, len(array), planned)]
-            return _as_final(export, [torch.cat([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))])
+        return _per_image(export, lambda image: method.execute([torch.from_numpy(image)]))
 
         return run
 

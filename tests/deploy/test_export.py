@@ -11,7 +11,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.deploy import export_onnx, inference_model, read_metadata
 from mobilenets.deploy.evaluate import (
@@ -22,58 +21,7 @@ from mobilenets.deploy.evaluate import (
     quantize_int8,
 )
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
-from mobilenets.tasks.detection import CocoDataModule, DetectionTask
 from mobilenets.tasks.export import export_batches
-from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributesTask
-from mobilenets.tasks.face_embedding import FaceEmbeddingTask, FaceIdentityDataModule
-from mobilenets.tasks.geolocation import GeoDataModule, GeolocationTask
-
-TINY = BackboneConfig(alpha=0.25)
-
-
-def _tasks(root: Path) -> dict[str, tuple[pl.LightningModule, pl.LightningDataModule]]:
-    """A tiny task and its synthetic data for each of the five tasks (the task ready to evaluate on the data)."""
-    common = dict(resolution=48, num_workers=0, synthetic=True)
-    geo = GeoDataModule(str(root / "geo"), synthetic_options={"num_images": 120, "num_regions": 4}, t1=30, t2=3,
-                        coarser=[(80, 3)], max_level=8, batch_size=16, **common)
-    geo.prepare_data()
-    geo.setup("fit")
-    coarse, fine = geo.num_cells
-    return {
-        "classification": (ClassificationTask(num_classes=3, top_k=2, backbone=TINY, resolution=48),
-                           DogsDataModule(str(root / "dogs"), batch_size=8, synthetic_options=dict(
-                               num_classes=3, train_per_class=4, test_per_class=3), **common)),
-        "attributes": (FaceAttributesTask(num_attributes=10, backbone=TINY, resolution=48),
-                       CelebADataModule(str(root / "celeba"), batch_size=8, synthetic_options={"num_images": 40},
-                                        **common)),
-        "embedding": (FaceEmbeddingTask(backbone=TINY, resolution=48, embedding_dim=16),
-                      FaceIdentityDataModule(str(root / "faces"), batch_size=8, synthetic_options=dict(
-                          train_identities=4, train_images=4, test_identities=6, test_images=2, folds=2,
-                          pairs_per_fold=6), **common)),
-        "geolocation": (GeolocationTask(num_cells=fine, coarser_cells=[coarse], backbone=TINY, resolution=48), geo),
-        "detection": (DetectionTask(num_classes=4, backbone=TINY, resolution=96, extra_depths=(32, 16, 16, 8)),
-                      CocoDataModule(str(root / "coco"), synthetic=True, resolution=96, batch_size=4, num_workers=0,
-                                     synthetic_options=dict(train_images=6, val_images=6, image_size=96))),
-    }
-
-
-@pytest.fixture(scope="module")
-def validated(tmp_path_factory):
-    """Every task after a few training steps, with the metrics Lightning's ``validate`` logs for it."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("deploy")
-    results = {}
-    for name, (task, data) in _tasks(root).items():
-        trainer = pl.Trainer(max_steps=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             default_root_dir=root / name,
-                             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
-        trainer.fit(task, data)
-        (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir=root / name).validate(
-            task, data, verbose=False)  # detection writes its detections_val.json there
-        results[name] = (task.eval(), data, metrics, root / f"{name}.onnx")
-        export_onnx(task, results[name][3])
-    return results
-
 
 TASK_METRIC = {"classification": "top1", "attributes": "mAP", "embedding": "accuracy", "geolocation": "acc_2500km"}
 
@@ -181,12 +129,19 @@ def test_export_command_end_to_end(tmp_path, monkeypatch):
               "--data.num_workers", "0", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "run"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
     (checkpoint,) = Path("run").rglob("best-epoch=*.ckpt")
-    assert main(["export", str(checkpoint), "--output", "out", "--pt2", "--calibration-batches", "2"]) == 0
-    assert sorted(p.name for p in Path("out").iterdir()) == ["export_report.json", "model.int8.onnx", "model.onnx",
-                                                             "model.pt2"]
+    assert main(["export", str(checkpoint), "--output", "out", "--pt2", "--calibration-batches", "2",
+                 "--format", "onnx", "openvino"]) == 0  # the other runtimes: tests/deploy/test_runtimes.py
+    assert sorted(p.name for p in Path("out").iterdir()) == [
+        "export_report.json", "model.bin", "model.int8.bin", "model.int8.onnx", "model.int8.xml", "model.onnx",
+        "model.pt2", "model.xml"]
     report = json.loads(Path("out/export_report.json").read_text())
-    assert set(report["metrics"]) == set(report["latency_ms"]) == {"pytorch", "onnx", "int8"}
-    assert report["parity_fp32"]["probabilities_max_abs_diff"] < 1e-4
+    runtimes = {"onnx", "openvino"}
+    assert set(report["metrics"]) == set(report["latency_ms"]) == {
+        "pytorch", *runtimes, *(name + "_int8" for name in runtimes)}
+    assert set(report["parity"]) == set(report["metrics"]) - {"pytorch"}
+    for name in runtimes:
+        assert report["parity"][name]["probabilities_max_abs_diff"] < 1e-4
+        assert report["metrics"][name]["top1"] == report["metrics"]["pytorch"]["top1"]
     task = ClassificationTask.load_from_checkpoint(checkpoint, map_location="cpu")
     (validated,) = pl.Trainer(logger=False, enable_progress_bar=False).validate(
         task, DogsDataModule("dogs", resolution=48, batch_size=4, num_workers=0), verbose=False)
@@ -195,7 +150,7 @@ def test_export_command_end_to_end(tmp_path, monkeypatch):
     shutil.rmtree("dogs")  # the checkpoint alone exports (random calibration images, nothing to score)
     assert main(["export", str(checkpoint), "--output", "bare", "--no-data", "--calibration-batches", "1"]) == 0
     bare = json.loads(Path("bare/export_report.json").read_text())
-    assert "metrics" not in bare and set(bare["files"]) == {"onnx", "int8"}
+    assert "metrics" not in bare and set(bare["files"]) == {"onnx", "onnx_int8"}
     assert read_metadata("bare/model.onnx")["class_names"] == task.class_names
     program = torch.export.load("out/model.pt2")
     images = torch.rand(3, 3, 48, 48)

@@ -1,0 +1,115 @@
+"""LiteRT, ExecuTorch and OpenVINO files of the tasks: each runtime agrees with PyTorch, scores the task's metric
+as PyTorch does, carries the metadata, and its int8 file holds int8 weights from that runtime's own PTQ flow."""
+
+import collections
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from mobilenets.core.errors import SettingError
+from mobilenets.deploy import inference_model
+from mobilenets.deploy.evaluate import TorchRunner, evaluate, parity
+from mobilenets.deploy.runtimes import FORMATS, runtime
+from mobilenets.tasks.export import export_batches
+
+SCORED = {"classification": "top1", "geolocation": "acc_2500km", "detection": "mAP"}
+
+
+@pytest.fixture(scope="module")
+def written(validated, tmp_path_factory):
+    """fp32 files of the classifier, the geolocator and the detector in every runtime, and the classifier's int8
+    files (ExecuTorch's lowering takes 5-25 s a file on 2 cores, so int8 is written once)."""
+    root = tmp_path_factory.mktemp("runtimes")
+    files = {}
+    for task_name in SCORED:
+        task, data, _, onnx_path = validated[task_name]
+        export = inference_model(task)
+        calibration = data.calibration_images(export.resolution, batches=2) if task_name == "classification" else None
+        for name in FORMATS:
+            chosen = runtime(name)
+            for suffix, batches in (("", None), *([(".int8", calibration)] if calibration else [])):
+                path = root / f"{task_name}{suffix}{chosen.suffix}"
+                files[task_name, name + suffix] = chosen.write(export, path, onnx_path, batches)
+    return files
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+@pytest.mark.parametrize("task_name", list(SCORED))
+def test_runtime_agrees_with_pytorch_and_scores_the_same(validated, written, name, task_name):
+    task, data, _, _ = validated[task_name]
+    export = inference_model(task)
+    chosen = runtime(name)
+    run = chosen.runner(written[task_name, name], export, threads=2)
+    images = next(export_batches(data.val_dataloader(), export.resolution))["image"]
+    report = parity(export, run, images)
+    if task_name == "detection":
+        assert report["matched"] > 0.99
+    else:
+        assert all(value < 1e-4 for key, value in report.items() if key.endswith("max_abs_diff")), report
+        assert all(value == 1.0 for key, value in report.items() if key.endswith("agreement")), report
+    metric = SCORED[task_name]
+    ours = evaluate(TorchRunner(export), export, task, data)[metric]
+    assert evaluate(run, export, task, data)[metric] == pytest.approx(ours, abs=1e-4)
+    assert chosen.read_metadata(written[task_name, name]) == export.metadata()
+    single = run(images[:1])  # batch 1, as on a phone
+    assert [a.shape[1:] for a in single] == [a.shape[1:] for a in TorchRunner(export)(images[:1])]
+
+
+def test_litert_int8_is_full_integer(written):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(written["classification", "tflite.int8"]))
+    ops = collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
+    assert ops["CONV_2D"] == 14 and ops["DEPTHWISE_CONV_2D"] == 13 and ops["QUANTIZE"] == 1
+    int8_weights = [t for t in interpreter.get_tensor_details()
+                    if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["quantization_parameters"]["scales"].size > 1]
+    assert len(int8_weights) == 27  # every convolution's filter, quantized per channel
+    fp32 = Interpreter(model_path=str(written["classification", "tflite"]))
+    assert not any(t["dtype"] == np.int8 for t in fp32.get_tensor_details())
+
+
+def test_executorch_int8_is_quantized_for_xnnpack(written):
+    fp32, int8 = written["classification", "executorch"], written["classification", "executorch.int8"]
+    assert int8.stat().st_size < 0.5 * fp32.stat().st_size  # int8 weights: a quarter of the bytes, plus scales
+
+
+def test_openvino_int8_quantizes_every_convolution(written):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(written["classification", "openvino.int8"]))
+    ops = collections.Counter(op.get_type_name() for op in model.get_ops())
+    assert ops["Convolution"] + ops["GroupConvolution"] == 27 and ops["FakeQuantize"] >= 27
+    assert "FakeQuantize" not in {op.get_type_name() for op in ov.Core().read_model(
+        str(written["classification", "openvino"])).get_ops()}
+
+
+def test_int8_stays_close_to_pytorch(validated, written):
+    task, data, _, _ = validated["classification"]
+    export = inference_model(task)
+    images = next(export_batches(data.val_dataloader(), export.resolution))["image"]
+    for name in FORMATS:
+        chosen = runtime(name)
+        run = chosen.runner(written["classification", name + ".int8"], export, threads=2)
+        assert parity(export, run, images)["probabilities_max_abs_diff"] < 0.2, name
+        assert chosen.read_metadata(written["classification", name + ".int8"]) == export.metadata()
+
+
+def test_missing_runtime_names_its_extra(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litert_torch" else real(name))
+    with pytest.raises(SettingError, match=r"^--format tflite needs litert_torch: pip install "
+                                           r"'mobilenet-suite\[tflite\]'$"):
+        runtime("tflite")
+    with pytest.raises(SettingError, match="unknown export format 'coreml'"):
+        runtime("coreml")
+
+
+def test_detection_nms_runs_beside_the_mobile_graphs(validated, written):
+    """LiteRT and ExecuTorch end at boxes and class scores; ``complete`` (the NMS) gives the four outputs."""
+    task, data, _, _ = validated["detection"]
+    export = inference_model(task)
+    images = next(export_batches(data.val_dataloader(), 96))["image"]
+    with torch.no_grad():
+        assert [len(t) for t in export.complete(export(images))] == [len(t) for t in export.run(images)]
