@@ -119,6 +119,14 @@ def run_bench(args: argparse.Namespace) -> int:
         from mobilenets.distill.bench import bench_teacher_cache
 
         table = bench_teacher_cache(threads=args.threads)
+    elif args.target == "int8":
+        from mobilenets.deploy.bench import bench_int8_candidates, int8_table
+
+        tables = [int8_table(bench_int8_candidates(alpha, resolution, rounds=args.rounds, threads=args.threads),
+                             alpha, resolution, args.threads)
+                  for resolution in args.resolutions for alpha in args.alphas]
+        print(render(tables, args.format))
+        return 0
     elif args.target == "deploy":
         from mobilenets.deploy.bench import bench_deploy, deploy_plots, deploy_table
 
@@ -362,9 +370,11 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a task checkpoint (.ckpt); a distillation checkpoint exports its student")
     parser.add_argument("--output", help="folder for model.onnx, model.int8.onnx, the other formats' files, "
                         "export_report.json (default: <checkpoint>_export)")
-    parser.add_argument("--format", nargs="+", default=["onnx"], choices=["onnx", "tflite", "executorch", "openvino"],
-                        help="formats to write (several allowed; model.onnx is always written): tflite (LiteRT, "
-                             "extra [tflite]), executorch (XNNPACK, extra [executorch]), openvino (extra [openvino])")
+    parser.add_argument("--format", nargs="+", default=["onnx", "openvino"],
+                        choices=["onnx", "tflite", "executorch", "openvino"],
+                        help="formats to write (several allowed; model.onnx is always written; default: onnx and "
+                             "openvino, the fastest int8 on x86 CPUs): tflite (LiteRT, extra [tflite]), executorch "
+                             "(XNNPACK, extra [executorch])")
     parser.add_argument("--data-root", help="where the checkpoint's data lives now (default: the recorded root)")
     parser.add_argument("--no-data", action="store_true",
                         help="do not read the data: no parity check or metrics, random calibration images")
@@ -416,14 +426,16 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "target",
         choices=["backbone", "train", "data", "detection", "detection-train", "faces", "s2", "distill", "deploy",
-                 "shards"],
+                 "int8", "shards"],
         help="backbone: inference vs timm; train: a training step vs timm; data: ImageNet JPEG decoding per core "
         "(PIL, TorchCodec, torchvision.io) and the training loader, beside a training step; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
         "steps, our SSD300 and SSDLite vs torchvision's SSDLite recipe (on our body, and on MobileNet v3); "
         "faces: MTCNN face detection vs the mtcnn package (TensorFlow); s2: S2 cell ids vs s2sphere; "
         "distill: distillation epochs without and with the teacher-output cache; deploy: PyTorch, onnxruntime "
-        "fp32 and int8 over alpha x resolution, timm's export as the reference; shards: geolocation training data "
+        "fp32 and int8 over alpha x resolution, timm's export as the reference; int8: every int8 candidate "
+        "(onnxruntime per-channel / per-tensor, LiteRT, ExecuTorch, OpenVINO) side by side at batch 1 for each "
+        "--alphas x --resolutions model; shards: geolocation training data "
         "from image files vs WebDataset shards",
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
@@ -431,8 +443,10 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--root", help="data: an ImageNet folder (default: synthetic, real-sized images)")
     parser.add_argument("--num-workers", type=int, help="data: loader workers (default: the data module's)")
-    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25], help="deploy: widths")
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128], help="deploy: sizes")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25],
+                        help="deploy, int8: widths")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128],
+                        help="deploy, int8: sizes")
     parser.add_argument("--steps", type=int, default=100, help="detection-train: optimizer steps per model")
     parser.add_argument("--config", default="demo/detection.yaml",
                         help="detection-train: the detection config whose model, augmentation and synthetic data "

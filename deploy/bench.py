@@ -25,10 +25,12 @@ from mobilenets.backbone.profile import PAPER_IMAGENET
 from mobilenets.core.tables import Table
 from mobilenets.deploy.evaluate import OnnxRunner, quantize_int8
 from mobilenets.deploy.export import inference_model, save_onnx, trace_to_onnx
+from mobilenets.deploy.runtimes import FORMATS, runtime
 from mobilenets.tasks.classification import ClassificationTask
 from mobilenets.tasks.classification.export import ClassifierExport
 
-__all__ = ["DeployRow", "bench_deploy", "deploy_plots", "deploy_table", "time_runtimes"]
+__all__ = ["DeployRow", "bench_deploy", "bench_int8_candidates", "deploy_plots", "deploy_table", "int8_table",
+           "time_runtimes"]
 
 ALPHAS = (1.0, 0.75, 0.5, 0.25)
 RESOLUTIONS = (224, 192, 160, 128)
@@ -131,6 +133,59 @@ def bench_deploy(alphas: tuple[float, ...] = ALPHAS, resolutions: tuple[int, ...
                 rows.append(_bench_model(f"ours-{alpha}-{resolution}", _our_classifier(alpha, resolution), alpha,
                                          Path(tmp), batch_size, rounds, warmup, threads))
     return rows
+
+
+def bench_int8_candidates(alpha: float = 1.0, resolution: int = 224, rounds: int = 60, warmup: int = 5,
+                          threads: int = 2) -> dict[str, dict[str, float]]:
+    """Batch-1 ms of every fp32 / int8 pair on one 1000-class classifier, timed side by side in one process:
+    onnxruntime (int8 with per-channel and with per-tensor weights) and each installed runtime of ``--format``
+    (``mobilenets.deploy.runtimes``) with its own int8 flow, all calibrated on the same random images. Returns
+    ``{candidate: {"fp32": ms, "int8": ms}}``; runtimes not installed are left out."""
+    torch.set_num_threads(threads)
+    export = _our_classifier(alpha, resolution)
+    rng = np.random.default_rng(0)
+    calibration = [rng.random((8, 3, resolution, resolution), dtype=np.float32) for _ in range(2)]
+    runners: dict[str, Callable[[Tensor], Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = save_onnx(trace_to_onnx(export, resolution, export.output_names), Path(tmp) / "model.onnx")
+        runners["onnxruntime/fp32"] = OnnxRunner(fp32, threads)
+        for weights, per_channel in (("per-channel", True), ("per-tensor", False)):
+            int8 = quantize_int8(fp32, Path(tmp) / f"model.{weights}.onnx", calibration, per_channel=per_channel)
+            runners[f"onnxruntime ({weights} weights)/int8"] = OnnxRunner(int8, threads)
+        for name in FORMATS:
+            try:
+                chosen = runtime(name)
+            except ValueError:  # not installed: that candidate is left out
+                continue
+            for precision, batches in (("fp32", None), ("int8", calibration)):
+                path = chosen.write(export, Path(tmp) / f"model.{precision}{chosen.suffix}", fp32, batches)
+                runners[f"{name}/{precision}"] = chosen.runner(path, export, threads)
+        times = time_runtimes(runners, torch.rand(1, 3, resolution, resolution), rounds, warmup)
+    results: dict[str, dict[str, float]] = {}
+    for key, ms in times.items():
+        candidate, precision = key.rsplit("/", 1)
+        results.setdefault(candidate, {})[precision] = ms
+    for candidate in [c for c in results if c.startswith("onnxruntime (")]:  # one fp32 for both ORT int8 graphs
+        results[candidate]["fp32"] = results["onnxruntime"]["fp32"]
+    del results["onnxruntime"]
+    return results
+
+
+def int8_table(results: dict[str, dict[str, float]], alpha: float, resolution: int, threads: int) -> Table:
+    """The candidates as a table: each one's speed-up over onnxruntime fp32 (the ONNX export's runtime) and over
+    its own fp32, fastest int8 first."""
+    baseline = next(iter(results.values()))["fp32"]  # onnxruntime's fp32: the same session for both ORT rows
+    rows = [[candidate, f"{times['fp32']:.2f}", f"{times['int8']:.2f}", f"{baseline / times['int8']:.2f}x",
+             f"{times['fp32'] / times['int8']:.2f}x"]
+            for candidate, times in sorted(results.items(), key=lambda item: item[1]["int8"])]
+    return Table(
+        key="bench_int8",
+        title=f"int8 candidates, ours-{alpha}-{resolution}, batch 1, {threads} threads, median ms",
+        columns=["runtime", "fp32 ms", "int8 ms", "int8 vs onnxruntime fp32", "int8 vs own fp32"],
+        rows=rows,
+        notes=["Each runtime's own post-training int8 flow, calibrated on the same images; OpenVINO runs at f32 "
+               "inference precision. Accuracy of each on the demo tasks: `mobilenets export --format ...`."],
+    )
 
 
 def deploy_table(rows: list[DeployRow], threads: int, batch_size: int) -> Table:

@@ -207,8 +207,6 @@ class ExecuTorchRuntime(Runtime):
         method = ExecuTorch.get().load_program(str(path)).load_method("forward")
         return _per_image(export, lambda image: method.execute([torch.from_numpy(image)]))
 
-        return run
-
     def read_metadata(self, path: Path) -> dict[str, Any]:
         from executorch.runtime import Runtime as ExecuTorch
 
@@ -223,7 +221,7 @@ class OpenVinoRuntime(Runtime):
     int8 is NNCF's post-training quantization, calibrated. Run at f32 inference precision (OpenVINO's default
     on CPUs with AMX is bf16, a precision change of its own)."""
 
-    name, suffix, extra = "openvino", ".xml", "openvino"
+    name, suffix, extra = "openvino", ".xml", ""  # a dependency: the default CPU int8
     modules = ("openvino", "nncf")
 
     def write(self, export: TaskExport, path: Path, onnx_path: Path,
