@@ -12,8 +12,11 @@ dynamic-batch ExecuTorch program), so their runners feed a batch image by image.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -55,7 +58,13 @@ class Runtime:
 
     def write(self, export: TaskExport, path: Path, onnx_path: Path,
               calibration: Sequence[np.ndarray] | None = None) -> Path:
-        """Write ``export`` to ``path``: fp32, or int8 calibrated on ``calibration`` batches when given."""
+        """Write ``export`` to ``path`` (``onnx_path`` is its ONNX file): fp32, or int8 calibrated on
+        ``calibration`` batches when given."""
+        with _quiet():
+            return self._write(export, Path(path), Path(onnx_path), calibration)
+
+    def _write(self, export: TaskExport, path: Path, onnx_path: Path,
+               calibration: Sequence[np.ndarray] | None) -> Path:
         raise NotImplementedError
 
     def runner(self, path: Path, export: TaskExport, threads: int) -> Callable[[Tensor], tuple[np.ndarray, ...]]:
@@ -65,6 +74,14 @@ class Runtime:
     def read_metadata(self, path: Path) -> dict[str, Any]:
         """The ``mobilenets`` metadata written inside the file."""
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Silence the converters' progress bars and notes (litert-torch's stage lines, NNCF's progress bars)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _eager_graph(export: TaskExport) -> TaskExport:
@@ -112,8 +129,8 @@ class LiteRtRuntime(Runtime):
     name, suffix, extra = "tflite", ".tflite", "tflite"
     modules = ("litert_torch", "ai_edge_litert")
 
-    def write(self, export: TaskExport, path: Path, onnx_path: Path,
-              calibration: Sequence[np.ndarray] | None = None) -> Path:
+    def _write(self, export: TaskExport, path: Path, onnx_path: Path,
+               calibration: Sequence[np.ndarray] | None) -> Path:
         import litert_torch
         from litert_torch.quantize import pt2e_quantizer
         from litert_torch.quantize.quant_config import QuantConfig
@@ -137,11 +154,16 @@ class LiteRtRuntime(Runtime):
 
         signature = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
         (input_name,) = signature.get_input_details()
-        order = sorted(signature.get_output_details(), key=lambda name: int(name.rsplit("_", 1)[-1]))
+        details = signature.get_output_details()
+        order = sorted(details, key=lambda name: int(name.rsplit("_", 1)[-1]))
+        # A full-integer model may end in an int8 tensor (a sigmoid's output): its scale and zero point read it.
+        scales = {name: details[name]["quantization"] for name in order
+                  if details[name]["dtype"] in (np.int8, np.uint8) and details[name]["quantization"][0] > 0}
 
         def run_one(image: np.ndarray) -> list[np.ndarray]:
             outputs = signature(**{input_name: image})
-            return [outputs[name] for name in order]
+            return [(outputs[name].astype(np.float32) - scales[name][1]) * scales[name][0] if name in scales
+                    else outputs[name] for name in order]
 
         return _per_image(export, run_one)
 
@@ -178,8 +200,8 @@ class ExecuTorchRuntime(Runtime):
     name, suffix, extra = "executorch", ".pte", "executorch"
     modules = ("executorch",)
 
-    def write(self, export: TaskExport, path: Path, onnx_path: Path,
-              calibration: Sequence[np.ndarray] | None = None) -> Path:
+    def _write(self, export: TaskExport, path: Path, onnx_path: Path,
+               calibration: Sequence[np.ndarray] | None) -> Path:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
@@ -224,8 +246,8 @@ class OpenVinoRuntime(Runtime):
     name, suffix, extra = "openvino", ".xml", ""  # a dependency: the default CPU int8
     modules = ("openvino", "nncf")
 
-    def write(self, export: TaskExport, path: Path, onnx_path: Path,
-              calibration: Sequence[np.ndarray] | None = None) -> Path:
+    def _write(self, export: TaskExport, path: Path, onnx_path: Path,
+               calibration: Sequence[np.ndarray] | None) -> Path:
         import openvino as ov
 
         model = ov.convert_model(str(onnx_path))

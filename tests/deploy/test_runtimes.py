@@ -63,8 +63,8 @@ def test_litert_int8_is_full_integer(written):
     interpreter = Interpreter(model_path=str(written["classification", "tflite.int8"]))
     ops = collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
     assert ops["CONV_2D"] == 14 and ops["DEPTHWISE_CONV_2D"] == 13 and ops["QUANTIZE"] == 1
-    int8_weights = [t for t in interpreter.get_tensor_details()
-                    if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["quantization_parameters"]["scales"].size > 1]
+    int8_weights = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.int8 and len(t["shape"]) == 4
+                    and t["quantization_parameters"]["scales"].size > 1]
     assert len(int8_weights) == 27  # every convolution's filter, quantized per channel
     fp32 = Interpreter(model_path=str(written["classification", "tflite"]))
     assert not any(t["dtype"] == np.int8 for t in fp32.get_tensor_details())

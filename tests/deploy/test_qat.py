@@ -1,0 +1,91 @@
+"""Quantization-aware training: the body is fake-quantized (its output on an int8 grid), training still learns,
+a task reading intermediate layers is refused, and the fit's checkpoints are ordinary float checkpoints that
+``mobilenets export`` takes."""
+
+import json
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobilenets.backbone import BackboneConfig
+from mobilenets.cli import main
+from mobilenets.core.errors import SettingError
+from mobilenets.deploy.qat import QuantizationAwareTraining, float_state, prepare_body
+from mobilenets.tasks.classification import ClassificationTask
+from mobilenets.tasks.detection import DetectionTask
+from mobilenets.tasks.loading import load_task
+
+TINY = BackboneConfig(alpha=0.25)
+
+
+def test_prepared_body_outputs_on_an_int8_grid():
+    torch.manual_seed(0)
+    task = ClassificationTask(num_classes=3, backbone=TINY, resolution=64, channels_last=False).eval()
+    images = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        float_output = task.model(images)
+    task.backbone.features = prepare_body(task.backbone.features, 64)
+    task.train()
+    with torch.no_grad():
+        task.model(images)  # the observers see one batch
+        task.eval()
+        body = task.backbone.features(images).flatten()
+        assert 2 < body.unique().numel() <= 256  # one tensor, one scale: at most 256 levels
+        assert not torch.equal(task.model(images), float_output)
+    assert set(float_state(task.state_dict())) == set(ClassificationTask(
+        num_classes=3, backbone=TINY, resolution=64).state_dict())
+
+
+def test_training_learns_through_fake_quantization():
+    torch.manual_seed(0)
+    task = ClassificationTask(num_classes=2, backbone=TINY, resolution=64, channels_last=False)
+    task.backbone.features = prepare_body(task.backbone.features, 64)
+    images = torch.rand(8, 3, 64, 64)
+    labels = (images.mean(dim=(1, 2, 3)) > 0.5).long()
+    images[labels == 1] += 0.3
+    optimizer = torch.optim.Adam(task.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(task.model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_refuses_detection_and_ddp():
+    task = DetectionTask(num_classes=3, backbone=TINY, resolution=96, extra_depths=(32, 16, 16, 8))
+    callback = QuantizationAwareTraining()
+    with pytest.raises(SettingError, match="^QuantizationAwareTraining: DetectionTask reads the body's intermediate "
+                                           "layers"):
+        callback.setup(types.SimpleNamespace(world_size=1), task, "fit")
+    assert isinstance(task.backbone.features, torch.nn.Sequential)  # the float body is back
+    with pytest.raises(SettingError, match="runs in one process"):
+        callback.setup(types.SimpleNamespace(world_size=2), ClassificationTask(num_classes=2, backbone=TINY), "fit")
+
+
+def test_qat_fit_gives_an_ordinary_checkpoint_that_exports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["synth", "classification", "dogs", "--option", "num_classes=3", "--option", "train_per_class=4",
+          "--option", "test_per_class=3"])
+    common = ["--model", "ClassificationTask", "--model.num_classes", "3", "--model.backbone.alpha", "0.25",
+              "--model.resolution", "48", "--data", "DogsDataModule", "--data.root", "dogs", "--data.batch_size", "4",
+              "--data.num_workers", "0", "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]
+    main(["fit", *common, "--trainer.default_root_dir", "float"])
+    (start,) = Path("float").rglob("last.ckpt")
+    main(["fit", *common, "--trainer.default_root_dir", "qat",
+          "--trainer.callbacks+=mobilenets.deploy.qat.QuantizationAwareTraining",
+          "--trainer.callbacks.checkpoint", str(start)])
+    (tuned,) = Path("qat").rglob("last.ckpt")
+    before = torch.load(start, weights_only=True)["state_dict"]
+    after = torch.load(tuned, weights_only=True)["state_dict"]
+    assert set(after) == set(before)  # no quantizer state: an ordinary checkpoint of the task
+    weight = "model.backbone.features.layer1.pw.conv.weight"
+    assert not torch.equal(after[weight], before[weight])  # it was fine-tuned from the float weights
+    load_task(str(tuned))
+    assert main(["export", str(tuned), "--output", "out", "--calibration-batches", "1", "--format", "onnx"]) == 0
+    report = json.loads(Path("out/export_report.json").read_text())
+    assert set(report["metrics"]) == {"pytorch", "onnx", "onnx_int8"}
