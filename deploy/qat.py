@@ -1,11 +1,11 @@
-"""Quantization-aware training: fine-tune a task with its body's layers fake-quantized, so that its weights
+"""Quantization-aware training: fine-tune a task with its body fake-quantized, so that its weights
 survive int8 rounding; ``mobilenets export`` of the resulting checkpoint then quantizes them with each runtime's
 own flow (onnxruntime, OpenVINO, LiteRT, ExecuTorch), as it does any checkpoint.
 
 PyTorch's PT2E flow does the fake quantization (torchao's ``prepare_qat_pt2e`` with XNNPACK's quantizer:
 symmetric per-channel int8 weights with batch norm folded in, as every export here folds it, and per-tensor
-int8 activations, the scheme the runtimes execute). The body is exported and prepared as one graph; heads stay float, as the exports keep the
-post-processing. The body becomes one graph, so a task that reads the body's intermediate layers (SSD) is refused
+int8 activations, the scheme the runtimes execute). Heads stay float. The body is exported and prepared as one
+graph (preparing costs about 5 s a graph), so a task that reads the body's intermediate layers (SSD) is refused
 with a one-line error: quantize it after training (``mobilenets export``).
 
 Why the float weights and not PT2E's converted graph are the product: that graph's ONNX export constant-folds the
@@ -77,9 +77,10 @@ class QuantizationAwareTraining(pl.Callback):
         self.checkpoint = checkpoint
         self._float_body: nn.Module = nn.Sequential()
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Load the float weights and prepare the body; after ``setup`` (a task may build its network there, from
+        the data's class count) and after the optimizers are made: the prepared graph holds the same parameter
+        objects, so the optimizers step them."""
         if trainer.world_size > 1:
             raise SettingError("QuantizationAwareTraining runs in one process (each process would export its own "
                                "graphs): drop the DDP strategy")

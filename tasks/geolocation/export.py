@@ -15,7 +15,9 @@ __all__ = ["GeolocationExport", "hierarchical_scores"]
 def hierarchical_scores(logits: Tensor, level_sizes: Sequence[int], parents: Tensor) -> Tensor:
     """log p(finest cell) + the log-probabilities of its enclosing coarser cells (where they exist): ``logits``
     holds every level's cells, coarsest first; ``parents[k]`` maps each finest cell to its cell at level k."""
-    levels = logits.split(list(level_sizes), dim=1)
+    starts = [sum(level_sizes[:k]) for k in range(len(level_sizes) + 1)]
+    # slices, not split: litert-torch cannot lower a split into one part (a partition of one level)
+    levels = [logits[:, start:end] for start, end in zip(starts, starts[1:])]
     scores = levels[-1].log_softmax(dim=1)
     for level, coarse in enumerate(levels[:-1]):
         level_parents = parents[level]

@@ -61,17 +61,17 @@ def test_refuses_detection_and_ddp():
     callback = QuantizationAwareTraining()
     with pytest.raises(SettingError, match="^QuantizationAwareTraining: DetectionTask reads the body's intermediate "
                                            "layers"):
-        callback.setup(types.SimpleNamespace(world_size=1), task, "fit")
+        callback.on_fit_start(types.SimpleNamespace(world_size=1), task)
     assert isinstance(task.backbone.features, torch.nn.Sequential)  # the float body is back
     with pytest.raises(SettingError, match="runs in one process"):
-        callback.setup(types.SimpleNamespace(world_size=2), ClassificationTask(num_classes=2, backbone=TINY), "fit")
+        callback.on_fit_start(types.SimpleNamespace(world_size=2), ClassificationTask(num_classes=2, backbone=TINY))
 
 
 def test_qat_fit_gives_an_ordinary_checkpoint_that_exports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["synth", "classification", "dogs", "--option", "num_classes=3", "--option", "train_per_class=4",
           "--option", "test_per_class=3"])
-    common = ["--model", "ClassificationTask", "--model.num_classes", "3", "--model.backbone.alpha", "0.25",
+    common = ["--model", "ClassificationTask", "--model.backbone.alpha", "0.25",  # classes: the data's (setup)
               "--model.resolution", "48", "--data", "DogsDataModule", "--data.root", "dogs", "--data.batch_size", "4",
               "--data.num_workers", "0", "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]
     main(["fit", *common, "--trainer.default_root_dir", "float"])
