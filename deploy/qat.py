@@ -92,18 +92,20 @@ class QuantizationAwareTraining(pl.Callback):
         self._float_body = copy.deepcopy(backbone.features)
         backbone.features = prepare_body(backbone.features, int(pl_module.hparams.resolution))
         size = int(pl_module.hparams.resolution)
-        backbone.features.apply(torch.ao.quantization.disable_observer)  # the ranges are the training data's
-        try:  # one image through the task's network: does it run the body as one graph?
+        observed = copy.deepcopy(backbone.features.state_dict())  # the probe below must not set any range
+        try:  # one random image through the task's network: does it run the body as one graph?
             with torch.no_grad():
                 pl_module.inference_network().eval()(torch.rand(1, 3, size, size, device=pl_module.device))
+            one_graph = True
         except NotImplementedError:  # a layer of the graph's parameter tree was called as a module
+            one_graph = False
+        backbone.features.load_state_dict(observed)
+        pl_module.train()
+        if not one_graph:
             backbone.features = self._float_body
             raise SettingError(f"QuantizationAwareTraining: {type(pl_module).__name__} reads the body's "
                                "intermediate layers, which become one graph under QAT; quantize it after training "
-                               "(mobilenets export)") from None
-        finally:
-            backbone.features.apply(torch.ao.quantization.enable_observer)
-            pl_module.train()
+                               "(mobilenets export)")
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

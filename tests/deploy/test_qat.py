@@ -56,6 +56,15 @@ def test_training_learns_through_fake_quantization():
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_fit_start_leaves_the_ranges_to_the_training_data():
+    """The callback's probe image (does the task run the body as one graph?) must not set any quantizer's range:
+    a random image's ranges would clip the real activations for the first hundred steps."""
+    task = ClassificationTask(num_classes=2, backbone=TINY, resolution=64)
+    QuantizationAwareTraining().on_fit_start(types.SimpleNamespace(world_size=1), task)
+    ranges = {key: value for key, value in task.backbone.features.state_dict().items() if key.endswith("min_val")}
+    assert ranges and all(torch.isinf(value).all() for value in ranges.values())
+
+
 def test_refuses_detection_and_ddp():
     task = DetectionTask(num_classes=3, backbone=TINY, resolution=96, extra_depths=(32, 16, 16, 8))
     callback = QuantizationAwareTraining()

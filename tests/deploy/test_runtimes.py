@@ -113,3 +113,23 @@ def test_detection_nms_runs_beside_the_mobile_graphs(validated, written):
     images = next(export_batches(data.val_dataloader(), 96))["image"]
     with torch.no_grad():
         assert [len(t) for t in export.complete(export(images))] == [len(t) for t in export.run(images)]
+
+
+def test_litert_single_level_geolocation_and_float_outputs_of_int8(validated, tmp_path):
+    """A partition of one level (no coarser cells) lowers to LiteRT, and a full-integer file's outputs are the
+    float probabilities (read through the output's scale), not int8 codes."""
+    from mobilenets.backbone import BackboneConfig
+    from mobilenets.tasks.geolocation import GeolocationTask
+
+    chosen = runtime("tflite")
+    geo = inference_model(GeolocationTask(num_cells=6, backbone=BackboneConfig(alpha=0.25), resolution=48).eval())
+    path = chosen.write(geo, tmp_path / "geo.tflite", tmp_path / "unused.onnx")
+    images = torch.rand(2, 3, 48, 48)
+    assert parity(geo, chosen.runner(path, geo, threads=2), images)["probabilities_max_abs_diff"] < 1e-4
+    task, data, _, _ = validated["attributes"]
+    export = inference_model(task)
+    calibration = data.calibration_images(export.resolution, batches=1)
+    int8 = chosen.write(export, tmp_path / "attributes.int8.tflite", tmp_path / "unused.onnx", calibration)
+    (probabilities,) = chosen.runner(int8, export, threads=2)(images)
+    assert probabilities.dtype == np.float32 and ((probabilities >= 0) & (probabilities <= 1)).all()
+    assert np.abs(probabilities - TorchRunner(export)(images)[0]).max() < 0.15
