@@ -93,8 +93,8 @@ def _eager_graph(export: TaskExport) -> TaskExport:
 def _quantized_network(graph: TaskExport, quantizer: Any, calibration: Sequence[np.ndarray],
                        fold_quantize: bool) -> TaskExport:
     """PT2E post-training quantization of the export's network only (its post-processing stays float, as in the
-    ONNX and OpenVINO int8 files: int8 scores and boxes cost the demo detector 10 points of mAP in LiteRT):
-    export the network, insert the quantizer's observers, run the calibration images through the graph one by
+    ONNX and OpenVINO int8 files; litert-torch's quantizer would otherwise make softmax outputs and decoded boxes
+    int8 too): export the network, insert the quantizer's observers, run the calibration images through the graph one by
     one (the files hold batch 1), and convert to quantize/dequantize pairs (weights stored int8 with
     ``fold_quantize``, as XNNPACK takes them; float with their quantize op, as litert-torch's lowering takes
     them)."""
