@@ -247,7 +247,7 @@ class OpenVinoRuntime(Runtime):
     int8 is NNCF's post-training quantization, calibrated. Run at f32 inference precision (OpenVINO's default
     on CPUs with AMX is bf16, a precision change of its own)."""
 
-    name, suffix, extra = "openvino", ".xml", ""  # a dependency: the default CPU int8
+    name, suffix, extra = "openvino", ".xml", "openvino"
     modules = ("openvino", "nncf")
 
     def _write(self, export: TaskExport, path: Path, onnx_path: Path,
