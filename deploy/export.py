@@ -14,7 +14,7 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from mobilenets.core.io import replacing
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.export import TaskExport
 
-__all__ = ["export_onnx", "inference_model", "read_metadata", "save_onnx", "trace_to_onnx"]
+__all__ = ["export_onnx", "inference_model", "quiet", "read_metadata", "save_onnx", "trace_to_onnx"]
 
 OPSET = 18
 
@@ -33,14 +33,22 @@ def inference_model(task: BaseTask) -> TaskExport:
     return task.eval().export_module().eval().requires_grad_(False)
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence an exporter's or converter's progress lines and warnings (torch.onnx's, litert-torch's stage
+    lines, NNCF's progress bars)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
 def trace_to_onnx(module: nn.Module, size: int, output_names: Sequence[str], dynamic_size: bool = False) -> Any:
     """Any image-in module as an ONNX ``ModelProto`` through torch.export (the dynamo exporter), one input
     ``images`` of (batch, 3, size, size) with a dynamic batch (and, if asked, dynamic height and width)."""
     dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=4096)}
     if dynamic_size:
         dims.update({2: torch.export.Dim("height", min=32, max=4096), 3: torch.export.Dim("width", min=32, max=4096)})
-    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")  # the exporter's progress lines and deprecation notes
+    with quiet(), torch.no_grad():  # the exporter's progress lines and deprecation notes
         program = torch.onnx.export(module, (torch.rand(2, 3, size, size),), dynamo=True, opset_version=OPSET,
                                     input_names=["images"], output_names=list(output_names),
                                     dynamic_shapes=(dims,), external_data=False, verbose=False)

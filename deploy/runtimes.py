@@ -12,11 +12,8 @@ dynamic-batch ExecuTorch program), so their runners feed a batch image by image.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +23,7 @@ from torch import Tensor
 
 from mobilenets.core.errors import SettingError
 from mobilenets.core.io import replacing
+from mobilenets.deploy.export import quiet
 from mobilenets.tasks.export import TaskExport
 
 __all__ = ["FORMATS", "ExecuTorchRuntime", "LiteRtRuntime", "OpenVinoRuntime", "Runtime", "runtime"]
@@ -60,7 +58,7 @@ class Runtime:
               calibration: Sequence[np.ndarray] | None = None) -> Path:
         """Write ``export`` to ``path`` (``onnx_path`` is its ONNX file): fp32, or int8 calibrated on
         ``calibration`` batches when given."""
-        with _quiet():
+        with quiet():
             return self._write(export, Path(path), Path(onnx_path), calibration)
 
     def _write(self, export: TaskExport, path: Path, onnx_path: Path,
@@ -74,14 +72,6 @@ class Runtime:
     def read_metadata(self, path: Path) -> dict[str, Any]:
         """The ``mobilenets`` metadata written inside the file."""
         raise NotImplementedError
-
-
-@contextlib.contextmanager
-def _quiet() -> Any:
-    """Silence the converters' progress bars and notes (litert-torch's stage lines, NNCF's progress bars)."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _eager_graph(export: TaskExport) -> TaskExport:

@@ -106,15 +106,6 @@ def test_missing_runtime_names_its_extra(monkeypatch):
         runtime("coreml")
 
 
-def test_detection_nms_runs_beside_the_mobile_graphs(validated, written):
-    """LiteRT and ExecuTorch end at boxes and class scores; ``complete`` (the NMS) gives the four outputs."""
-    task, data, _, _ = validated["detection"]
-    export = inference_model(task)
-    images = next(export_batches(data.val_dataloader(), 96))["image"]
-    with torch.no_grad():
-        assert [len(t) for t in export.complete(export(images))] == [len(t) for t in export.run(images)]
-
-
 def test_litert_single_level_geolocation_and_float_outputs_of_int8(validated, tmp_path):
     """A partition of one level (no coarser cells) lowers to LiteRT, and a full-integer file's outputs are the
     float probabilities (read through the output's scale), not int8 codes."""
