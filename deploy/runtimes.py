@@ -12,10 +12,12 @@ dynamic-batch ExecuTorch program), so their runners feed a batch image by image.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -72,6 +74,35 @@ class Runtime:
     def read_metadata(self, path: Path) -> dict[str, Any]:
         """The ``mobilenets`` metadata written inside the file."""
         raise NotImplementedError
+
+
+class _SignalStack(ctypes.Structure):
+    """POSIX ``stack_t``."""
+
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def kept_signal_stack() -> Iterator[None]:
+    """Give the calling thread its alternate signal stack back after the block.
+
+    OpenVINO's CPU plugin (``compile_model``, which NNCF's ``quantize`` calls too) installs an alternate signal
+    stack on the calling thread and later frees that memory without uninstalling it. The next signal whose
+    Python handler runs there (a data loader worker's SIGCHLD, in a fit later in the same process) then kills
+    the process with SIGSEGV. Hand-written (ctypes' ``sigaltstack``): neither OpenVINO nor Python restores it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "sigaltstack"):  # not POSIX: no alternate signal stacks
+        yield
+        return
+    before = _SignalStack()
+    libc.sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        if before.ss_flags & 1:  # SS_ONSTACK: running on it; its settings cannot change now
+            return
+        libc.sigaltstack(ctypes.byref(_SignalStack(before.ss_sp, before.ss_flags & 2, before.ss_size)), None)
 
 
 def _eager_graph(export: TaskExport) -> TaskExport:
@@ -248,8 +279,9 @@ class OpenVinoRuntime(Runtime):
         if calibration is not None:
             import nncf
 
-            model = nncf.quantize(model, nncf.Dataset([np.asarray(batch, dtype=np.float32) for batch in calibration]),
-                                  subset_size=len(calibration))
+            with kept_signal_stack():
+                model = nncf.quantize(model, nncf.Dataset([np.asarray(batch, dtype=np.float32)
+                                                           for batch in calibration]), subset_size=len(calibration))
         model.set_rt_info(json.dumps(export.metadata()), [METADATA_KEY])
         with replacing(path) as partial:  # the .bin beside it is named after the .xml
             ov.save_model(model, str(Path(partial).with_suffix(".xml")), compress_to_fp16=False)
@@ -260,9 +292,10 @@ class OpenVinoRuntime(Runtime):
     def runner(self, path: Path, export: TaskExport, threads: int) -> Callable[[Tensor], tuple[np.ndarray, ...]]:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-                                                              "PERFORMANCE_HINT": "LATENCY",
-                                                              "INFERENCE_PRECISION_HINT": "f32"})
+        with kept_signal_stack():
+            compiled = ov.Core().compile_model(str(path), "CPU", {
+                "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
 
         def run(images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:

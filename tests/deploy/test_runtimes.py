@@ -3,10 +3,13 @@ as PyTorch does, carries the metadata, and its int8 file holds int8 weights from
 
 import collections
 import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import LAUNCH_ENV
 
 from mobilenets.core.errors import SettingError
 from mobilenets.deploy import inference_model
@@ -94,6 +97,42 @@ def test_int8_stays_close_to_pytorch(validated, written):
         run = chosen.runner(written["classification", name + ".int8"], export, threads=2)
         assert parity(export, run, images)["probabilities_max_abs_diff"] < 0.2, name
         assert chosen.read_metadata(written["classification", name + ".int8"]) == export.metadata()
+
+
+#: Two OpenVINO runners made and dropped in that order (as ``mobilenets export`` does), then a signal whose Python
+#: handler runs on the thread's alternate signal stack, as a data loader worker's SIGCHLD does in a later fit.
+SIGNAL_AFTER_OPENVINO = """
+import gc, os, signal, sys
+import torch
+from mobilenets.backbone import BackboneConfig
+from mobilenets.deploy import export_onnx, inference_model
+from mobilenets.deploy.runtimes import runtime
+from mobilenets.tasks.classification import ClassificationTask
+
+task = ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25), resolution=32).eval()
+export_onnx(task, sys.argv[1])
+chosen, export = runtime("openvino"), inference_model(task)
+path = chosen.write(export, sys.argv[1].replace(".onnx", ".xml"), sys.argv[1])
+first = chosen.runner(path, export, threads=1)
+second = chosen.runner(path, export, threads=1)
+first(torch.rand(1, 3, 32, 32)), second(torch.rand(1, 3, 32, 32))
+del first
+gc.collect()
+del second
+gc.collect()
+caught = []
+signal.signal(signal.SIGCHLD, lambda *args: caught.append(args[0]))
+os.kill(os.getpid(), signal.SIGCHLD)
+print("handled", len(caught))
+"""
+
+
+def test_a_signal_after_openvino_runners_is_handled(tmp_path):
+    """OpenVINO's CPU plugin leaves a freed alternate signal stack installed when its runtimes are dropped out of
+    order; without ``kept_signal_stack`` this process dies of SIGSEGV (rc -11)."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_OPENVINO, str(tmp_path / "model.onnx")],
+                            capture_output=True, text=True, timeout=300, env=LAUNCH_ENV)
+    assert result.returncode == 0 and result.stdout.strip() == "handled 1", (result.returncode, result.stderr[-2000:])
 
 
 def test_missing_runtime_names_its_extra(monkeypatch):
