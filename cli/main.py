@@ -370,10 +370,11 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a task checkpoint (.ckpt); a distillation checkpoint exports its student")
     parser.add_argument("--output", help="folder for model.onnx, model.int8.onnx, the other formats' files, "
                         "export_report.json (default: <checkpoint>_export)")
-    parser.add_argument("--format", nargs="+", default=["onnx"], choices=["onnx", "tflite", "executorch", "openvino"],
-                        help="formats to write (several allowed; model.onnx is always written): openvino (the "
-                             "fastest int8 on x86 CPUs, extra [openvino]), tflite (LiteRT, extra [tflite]), "
-                             "executorch (XNNPACK, extra [executorch])")
+    parser.add_argument("--format", nargs="+", default=["onnx", "openvino"],
+                        choices=["onnx", "tflite", "executorch", "openvino"],
+                        help="formats to write (several allowed; model.onnx is always written; default: onnx "
+                             "openvino, the fastest int8 on x86 CPUs): tflite (LiteRT, extra [tflite]), executorch "
+                             "(XNNPACK, extra [executorch])")
     parser.add_argument("--data-root", help="where the checkpoint's data lives now (default: the recorded root)")
     parser.add_argument("--no-data", action="store_true",
                         help="do not read the data: no parity check or metrics, random calibration images")

@@ -39,7 +39,7 @@ class Runtime:
     Attributes:
         name: the ``--format`` name.
         suffix: the file's extension.
-        extra: the package extra that installs it.
+        extra: the package extra that installs it ("" for a dependency of the package itself).
     """
 
     name = ""
@@ -53,8 +53,8 @@ class Runtime:
 
         missing = [module for module in self.modules if importlib.util.find_spec(module) is None]
         if missing:
-            raise SettingError(f"--format {self.name} needs {', '.join(missing)}: "
-                               f"pip install 'mobilenet-suite[{self.extra}]'")
+            package = f"mobilenet-suite[{self.extra}]" if self.extra else "mobilenet-suite"
+            raise SettingError(f"--format {self.name} needs {', '.join(missing)}: pip install '{package}'")
 
     def write(self, export: TaskExport, path: Path, onnx_path: Path,
               calibration: Sequence[np.ndarray] | None = None) -> Path:
@@ -268,14 +268,14 @@ class OpenVinoRuntime(Runtime):
     int8 is NNCF's post-training quantization, calibrated. Run at f32 inference precision (OpenVINO's default
     on CPUs with AMX is bf16, a precision change of its own)."""
 
-    name, suffix, extra = "openvino", ".xml", "openvino"
+    name, suffix, extra = "openvino", ".xml", ""
     modules = ("openvino", "nncf")
 
     def _write(self, export: TaskExport, path: Path, onnx_path: Path,
                calibration: Sequence[np.ndarray] | None) -> Path:
         import openvino as ov
 
-        model = ov.convert_model(str(onnx_path))
+        model = ov.Core().read_model(str(onnx_path))  # its ONNX front end, as convert_model uses
         if calibration is not None:
             import nncf
 

@@ -129,12 +129,13 @@ def test_export_command_end_to_end(tmp_path, monkeypatch):
               "--data.num_workers", "0", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "run"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
     (checkpoint,) = Path("run").rglob("best-epoch=*.ckpt")
-    # the default format, onnx; the other runtimes: tests/deploy/test_runtimes.py
+    # the default formats, onnx and openvino; the others: tests/deploy/test_runtimes.py
     assert main(["export", str(checkpoint), "--output", "out", "--pt2", "--calibration-batches", "2"]) == 0
-    assert sorted(p.name for p in Path("out").iterdir()) == ["export_report.json", "model.int8.onnx", "model.onnx",
-                                                             "model.pt2"]
+    assert sorted(p.name for p in Path("out").iterdir()) == [
+        "export_report.json", "model.bin", "model.int8.bin", "model.int8.onnx", "model.int8.xml", "model.onnx",
+        "model.pt2", "model.xml"]
     report = json.loads(Path("out/export_report.json").read_text())
-    runtimes = {"onnx"}
+    runtimes = {"onnx", "openvino"}
     assert set(report["metrics"]) == set(report["latency_ms"]) == {
         "pytorch", *runtimes, *(name + "_int8" for name in runtimes)}
     assert set(report["parity"]) == set(report["metrics"]) - {"pytorch"}
@@ -149,7 +150,7 @@ def test_export_command_end_to_end(tmp_path, monkeypatch):
     shutil.rmtree("dogs")  # the checkpoint alone exports (random calibration images, nothing to score)
     assert main(["export", str(checkpoint), "--output", "bare", "--no-data", "--calibration-batches", "1"]) == 0
     bare = json.loads(Path("bare/export_report.json").read_text())
-    assert "metrics" not in bare and set(bare["files"]) == {"onnx", "onnx_int8"}
+    assert "metrics" not in bare and set(bare["files"]) == {"onnx", "onnx_int8", "openvino", "openvino_int8"}
     assert read_metadata("bare/model.onnx")["class_names"] == task.class_names
     program = torch.export.load("out/model.pt2")
     images = torch.rand(3, 3, 48, 48)

@@ -141,6 +141,9 @@ def test_missing_runtime_names_its_extra(monkeypatch):
     with pytest.raises(SettingError, match=r"^--format tflite needs litert_torch: pip install "
                                            r"'mobilenet-suite\[tflite\]'$"):
         runtime("tflite")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name))
+    with pytest.raises(SettingError, match=r"^--format openvino needs nncf: pip install 'mobilenet-suite'$"):
+        runtime("openvino")  # a dependency of the package itself
     with pytest.raises(SettingError, match="unknown export format 'coreml'"):
         runtime("coreml")
 

@@ -167,10 +167,12 @@ def test_fit_test_reload_and_export_through_the_cli(tmp_path, monkeypatch):
                  and any(a.name == "group" and a.i > 1 for a in node.attribute)]
     assert len(depthwise) == 13  # the body's 13 depthwise layers, once for both heads
     assert all(value < 1e-4 for key, value in report["parity"]["onnx"].items() if key.endswith("max_abs_diff"))
-    ours, exported = report["metrics"]["pytorch"], report["metrics"]["onnx"]
+    ours = report["metrics"]["pytorch"]
     assert set(ours) == {"face_attributes/mAP", "face_embedding/accuracy", "face_embedding/auc"}
-    assert exported == pytest.approx(ours, abs=1e-5)
-    assert set(report["metrics"]["onnx_int8"]) == set(ours)  # calibrated on both heads' training images
+    assert report["metrics"]["onnx"] == pytest.approx(ours, abs=1e-5)
+    assert report["metrics"]["openvino"] == pytest.approx(ours, abs=1e-5)  # the default formats: onnx, openvino
+    for int8 in ("onnx_int8", "openvino_int8"):
+        assert set(report["metrics"][int8]) == set(ours)  # calibrated on both heads' training images
     metadata = json.loads(model.metadata_props[0].value)
     assert set(metadata["heads"]) == set(HEADS) and "verification_threshold" in metadata["heads"]["face_embedding"]
     export = inference_model(task)
