@@ -296,14 +296,17 @@ class MobileNetV1(nn.Module):
     def forward_endpoints(self, x: Tensor, layers: Sequence[int]) -> dict[str, Tensor]:
         """Return the requested layers' maps, keyed ``layer<N>``; stops after the deepest one."""
         wanted = {self.endpoint_info(n)["name"] for n in layers}
-        deepest = max(self.layer_numbers.index(n) for n in layers)
+        deepest = self.endpoint_info(max(layers, key=self.layer_numbers.index))["name"]
         out: dict[str, Tensor] = {}
-        for index, (name, layer) in enumerate(self.features.named_children()):
+        for name, layer in self.features.named_children():  # layers, or graphs of layers named after their last
             x = layer(x)
             if name in wanted:
                 out[name] = x
-            if index == deepest:
+            if name == deepest:
                 break
+        if len(out) < len(wanted):  # a graph of several layers (quantization-aware training) hides them
+            raise KeyError(f"layers {sorted(wanted - set(out))} are inside graphs of this body, whose parts are "
+                           f"{[name for name, _ in self.features.named_children()]}")
         return out
 
     def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:

@@ -4,9 +4,9 @@ own flow (onnxruntime, OpenVINO, LiteRT, ExecuTorch), as it does any checkpoint.
 
 PyTorch's PT2E flow does the fake quantization (torchao's ``prepare_qat_pt2e`` with XNNPACK's quantizer:
 symmetric per-channel int8 weights with batch norm folded in, as every export here folds it, and per-tensor
-int8 activations, the scheme the runtimes execute). Heads stay float. The body is exported and prepared as one
-graph (preparing costs about 5 s a graph), so a task that reads the body's intermediate layers (SSD) is refused
-with a one-line error: quantize it after training (``mobilenets export``).
+int8 activations, the scheme the runtimes execute). Heads stay float. The body is exported and prepared as few
+graphs as the task allows (preparing costs about 5 s a graph): one, or one per stretch between the layers the task
+reads (its ``body_taps``: SSD reads layer 11, so two).
 
 Why the float weights and not PT2E's converted graph are the product: that graph's ONNX export constant-folds the
 int8 weights back to float and puts quantize / dequantize pairs on both sides of every ReLU6, which onnxruntime
@@ -17,7 +17,9 @@ runs at 2.5 ms).
 from __future__ import annotations
 
 import copy
-from typing import Any
+import re
+from collections import OrderedDict
+from typing import Any, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -28,10 +30,11 @@ from mobilenets.core.errors import SettingError
 __all__ = ["QuantizationAwareTraining", "float_state", "prepare_body"]
 
 
-def prepare_body(features: nn.Module, resolution: int) -> nn.Module:
-    """The body (``backbone.features``) as one PT2E QAT graph: in training mode, with fake quantization of
-    weights (per channel, batch norm folded in) and activations, batch size free. One graph, not one per layer:
-    preparing costs about 5 s a graph on 2 cores, whatever its size."""
+def prepare_body(features: nn.Sequential, resolution: int, taps: Sequence[str] = ()) -> nn.Sequential:
+    """The body (``backbone.features``) as PT2E QAT graphs: in training mode, with fake quantization of weights
+    (per channel, batch norm folded in) and activations, batch size free. One graph per stretch of layers ending at
+    a tap (a layer whose map the task reads) or at the last layer, named after that layer, so ``forward_endpoints``
+    finds the taps' maps; not one per layer: preparing costs about 5 s a graph on 2 cores, whatever its size."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -41,18 +44,33 @@ def prepare_body(features: nn.Module, resolution: int) -> nn.Module:
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
     was_training = features.training
+    names = [name for name, _ in features.named_children()]
+    ends = sorted({names.index(tap) for tap in taps} | {len(names) - 1})
     sample = torch.rand(2, 3, resolution, resolution, device=next(features.parameters()).device)
-    program = torch.export.export(features.train(), (sample,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    prepared = prepare_qat_pt2e(program.module(), quantizer)
-    allow_exported_model_train_eval(prepared)  # Lightning switches train / eval every validation
-    prepared.train(was_training)
-    return prepared
+    graphs: OrderedDict[str, nn.Module] = OrderedDict()
+    start = 0
+    for end in ends:
+        stretch = nn.Sequential(OrderedDict((name, features.get_submodule(name)) for name in names[start:end + 1]))
+        program = torch.export.export(stretch.train(), (sample,),
+                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        graphs[names[end]] = prepare_qat_pt2e(program.module(), quantizer)
+        allow_exported_model_train_eval(graphs[names[end]])  # Lightning switches train / eval every validation
+        with torch.no_grad():
+            sample = stretch.eval()(sample)  # the next stretch's input (eval: the statistics stay)
+        start = end + 1
+    return nn.Sequential(graphs).train(was_training)
+
+
+#: ``prepare_body``'s graph names: a layer name directly followed by another layer name
+_GRAPH_PREFIX = re.compile(r"(?:(?<=\.)|^)layer\d+\.(?=layer\d+\.)")
 
 
 def float_state(state_dict: dict[str, Any]) -> dict[str, Any]:
     """A state dict of a body under QAT without the fake quantizers' state (``activation_post_process_*``): the
-    float weights and batch-norm statistics under their usual names."""
-    return {key: value for key, value in state_dict.items() if ".activation_post_process_" not in f".{key}"}
+    float weights and batch-norm statistics under their usual names (a graph's name, ``layer11.`` before its
+    ``layer0.``, dropped)."""
+    return {_GRAPH_PREFIX.sub("", key): value for key, value in state_dict.items()
+            if ".activation_post_process_" not in f".{key}"}
 
 
 class QuantizationAwareTraining(pl.Callback):
@@ -90,22 +108,23 @@ class QuantizationAwareTraining(pl.Callback):
         backbone = pl_module.backbone
         backbone.to(memory_format=torch.contiguous_format)  # PT2E's patterns match NCHW weights
         self._float_body = copy.deepcopy(backbone.features)
-        backbone.features = prepare_body(backbone.features, int(pl_module.hparams.resolution))
         size = int(pl_module.hparams.resolution)
+        taps = [backbone.endpoint_info(layer)["name"] for layer in getattr(pl_module, "body_taps", ())]
+        backbone.features = prepare_body(backbone.features, size, taps)
         observed = copy.deepcopy(backbone.features.state_dict())  # the probe below must not set any range
-        try:  # one random image through the task's network: does it run the body as one graph?
+        try:  # one random image through the task's network: does it read only the graphs' ends?
             with torch.no_grad():
                 pl_module.inference_network().eval()(torch.rand(1, 3, size, size, device=pl_module.device))
-            one_graph = True
-        except NotImplementedError:  # a layer of the graph's parameter tree was called as a module
-            one_graph = False
+            undeclared = None
+        except (NotImplementedError, KeyError) as error:  # a layer inside a graph was called or looked up
+            undeclared = error
         backbone.features.load_state_dict(observed)
         pl_module.train()
-        if not one_graph:
+        if undeclared is not None:
             backbone.features = self._float_body
-            raise SettingError(f"QuantizationAwareTraining: {type(pl_module).__name__} reads the body's "
-                               "intermediate layers, which become one graph under QAT; quantize it after training "
-                               "(mobilenets export)")
+            raise SettingError(f"QuantizationAwareTraining: {type(pl_module).__name__} reads body layers other "
+                               f"than its body_taps {tuple(getattr(pl_module, 'body_taps', ()))} and the last; "
+                               "declare them in the task's body_taps") from undeclared
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

@@ -101,6 +101,11 @@ class MultiTask(BaseTask):
 
     batched_images = True
 
+    @property
+    def body_taps(self) -> tuple[int, ...]:  # type: ignore[override]
+        """Every head's taps of the shared body."""
+        return tuple(sorted({layer for head in self.heads.values() for layer in head.body_taps}))
+
     def __init__(self, heads: dict[str, dict[str, Any]], loss_weights: dict[str, float] | str | None = None,
                  monitor_head: str | None = None, teachers: dict[str, str] | None = None, temperature: float = 4.0,
                  hard_weight: float = 0.5, gradient_aggregation: str = "sum", **kwargs: Any) -> None:

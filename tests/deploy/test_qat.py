@@ -1,6 +1,6 @@
 """Quantization-aware training: the body is fake-quantized (its output on an int8 grid), training still learns,
-a task reading intermediate layers is refused, and the fit's checkpoints are ordinary float checkpoints that
-``mobilenets export`` takes."""
+SSD's body is cut at the layer it reads, a task reading an undeclared layer is refused, and the fit's checkpoints
+are ordinary float checkpoints that ``mobilenets export`` takes."""
 
 import json
 import types
@@ -65,13 +65,48 @@ def test_fit_start_leaves_the_ranges_to_the_training_data():
     assert ranges and all(torch.isinf(value).all() for value in ranges.values())
 
 
-def test_refuses_detection_and_ddp():
+def test_detection_body_is_cut_at_its_tap_and_trains():
+    """SSD reads layers 11 and 13: two graphs, named after them; both maps on an int8 grid, the SSD loss falls,
+    and after the fit the float layers hold the trained weights."""
+    torch.manual_seed(0)
     task = DetectionTask(num_classes=3, backbone=TINY, resolution=96, extra_depths=(32, 16, 16, 8))
+    float_maps = task.backbone.eval().forward_endpoints(torch.rand(2, 3, 96, 96), [11, 13])
     callback = QuantizationAwareTraining()
-    with pytest.raises(SettingError, match="^QuantizationAwareTraining: DetectionTask reads the body's intermediate "
-                                           "layers"):
+    callback.on_fit_start(types.SimpleNamespace(world_size=1), task)
+    assert [name for name, _ in task.backbone.features.named_children()] == ["layer11", "layer13"]
+    images = [torch.rand(3, 96, 96) for _ in range(4)]
+    boxes = torch.tensor([[10.0, 10.0, 60.0, 70.0]])
+    optimizer = torch.optim.Adam(task.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(12):  # fresh targets each step: SSD's transform resizes them in place
+        loss, _ = task.supervised_loss({"image": images, "target": [{"boxes": boxes, "labels": torch.tensor([1])}
+                                                                    for _ in images]})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses  # measured: 15.6 -> 5.6
+    with torch.no_grad():
+        maps = task.backbone.eval().forward_endpoints(torch.rand(2, 3, 96, 96), [11, 13])
+    assert [2 < m.unique().numel() <= 256 for m in maps.values()] == [True, True]  # each graph's output: int8
+    assert [m.shape for m in maps.values()] == [m.shape for m in float_maps.values()]
+    trained = task.backbone.features.layer13.state_dict()["layer13.pw.conv.weight"].clone()
+    callback.on_fit_end(types.SimpleNamespace(), task)
+    assert isinstance(task.backbone.features.layer13.pw.conv, torch.nn.Conv2d)  # the float layers are back
+    assert torch.equal(task.backbone.features.layer13.pw.conv.weight, trained)
+
+
+class _UndeclaredTaps(DetectionTask):
+    body_taps = ()
+
+
+def test_refuses_undeclared_taps_and_ddp():
+    task = _UndeclaredTaps(num_classes=3, backbone=TINY, resolution=96, extra_depths=(32, 16, 16, 8))
+    callback = QuantizationAwareTraining()
+    with pytest.raises(SettingError, match=r"^QuantizationAwareTraining: _UndeclaredTaps reads body layers other "
+                                           r"than its body_taps \(\) and the last"):
         callback.on_fit_start(types.SimpleNamespace(world_size=1), task)
-    assert isinstance(task.backbone.features, torch.nn.Sequential)  # the float body is back
+    assert isinstance(task.backbone.features.layer0, torch.nn.Module)  # the float body is back
     with pytest.raises(SettingError, match="runs in one process"):
         callback.on_fit_start(types.SimpleNamespace(world_size=2), ClassificationTask(num_classes=2, backbone=TINY))
 
