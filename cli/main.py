@@ -373,8 +373,8 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", nargs="+", default=["onnx", "openvino"],
                         choices=["onnx", "tflite", "executorch", "openvino"],
                         help="formats to write (several allowed; model.onnx is always written; default: onnx "
-                             "openvino, the fastest int8 on x86 CPUs): tflite (LiteRT, extra [tflite]), executorch "
-                             "(XNNPACK, extra [executorch])")
+                             "openvino, whose int8 is the fastest on Intel CPUs): tflite (LiteRT, extra [tflite]), "
+                             "executorch (XNNPACK, extra [executorch])")
     parser.add_argument("--data-root", help="where the checkpoint's data lives now (default: the recorded root)")
     parser.add_argument("--no-data", action="store_true",
                         help="do not read the data: no parity check or metrics, random calibration images")
