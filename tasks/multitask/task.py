@@ -333,13 +333,20 @@ class MultiTask(BaseTask):
         return self.build_optimizers(extra_modules=list(self._criteria.values()))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Each head's attributes, and the distillation losses' learned parameters (a projection), kept beside
+        the state dict so that a model loaded for inference needs no teacher, and a resumed fit continues them."""
         checkpoint["heads"] = {}
         for name, head in self.heads.items():
             head.on_save_checkpoint(checkpoint["heads"].setdefault(name, {}))
+        checkpoint["distillation_criteria"] = {name: criterion.state_dict()
+                                               for name, criterion in self._criteria.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name, head in self.heads.items():
             head.on_load_checkpoint(checkpoint.get("heads", {}).get(name, {}))
+        for name, state in checkpoint.get("distillation_criteria", {}).items():
+            if name in self._criteria:  # a resumed fit (setup loaded the teachers); inference has none
+                self._criteria[name].load_state_dict(state)
 
     # ---- the task protocol ------------------------------------------------------------------------------------
 

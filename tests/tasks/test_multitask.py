@@ -239,6 +239,8 @@ def test_each_head_distils_from_its_own_teacher(tmp_path, monkeypatch):
     assert not any("teacher" in key for key in torch.load(checkpoint, weights_only=False)["state_dict"])
     shutil.rmtree("attr")
     assert load_task(checkpoint).heads["face_embedding"].hparams.embedding_dim == 16  # no teacher needed to reload
+    criteria = torch.load(checkpoint, weights_only=False)["distillation_criteria"]  # what a resumed fit restores
+    assert criteria["face_attributes"] == {} and criteria["face_embedding"]["projection.weight"].shape == (32, 16)
     swapped = {"face_attributes": teachers["face_embedding"]}
     with pytest.raises(SystemExit, match="cannot teach the 'face_attributes' head"):
         main(["fit", *ARGS, "--model.teachers", json.dumps(swapped), "--trainer.default_root_dir", "swapped"])
