@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
@@ -26,6 +26,24 @@ from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
 __all__ = ["FaceIdentityDataModule", "IdentificationSet", "Pair", "PairSet", "read_identity_folders", "read_pairs"]
 
 log = logging.getLogger(__name__)
+
+
+class _ReplayableMPerClassSampler(MPerClassSampler):
+    """``MPerClassSampler`` whose epoch depends on the random state alone, so a resumed fit replays it.
+
+    pytorch-metric-learning's sampler shuffles its identity list in place, so each epoch started from the order
+    the previous one left, which a fit resumed from a checkpoint cannot know; and it draws the whole epoch when
+    the loader's iterator is made, before a resumed fit puts the checkpoint's random state back. Here every epoch
+    starts from the initial order and is drawn at its first batch (from numpy's random state, which checkpoints
+    carry), as ``RandomSampler`` draws."""
+
+    def __init__(self, labels: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(labels, **kwargs)
+        self._initial_labels = list(self.labels)
+
+    def __iter__(self) -> Iterator[int]:
+        self.labels = list(self._initial_labels)
+        yield from super().__iter__()
 
 
 @dataclass(frozen=True)
@@ -233,8 +251,8 @@ class FaceIdentityDataModule(AlignsFaces, BaseDataModule):
                 f"{self.root}: the training set has {identities} identities ({len(dataset)} images), fewer than one "
                 f"batch of {batch_size // per_identity} identities x {per_identity} images needs; lower "
                 f"data.init_args.batch_size to at most {fits}")
-        sampler = MPerClassSampler(labels, m=per_identity, batch_size=batch_size,
-                                   length_before_new_iter=self.labeled_epoch_samples())
+        sampler = _ReplayableMPerClassSampler(labels, m=per_identity, batch_size=batch_size,
+                                              length_before_new_iter=self.labeled_epoch_samples())
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,

@@ -260,3 +260,38 @@ def test_synth_writes_each_heads_data_in_its_own_layout_for_its_own_reader(tmp_p
     assert len(faces.datasets["train"]) == 40 * 8 and len(faces.pair_sets[0].pairs) == 10 * 2 * 20  # same + different
     with pytest.raises(SettingError, match="no task 'faces'"):
         write_multitask(tmp_path / "bad", tasks="face_attributes+faces")
+
+
+@pytest.mark.slow
+def test_a_taught_fit_killed_mid_epoch_resumes_bit_exactly(tmp_path, monkeypatch):
+    """A multi-task fit whose embedding head learns from a 32-d teacher through a learned projection: killed
+    (SIGKILL) in its second epoch and resumed from the first epoch's last.ckpt, it ends with the very weights,
+    projection included, of an uninterrupted fit."""
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--model", "FaceEmbeddingTask", "--model.embedding_dim", "32", "--model.backbone.alpha", "0.25",
+          "--model.resolution", "64", "--data", "FaceIdentityDataModule", "--data.root", "data/faces",
+          "--data.synthetic", "true", "--data.num_workers", "0", "--data.batch_size", "8",
+          "--data.synthetic_options", "{train_identities: 6, train_images: 4, test_identities: 6, test_images: 3, "
+          "folds: 2, pairs_per_fold: 6}", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0",
+          "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "teacher"])
+    teacher = str(next(Path("teacher").rglob("*.ckpt")))
+    taught = [*ARGS, "--model.teachers", json.dumps({"face_embedding": teacher}), "--trainer.max_epochs", "2"]
+
+    def fit(root: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mobilenets.cli", "fit", *taught,
+                               "--trainer.default_root_dir", root, *extra], capture_output=True, text=True,
+                              timeout=300, env={**LAUNCH_ENV, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+    assert fit("straight").returncode == 0
+    killed = fit("interrupted", "--trainer.callbacks+=fault_injection.SignalAtStep",
+                 "--trainer.callbacks.step", "7")  # 5 steps an epoch: epoch 1's last.ckpt is the newest
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = fit("interrupted", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight, again = (torch.load(max(Path(root).rglob("last.ckpt"), key=lambda p: p.stat().st_mtime),
+                                  weights_only=False) for root in ("straight", "interrupted"))
+    assert straight["global_step"] == again["global_step"] == 10
+    projection = straight["distillation_criteria"]["face_embedding"]
+    assert projection and all(torch.equal(value, again["distillation_criteria"]["face_embedding"][key])
+                              for key, value in projection.items())
+    assert all(torch.equal(value, again["state_dict"][key]) for key, value in straight["state_dict"].items())
