@@ -109,8 +109,9 @@ class QuantizationAwareTraining(pl.Callback):
         backbone.to(memory_format=torch.contiguous_format)  # PT2E's patterns match NCHW weights
         self._float_body = copy.deepcopy(backbone.features)
         size = int(pl_module.hparams.resolution)
-        taps = [backbone.endpoint_info(layer)["name"] for layer in getattr(pl_module, "body_taps", ())]
-        backbone.features = prepare_body(backbone.features, size, taps)
+        declared = tuple(getattr(pl_module, "body_taps", ()))  # any LightningModule with a backbone; BaseTask's
+        backbone.features = prepare_body(backbone.features, size,
+                                         [backbone.endpoint_info(layer)["name"] for layer in declared])
         observed = copy.deepcopy(backbone.features.state_dict())  # the probe below must not set any range
         try:  # one random image through the task's network: does it read only the graphs' ends?
             with torch.no_grad():
@@ -123,7 +124,7 @@ class QuantizationAwareTraining(pl.Callback):
         if undeclared is not None:
             backbone.features = self._float_body
             raise SettingError(f"QuantizationAwareTraining: {type(pl_module).__name__} reads body layers other "
-                               f"than its body_taps {tuple(getattr(pl_module, 'body_taps', ()))} and the last; "
+                               f"than its body_taps {declared} and the last; "
                                "declare them in the task's body_taps") from undeclared
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
