@@ -23,7 +23,7 @@ from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
 from mobilenets.distill.teachers import TeacherConfig, load_teacher
-from mobilenets.tasks.base import BaseTask, monitored_checkpoint
+from mobilenets.tasks.base import BaseTask, concat_outputs, monitored_checkpoint
 from mobilenets.tasks.loading import build_from_spec
 
 __all__ = ["DistillationTask", "HintConfig", "save_student", "trained_task"]
@@ -39,13 +39,6 @@ class HintConfig:
     student_layer: int = 11
     teacher_module: str = "model.backbone.features.layer11"
     weight: float = 1.0
-
-
-def _concat(outputs: list[Any]) -> Any:
-    """The outputs of the labeled and unlabeled parts as one batch (tensors, or dicts of tensors)."""
-    if isinstance(outputs[0], dict):
-        return {key: torch.cat([out[key] for out in outputs]) for key in outputs[0]}
-    return torch.cat(outputs).float()
 
 
 class _Capture:
@@ -222,7 +215,7 @@ class DistillationTask(pl.LightningModule):
                 outputs = student.distill_outputs(inputs)
             student_outs.append(outputs)
             teacher_outs.append(self.teacher_outputs(part["image"], part["index"], source))
-        distill = self.distill_modules["criterion"](_concat(student_outs), _concat(teacher_outs))
+        distill = self.distill_modules["criterion"](concat_outputs(student_outs), concat_outputs(teacher_outs))
         size = sum(len(part["image"]) for _, part in self._parts(batch))
         if own_loss is None:
             loss = distill

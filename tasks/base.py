@@ -31,7 +31,7 @@ from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 if TYPE_CHECKING:
     from mobilenets.tasks.export import TaskExport
 
-__all__ = ["BaseTask", "monitored_checkpoint"]
+__all__ = ["BaseTask", "concat_outputs", "monitored_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,14 @@ def silence_intended_warnings() -> None:
     warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule`")
     # A frozen backbone (freeze_backbone) or a distiller's frozen teacher stays in eval mode while training.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
+def concat_outputs(outputs: list[Any]) -> Any:
+    """Several batches' outputs as one batch (tensors, or dicts of tensors): a distillation loss compares a
+    student with its teacher over labeled and unlabeled images at once."""
+    if isinstance(outputs[0], dict):
+        return {key: torch.cat([out[key] for out in outputs]) for key in outputs[0]}
+    return torch.cat(outputs).float()
 
 
 def monitored_checkpoint(trainer: pl.Trainer, monitor: str, mode: str) -> list[Callback]:

@@ -314,6 +314,11 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         shorter cycled), either of them absent where there are no such images."""
         if not self.distilling:
             return self.labeled_train_dataloader()
+        return CombinedLoader(self.distillation_loaders(), mode="max_size_cycle")
+
+    def distillation_loaders(self) -> dict[str, DataLoader]:
+        """``labeled`` and ``unlabeled`` training loaders, either absent where there are no such images (a
+        multi-task model nests them under its head's name in its own ``CombinedLoader``)."""
         loaders = {}
         if len(self.datasets["train"]):
             loaders["labeled"] = self.labeled_train_dataloader()
@@ -321,7 +326,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             loaders["unlabeled"] = self._loader("unlabeled", shuffle=True)
         if not loaders:
             raise ValueError(f"{type(self).__name__}: no training images, labeled or unlabeled")
-        return CombinedLoader(loaders, mode="max_size_cycle")
+        return loaders
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

@@ -79,9 +79,11 @@ class MultiTaskDataModule(pl.LightningDataModule):
                 for images in datamodule.calibration_images(size, each, seed)]
 
     def train_dataloader(self) -> CombinedLoader:
-        """A dict of every head's training batch per step."""
-        return CombinedLoader({name: datamodule.train_dataloader() for name, datamodule in self.datamodules.items()},
-                              mode=self.hparams.mode)
+        """A dict of every head's training batch per step; a head taught by a teacher (its data module
+        distilling) gets a dict of its ``labeled`` and ``unlabeled`` batches."""
+        loaders = {name: datamodule.distillation_loaders() if datamodule.distilling else datamodule.train_dataloader()
+                   for name, datamodule in self.datamodules.items()}
+        return CombinedLoader(loaders, mode=self.hparams.mode)
 
     def loader_heads(self, stage: str) -> list[tuple[str, int, int]]:
         """For each of ``stage``'s loaders (``val`` or ``test``), in order: its head, its index among that head's

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, concat_outputs
 from mobilenets.tasks.loading import build_from_spec, load_task
 from mobilenets.tasks.multitask.export import MultiTaskExport
 from mobilenets.tasks.multitask.model import MultiHeadNetwork, UncertaintyWeighting
@@ -88,7 +88,9 @@ class MultiTask(BaseTask):
         teachers: head name -> a trained checkpoint of that head's task, which teaches it (the paper's face results
             come from distillation): that head's loss becomes ``hard_weight`` x its own + (1 - ``hard_weight``) x
             its task's distillation loss (``distillation_criterion``) against the teacher's outputs on the same
-            images. Teachers are loaded when ``fit`` starts and are not saved in checkpoints.
+            images, and on the head's unlabeled images too (its data module's ``label_fraction`` or
+            ``unlabeled``), as the distiller does. Teachers are loaded when ``fit`` starts and are not saved in
+            checkpoints.
         temperature: softmax temperature of the soft-target losses.
         hard_weight: weight of a taught head's own loss.
         gradient_aggregation: how the heads' (weighted) losses move the shared body: ``sum`` (the gradient of their
@@ -199,9 +201,21 @@ class MultiTask(BaseTask):
                 self.hparams.heads[name] = {**self.hparams.heads[name],
                                            "init_args": {**(self.hparams.heads[name].get("init_args") or {}),
                                                          **sizes}}
-        if stage == "fit" and self.hparams.teachers and not self._teachers:
-            self._load_teachers()
+        if stage == "fit":
+            if self.hparams.teachers and not self._teachers:
+                self._load_teachers()
+            self._check_training_images()
         super().setup(stage)
+
+    def _check_training_images(self) -> None:
+        """A taught head trains on its labeled and unlabeled images (its data module distilling, as for the
+        distiller); a head without a teacher needs labeled ones."""
+        for name, datamodule in getattr(self.trainer.datamodule, "datamodules", {}).items():
+            if name in self._teachers:
+                datamodule.enable_distillation()
+            elif not len(datamodule.datasets["train"]):
+                raise SettingError(f"MultiTask head {name!r} has no labeled training images (its label_fraction is "
+                                   f"0 or its list is empty); give it labels or a teacher (model.init_args.teachers)")
 
     def _load_teachers(self) -> None:
         for name, path in self.hparams.teachers.items():
@@ -240,8 +254,10 @@ class MultiTask(BaseTask):
         return self.trainer.datamodule.loader_heads(stage)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer.training:
-            return {name: self.heads[name].on_after_batch_transfer(part, 0) for name, part in batch.items()}
+        if self.trainer.training:  # a taught head's batch: its labeled and unlabeled parts
+            prepare = {name: self.heads[name].on_after_batch_transfer for name in batch}
+            return {name: {source: prepare[name](images, 0) for source, images in part.items()}
+                    if name in self._teachers else prepare[name](part, 0) for name, part in batch.items()}
         head, index, _ = self._loaders(self._evaluating())[dataloader_idx]
         return self.heads[head].on_after_batch_transfer(batch, index)
 
@@ -250,21 +266,24 @@ class MultiTask(BaseTask):
 
     def training_step(self, batch: dict[str, dict], batch_idx: int) -> torch.Tensor:
         loss, _ = self.supervised_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=sum(len(part["image"]) for part in batch.values()))
+        self.log("train/loss", loss, prog_bar=True, batch_size=sum(self._images(name, part)
+                                                                  for name, part in batch.items()))
         return loss
+
+    def _images(self, name: str, part: dict) -> int:
+        """How many images head ``name``'s training batch holds (a taught head's: labeled and unlabeled)."""
+        return sum(len(images["image"]) for images in part.values()) if name in self._teachers else len(part["image"])
 
     def supervised_loss(self, batch: dict[str, dict]) -> tuple[torch.Tensor, dict[str, Any]]:
         """Every head's loss on its own batch (a taught head's mixed with its teacher's), weighted (fixed or
-        learned) and summed; and each head's outputs, by head name."""
+        learned) and summed; and each head's outputs on its labeled images, by head name."""
         losses, outputs = {}, {}
         for name, part in batch.items():
-            losses[name], outputs[name] = self.heads[name].supervised_loss(part)
-            size = len(part["image"])
             if name in self._teachers:
-                distill = self._criteria[name](outputs[name], self._teach(name, part["image"]))
-                self.log(f"train/{name}/distill_loss", distill, batch_size=size)
-                losses[name] = self.hparams.hard_weight * losses[name] + (1 - self.hparams.hard_weight) * distill
-            self.log(f"train/{name}/loss", losses[name], batch_size=size)
+                losses[name], outputs[name] = self._taught_loss(name, part)
+            else:
+                losses[name], outputs[name] = self.heads[name].supervised_loss(part)
+            self.log(f"train/{name}/loss", losses[name], batch_size=self._images(name, part))
         if self.hparams.loss_weights == "uncertainty":
             for name, weight in self.uncertainty.weights().items():
                 self.log(f"train/{name}/weight", weight)
@@ -273,6 +292,25 @@ class MultiTask(BaseTask):
             weights = self.hparams.loss_weights or {}
             self._terms = {name: weights.get(name, 1.0) * value for name, value in losses.items()}
         return sum(self._terms.values()), outputs
+
+    def _taught_loss(self, name: str, part: dict[str, dict]) -> tuple[torch.Tensor, Any]:
+        """As the distiller's: ``hard_weight`` x the head's own loss on its labeled images + (1 - ``hard_weight``)
+        x its distillation loss against the teacher on its labeled and unlabeled images (that term alone where a
+        batch has no labeled images); and the head's outputs on the labeled ones (None without)."""
+        head, own, outputs, student, images = self.heads[name], None, None, [], []
+        if "labeled" in part:
+            own, outputs = head.supervised_loss(part["labeled"])
+            student.append(outputs)
+            images.append(part["labeled"]["image"])
+        if "unlabeled" in part:
+            student.append(head.distill_outputs(part["unlabeled"]["image"]))
+            images.append(part["unlabeled"]["image"])
+        images = torch.cat(images)
+        distill = self._criteria[name](concat_outputs(student), self._teach(name, images))
+        self.log(f"train/{name}/distill_loss", distill, batch_size=len(images))
+        if own is None:
+            return distill, outputs
+        return self.hparams.hard_weight * own + (1 - self.hparams.hard_weight) * distill, outputs
 
     def on_fit_start(self) -> None:
         aggregated = self.hparams.gradient_aggregation != "sum"

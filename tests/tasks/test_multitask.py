@@ -2,6 +2,7 @@
 trains through the CLI with every head's metrics under its name, reloads, and exports to one ONNX graph whose
 every head scores as PyTorch does."""
 
+import copy
 import json
 import shutil
 import subprocess
@@ -13,11 +14,14 @@ import pytest
 import torch
 from helpers import LAUNCH_ENV, logged_metrics
 
+from mobilenets.backbone import BackboneConfig
 from mobilenets.backbone.profile import profile_model
 from mobilenets.cli import main
 from mobilenets.core.errors import SettingError
 from mobilenets.deploy import inference_model
 from mobilenets.deploy.checkpoint import export_checkpoint
+from mobilenets.distill import DistillationTask, TeacherConfig
+from mobilenets.tasks.face_attributes import CelebADataModule
 from mobilenets.tasks.loading import load_task
 from mobilenets.tasks.multitask import MultiTask, MultiTaskDataModule, UncertaintyWeighting, write_multitask
 from mobilenets.tasks.optim import parameter_groups
@@ -244,6 +248,61 @@ def test_each_head_distils_from_its_own_teacher(tmp_path, monkeypatch):
     swapped = {"face_attributes": teachers["face_embedding"]}
     with pytest.raises(SystemExit, match="cannot teach the 'face_attributes' head"):
         main(["fit", *ARGS, "--model.teachers", json.dumps(swapped), "--trainer.default_root_dir", "swapped"])
+
+
+def _with_data(args: list[str], head: str, **init_args) -> list[str]:
+    """``args`` with ``init_args`` added to head ``head``'s data module."""
+    at = args.index("--data.datamodules") + 1
+    datamodules = json.loads(args[at])
+    datamodules[head]["init_args"].update(init_args)
+    return [*args[:at], json.dumps(datamodules), *args[at + 1:]]
+
+
+def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tmp_path, monkeypatch):
+    """A taught head whose data module keeps half its images unlabeled (``label_fraction``): on one batch of
+    labeled and unlabeled images, the same student and the same teacher, MultiTask's loss is the distiller's
+    (``DistillationTask``), and it is not the loss of the labeled part alone. Through the CLI every training step
+    hands the teacher both parts; a head with neither labels nor a teacher is refused."""
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--model", "FaceAttributesTask", "--data", "CelebADataModule", "--data.root", "data/celeba",
+          "--data.synthetic", "true", "--data.synthetic_options", "{num_images: 60}", "--data.num_workers", "0",
+          "--data.batch_size", "8", "--model.backbone.alpha", "0.25", "--model.resolution", "64",
+          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "0",
+          "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "teacher"])
+    teacher = str(next(Path("teacher").rglob("*.ckpt")))
+
+    data = CelebADataModule(root="data/celeba", resolution=48, batch_size=4, num_workers=0, label_fraction=0.5)
+    data.setup("fit")
+    data.enable_distillation()
+    batch = next(iter(data.train_dataloader()))[0]
+    assert set(batch) == {"labeled", "unlabeled"} and (batch["unlabeled"]["label"] == -1).all()
+    model = MultiTask(heads={"face_attributes": HEADS["face_attributes"]}, resolution=48, hard_weight=0.3,
+                      backbone=BackboneConfig(alpha=0.25), teachers={"face_attributes": teacher})
+    model._load_teachers()
+    torch.nn.init.normal_(model.heads["face_attributes"].model.head.weight, std=1.0)  # logits away from 0
+    for dropout in (module for module in model.modules() if isinstance(module, torch.nn.Dropout)):
+        dropout.p = 0.0  # training mode (BN on each part's own statistics, as in a fit) without random drops
+    distiller = DistillationTask(copy.deepcopy(model.heads["face_attributes"]), TeacherConfig(checkpoint=teacher),
+                                 resolution=48, hard_weight=0.3)
+    head = model.heads["face_attributes"]
+    prepared = {source: head.on_after_batch_transfer(dict(part), 0) for source, part in batch.items()}
+    with torch.no_grad():
+        loss, _ = model.supervised_loss({"face_attributes": prepared})
+        labeled_only, _ = model.supervised_loss({"face_attributes": {"labeled": prepared["labeled"]}})
+        expected = distiller.training_step(batch, 0)
+    assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-6), (loss, expected)
+    assert not torch.allclose(loss, labeled_only, rtol=1e-2)
+
+    taught = []
+    teach = MultiTask._teach
+    monkeypatch.setattr(MultiTask, "_teach", lambda self, name, images, raw=False: taught.append(len(images)) or
+                        teach(self, name, images, raw))
+    args = _with_data(ARGS, "face_attributes", label_fraction=0.5)
+    main(["fit", *args, "--model.teachers", json.dumps({"face_attributes": teacher}), "--trainer.max_steps", "3",
+          "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "runs"])
+    assert taught[1:] == [8 + 8] * 3  # after the probe at setup: each step's 8 labeled and 8 unlabeled images
+    with pytest.raises(SystemExit, match="'face_attributes' has no labeled training images"):
+        main(["fit", *_with_data(ARGS, "face_attributes", label_fraction=0.0), "--trainer.default_root_dir", "none"])
 
 
 def test_synth_writes_each_heads_data_in_its_own_layout_for_its_own_reader(tmp_path):
