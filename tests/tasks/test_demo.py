@@ -54,7 +54,7 @@ def test_quick_demo_writes_a_complete_report_and_reuses_it(tmp_path, monkeypatch
     [joint] = saved["experiments"]["multitask"]["runs"]  # both heads' metrics; their data inside the report folder
     assert set(joint["metrics"]) == {"test/face_attributes/mAP", "test/face_embedding/accuracy"}
     assert (report / "data" / "demo" / "celeba").is_dir() and (report / "data" / "demo" / "faces").is_dir()
-    assert "| both heads, one body (MultiTask) |" in text
+    assert "| both heads, one body (MultiTask), fixed loss weights 1/1 |" in text
     capsys.readouterr()
     run_demo("report", quick=True, stages=STAGES, experiments=experiments)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[demo]") and "|" in line]
