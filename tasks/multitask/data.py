@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,13 @@ class MultiTaskDataModule(pl.LightningDataModule):
         resolution: the shared input size.
         mode: ``max_size_cycle`` or ``min_size``, see above.
         num_workers: loader workers of every data module (None: each its own), e.g. 0 to export or debug.
+        root: a folder holding each head's data in a folder named after the head (the layout ``mobilenets synth
+            multitask`` writes): every data module's ``root`` becomes ``root/<head>`` (None: each its own), so
+            that ``--data-root`` of ``mobilenets experiment`` and ``mobilenets export`` moves them all.
     """
 
     def __init__(self, datamodules: dict[str, dict[str, Any]], resolution: int = 224,
-                 mode: str = "max_size_cycle", num_workers: int | None = None) -> None:
+                 mode: str = "max_size_cycle", num_workers: int | None = None, root: str | None = None) -> None:
         super().__init__()
         check_resolution(resolution)
         if mode not in MODES:
@@ -53,7 +57,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
         import_tasks()  # the data modules' short class names
         shared = {"resolution": resolution} | ({} if num_workers is None else {"num_workers": num_workers})
         self.datamodules: dict[str, BaseDataModule] = {
-            name: build_from_spec({**spec, "init_args": {**(spec.get("init_args") or {}), **shared}}, BaseDataModule)
+            name: build_from_spec({**spec, "init_args": {**(spec.get("init_args") or {}), **shared,
+                                                         **({"root": str(Path(root) / name)} if root else {})}},
+                                  BaseDataModule)
             for name, spec in datamodules.items()
         }
 

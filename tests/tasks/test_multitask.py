@@ -317,6 +317,11 @@ def test_synth_writes_each_heads_data_in_its_own_layout_for_its_own_reader(tmp_p
     celeba, faces = data.datamodules["face_attributes"], data.datamodules["face_embedding"]
     assert len(celeba.datasets["train"]) == 210 and len(celeba.attribute_names) == 10  # write_celeba's defaults
     assert len(faces.datasets["train"]) == 40 * 8 and len(faces.pair_sets[0].pairs) == 10 * 2 * 20  # same + different
+    moved = MultiTaskDataModule({name: {"class_path": spec["class_path"], "init_args": {"root": "elsewhere"}}
+                                 for name, spec in data.hparams.datamodules.items()},
+                                resolution=48, num_workers=0, root=str(tmp_path / "mt"))  # --data-root's override
+    assert {name: datamodule.root for name, datamodule in moved.datamodules.items()} == {
+        name: datamodule.root for name, datamodule in data.datamodules.items()}
     with pytest.raises(SettingError, match="no task 'faces'"):
         write_multitask(tmp_path / "bad", tasks="face_attributes+faces")
 
