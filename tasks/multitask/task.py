@@ -204,12 +204,12 @@ class MultiTask(BaseTask):
         if stage == "fit":
             if self.hparams.teachers and not self._teachers:
                 self._load_teachers()
-            self._check_training_images()
+            self._set_up_training_data()
         super().setup(stage)
 
-    def _check_training_images(self) -> None:
-        """A taught head trains on its labeled and unlabeled images (its data module distilling, as for the
-        distiller); a head without a teacher needs labeled ones."""
+    def _set_up_training_data(self) -> None:
+        """Put each taught head's data module in distilling mode (labeled and unlabeled batches, as for the
+        distiller); refuse a head that has neither a teacher nor labeled images."""
         for name, datamodule in getattr(self.trainer.datamodule, "datamodules", {}).items():
             if name in self._teachers:
                 datamodule.enable_distillation()
@@ -254,12 +254,18 @@ class MultiTask(BaseTask):
         return self.trainer.datamodule.loader_heads(stage)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer.training:  # a taught head's batch: its labeled and unlabeled parts
-            prepare = {name: self.heads[name].on_after_batch_transfer for name in batch}
-            return {name: {source: prepare[name](images, 0) for source, images in part.items()}
-                    if name in self._teachers else prepare[name](part, 0) for name, part in batch.items()}
+        if self.trainer.training:
+            return {name: self._prepared(name, part) for name, part in batch.items()}
         head, index, _ = self._loaders(self._evaluating())[dataloader_idx]
         return self.heads[head].on_after_batch_transfer(batch, index)
+
+    def _prepared(self, name: str, part: dict) -> dict:
+        """Head ``name``'s training batch as the head prepares its batches (a taught head's: each of its labeled
+        and unlabeled parts)."""
+        prepare = self.heads[name].on_after_batch_transfer
+        if name in self._teachers:
+            return {source: prepare(images, 0) for source, images in part.items()}
+        return prepare(part, 0)
 
     def _evaluating(self) -> str:
         return "test" if self.trainer.testing else "predict" if self.trainer.predicting else "val"
