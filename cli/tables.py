@@ -71,11 +71,12 @@ def config_table(config: str) -> Table:
     """MACs and parameters of a config's model (``BaseTask.profile_rows``), at the config's resolution."""
     from mobilenets.cli.lightning import MobileNetsCLI
     from mobilenets.configs import config_path
+    from mobilenets.tasks.base import ModelNotBuiltError
 
     task = MobileNetsCLI(["--config", str(config_path(config))], run=False).model
     try:
         profiled = task.profile_rows()
-    except AttributeError as error:  # a model (or a head) whose size the config leaves to the data
+    except ModelNotBuiltError as error:  # a model (or a head) whose size the config leaves to the data
         raise SystemExit(f"{config}: {error}") from None
     rows = [[name, round(macs / 1e6, 2), round(params / 1e6, 3)] for name, macs, params in profiled]
     return Table(key="config", title=f"{config} at {task.hparams.resolution} px", rows=rows,

@@ -29,7 +29,23 @@ from mobilenets.core.io import replacing
 from mobilenets.deploy.export import quiet
 from mobilenets.tasks.export import TaskExport
 
-__all__ = ["FORMATS", "ExecuTorchRuntime", "LiteRtRuntime", "OpenVinoRuntime", "Runtime", "runtime"]
+__all__ = ["FORMATS", "TELEMETRY_ENV", "ExecuTorchRuntime", "LiteRtRuntime", "OpenVinoRuntime", "Runtime",
+           "import_nncf", "runtime"]
+
+#: Set to 1 to let the libraries the suite calls send their usage telemetry (NNCF's); off by default.
+TELEMETRY_ENV = "MOBILENETS_TELEMETRY"
+
+
+def import_nncf() -> Any:
+    """NNCF with its usage telemetry off: NNCF reports to Google Analytics unless an opt-out file exists in the
+    user's home, and an offline tool run on people's data sends nothing by default. ``MOBILENETS_TELEMETRY=1``
+    leaves NNCF's own choice. (The OpenVINO runtime calls the suite makes send nothing; only OpenVINO's model
+    converter, which the suite does not use, has telemetry.)"""
+    if os.environ.get(TELEMETRY_ENV) != "1":
+        os.environ.setdefault("NNCF_CI", "1")  # NNCF's one switch: read when nncf is imported, its telemetry a stub
+    import nncf
+
+    return nncf
 
 METADATA_KEY = "mobilenets"
 
@@ -305,8 +321,7 @@ class OpenVinoRuntime(Runtime):
 
         model = ov.Core().read_model(str(onnx_path))  # its ONNX front end, as convert_model uses
         if calibration is not None:
-            import nncf
-
+            nncf = import_nncf()
             with kept_signal_stack():
                 model = nncf.quantize(model, nncf.Dataset([np.asarray(batch, dtype=np.float32)
                                                            for batch in calibration]), subset_size=len(calibration))

@@ -31,7 +31,7 @@ from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 if TYPE_CHECKING:
     from mobilenets.tasks.export import TaskExport
 
-__all__ = ["BaseTask", "concat_outputs", "monitored_checkpoint"]
+__all__ = ["BaseTask", "ModelNotBuiltError", "concat_outputs", "monitored_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ def monitored_checkpoint(trainer: pl.Trainer, monitor: str, mode: str) -> list[C
     if not default or trainer.limit_val_batches == 0:
         return []
     return [ModelCheckpoint(monitor=monitor, mode=mode, filename="best-{epoch}")]
+
+
+class ModelNotBuiltError(AttributeError):
+    """The task's model is asked for before it exists: its size is left to the data, read at ``setup``."""
 
 
 class BaseTask(pl.LightningModule, ABC):
@@ -174,7 +178,7 @@ class BaseTask(pl.LightningModule, ABC):
 
     def __getattr__(self, name: str) -> Any:
         if name == "model" and self.sizes_left_to_data():
-            raise AttributeError(f"{type(self).__name__} has no model yet: {self.size_arguments[0]} is left to the "
+            raise ModelNotBuiltError(f"{type(self).__name__} has no model yet: {self.size_arguments[0]} is left to the "
                                  f"data, which a Trainer reads at setup; pass {self.size_arguments[0]} to build it now")
         return super().__getattr__(name)
 

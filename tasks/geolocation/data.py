@@ -147,7 +147,8 @@ class GeoDataModule(BaseDataModule):
 
     def test_transform(self) -> v2.Transform:
         if self.hparams.test_crops == 5:
-            return five_crop_transform(self.hparams.resolution)  # GeoEstimation: 224 crops of 256
+            # GeoEstimation: 224 crops of 256 (7/8), unless augmentation.eval_crop_fraction says otherwise
+            return five_crop_transform(self.hparams.resolution, self.hparams.augmentation.crop_fraction(0.875))
         return self.eval_transform()
 
     def cells_of(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

@@ -204,6 +204,23 @@ def test_five_crop_testing(tmp_path):
         GeoDataModule(str(tmp_path / "geo"), test_crops=3)
 
 
+def test_five_crop_testing_takes_the_configured_crop_fraction(tmp_path):
+    """``augmentation.eval_crop_fraction`` sets the five crops' resize too: 32-px crops of a short side of 64."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from mobilenets.tasks.geolocation import GeoDataModule
+
+    data = GeoDataModule(str(tmp_path / "geo"), synthetic=True, synthetic_options={"num_images": 30, "num_regions": 3},
+                         t1=30, t2=3, max_level=8, resolution=32, test_crops=5, num_workers=0,
+                         augmentation={"eval_crop_fraction": 0.5})
+    data.prepare_data()
+    data.setup("test")
+    sample = data.datasets["test"][0]
+    resized = TF.resize(TF.pil_to_tensor(Image.open(sample["file"]).convert("RGB")), 64, antialias=True)
+    assert torch.allclose(sample["image"][4], TF.center_crop(resized, 32).float() / 255, atol=1e-6)
+    assert torch.allclose(sample["image"][0], resized[:, :32, :32].float() / 255, atol=1e-6)
+
+
 def test_several_test_sets_and_per_level_metrics(tmp_path):
     """``test_csv`` as a list (Im2GPS and Im2GPS3k): each set is tested on its own, with the same numbers as a run
     on that CSV alone; with a coarser level, each level's own prediction is scored too, by hand here from the
