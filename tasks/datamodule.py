@@ -22,14 +22,13 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.io import read_text
 from mobilenets.tasks.augmentation import Augmentation
 from mobilenets.tasks.export import export_batches
-from mobilenets.tasks.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable
+from mobilenets.tasks.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable, image_files
 from mobilenets.tasks.shards import ShardedImages
 
 __all__ = ["BaseDataModule"]
@@ -194,8 +193,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             return []
         path = Path(source)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
-            return [ImageRecord(file, -1, f"{path}[{i}]") for i, file in enumerate(files)]
+            return [ImageRecord(file, -1, f"{path}[{i}]") for i, file in enumerate(image_files(path))]
         if not path.is_file():
             raise FileNotFoundError(f"unlabeled images not found: {path} (a folder or a CSV file)")
         with io.StringIO(read_text(path), newline="") as handle:
@@ -259,7 +257,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         """The images of ``predict_dir`` (any folder tree), label -1; empty without ``predict_dir``."""
         if not self.hparams.predict_dir:
             return []
-        files = sorted(p for p in Path(self.hparams.predict_dir).rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        files = image_files(self.hparams.predict_dir)
         return [ImageRecord(path, -1, f"predict_dir[{i}]") for i, path in enumerate(files)]
 
     #: how samples become a batch (detection keeps images and targets as lists)

@@ -22,7 +22,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from mobilenets.core.io import write_bytes, write_text
 from mobilenets.tasks.face_detection import LANDMARK_NAMES, Face, FaceDetector
-from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
+from mobilenets.tasks.images import BadRecordError, ImageRecord, image_files, read_image, record_errors
 
 __all__ = ["TEMPLATE_112", "AlignedFaces", "AlignsFaces", "Alignment", "AlignmentSummary", "FaceAligner", "align_tree",
            "draw_faces", "main_face", "read_photo"]
@@ -172,7 +172,7 @@ def align_tree(source: Path, destination: Path, alignment: Alignment = Alignment
     source, destination = Path(source), Path(destination)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such folder to align")
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and destination not in p.parents)
+    files = [path for path in image_files(source) if destination not in path.parents]
     if not files:
         raise BadRecordError(f"{source}: no images found (looked for {', '.join(IMG_EXTENSIONS)})")
     aligner = FaceAligner(alignment)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,15 +16,59 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension, make_dataset
 from torchvision.transforms import v2
 
 from mobilenets.core.errors import BadRecordError
 
-__all__ = ["BadRecordError", "ImageDataset", "ImageRecord", "decode_image_file", "decode_with_pil",
-           "decode_with_torchcodec", "drop_unreadable", "five_crop_transform", "read_image", "record_errors"]
+__all__ = ["SYSTEM_NAMES", "BadRecordError", "ImageDataset", "ImageRecord", "class_folder_samples", "decode_image_file",
+           "decode_with_pil", "decode_with_torchcodec", "drop_unreadable", "five_crop_transform", "image_files",
+           "is_hidden", "read_image", "record_errors", "visible_folders"]
 
 log = logging.getLogger(__name__)
 
+#: What operating systems, file managers, NAS boxes and notebooks leave in a folder tree (besides names starting with
+#: a dot: ``.ipynb_checkpoints``, ``.DS_Store``, macOS's ``._photo.jpg``): never a class, never an image.
+SYSTEM_NAMES = frozenset({"__MACOSX", "@eaDir", "#recycle", "@Recycle", "$RECYCLE.BIN", "System Volume Information",
+                          "lost+found", "Thumbs.db", "desktop.ini"})
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden or a system's own, so that no tree walk takes it for data."""
+    return name.startswith(".") or name in SYSTEM_NAMES
+
+
+def visible_folders(root: str | Path) -> list[str]:
+    """The names of ``root``'s sub-folders, sorted, hidden and system folders left out (torchvision's
+    ``find_classes`` takes them all, so ``.ipynb_checkpoints`` would become a class)."""
+    with os.scandir(root) as entries:
+        return sorted(entry.name for entry in entries if entry.is_dir() and not is_hidden(entry.name))
+
+
+def image_files(root: str | Path, recursive: bool = True) -> list[Path]:
+    """The image files under ``root`` (torchvision's ``IMG_EXTENSIONS``, any case), sorted; hidden and system
+    folders and files are left out."""
+    found = []
+    for folder, folders, files in os.walk(root, followlinks=True):
+        folders[:] = [name for name in folders if not is_hidden(name)] if recursive else []
+        found += [Path(folder, name) for name in files
+                  if not is_hidden(name) and has_file_allowed_extension(name, IMG_EXTENSIONS)]
+    return sorted(found)
+
+
+def class_folder_samples(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """torchvision's ImageFolder listing of ``root/<class>/**/<image>`` (its class indices and order), without
+    hidden or system folders and files: (class names, [(image, class index)])."""
+    root = Path(root)
+    classes = visible_folders(root)
+
+    def visible_image(path: str) -> bool:
+        return has_file_allowed_extension(path, IMG_EXTENSIONS) and not any(
+            is_hidden(part) for part in Path(path).relative_to(root).parts)
+
+    samples = make_dataset(str(root), {name: index for index, name in enumerate(classes)},
+                           is_valid_file=visible_image, allow_empty=True)
+    return classes, [(Path(path), index) for path, index in samples]
 
 
 @dataclass(frozen=True)

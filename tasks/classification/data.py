@@ -12,12 +12,12 @@ from xml.etree import ElementTree
 
 import numpy as np
 import scipy.io
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from mobilenets.tasks.classification.imagenet import ImageNetDataModule  # noqa: F401 (configs' short name)
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
 from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
+from mobilenets.tasks.images import BadRecordError, ImageRecord, class_folder_samples, record_errors, visible_folders
 
 __all__ = ["DogsDataModule", "read_image_folder", "read_stanford_dogs", "stanford_dogs_classes"]
 
@@ -111,14 +111,13 @@ def read_image_folder(root: str | Path) -> tuple[list[ImageRecord], list[str]]:
     expected = "layout imagefolder reads <root>/<class>/<image>, or <root>/train/<class>/... beside val/ (and test/)"
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: folder not found; {expected}")
-    if not any(entry.is_dir() for entry in root.iterdir()):
+    if not visible_folders(root):
         raise BadRecordError(f"{root}: no class folders in it; {expected}")
-    classes, class_to_idx = find_classes(str(root))
-    samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    classes, samples = class_folder_samples(root)
     empty = sorted(set(classes) - {classes[label] for _, label in samples})
     if empty:
         raise BadRecordError(f"{root}: class folders without images ({', '.join(sorted(IMG_EXTENSIONS))}): {empty[:10]}")
-    return [ImageRecord(Path(path), label, f"{root.name}/[{i}]") for i, (path, label) in enumerate(samples)], classes
+    return [ImageRecord(path, label, f"{root.name}/[{i}]") for i, (path, label) in enumerate(samples)], classes
 
 
 class DogsDataModule(BaseDataModule):

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import scipy.io
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
 
 from mobilenets.core.io import read_text
 from mobilenets.tasks.classification.synthetic import write_imagenet
 from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
+from mobilenets.tasks.images import BadRecordError, ImageRecord, image_files, record_errors, visible_folders
 
 __all__ = ["ImageNetDataModule", "find_imagenet", "read_devkit_val_labels", "read_imagenet",
            "read_kaggle_val_labels"]
@@ -88,7 +87,7 @@ def find_imagenet(root: str | Path, val_labels: str | Path | None = None) -> tup
     if val_labels is not None:
         return images, Path(val_labels)
     val = images / "val"
-    if not val.is_dir() or any(entry.is_dir() for entry in val.iterdir()):
+    if not val.is_dir() or visible_folders(val):
         return images, None  # class folders (or no validation set)
     for folder in [images, *list(images.parents)[:3]]:
         if (folder / KAGGLE_VAL_LABELS).is_file():
@@ -99,30 +98,27 @@ def find_imagenet(root: str | Path, val_labels: str | Path | None = None) -> tup
                             f"nor {DEVKIT}/ was found beside them; set val_labels to one of them")
 
 
-def _listed(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if has_file_allowed_extension(path.name, IMG_EXTENSIONS))
-
-
 def read_imagenet(
     root: str | Path, val_labels: str | Path | None = None, skip_bad: bool = False
 ) -> tuple[dict[str, list[ImageRecord]], list[str], list[str]]:
     """({"train", "val"} records, the sorted wnids (class index order), the skipped records' messages)."""
     images, labels_source = find_imagenet(root, val_labels)
-    wnids, index_of = find_classes(str(images / "train"))
+    wnids = visible_folders(images / "train")
+    index_of = {wnid: index for index, wnid in enumerate(wnids)}
     skipped: list[str] = []
     train = [ImageRecord(path, index_of[wnid], f"train/{wnid}")
-             for wnid in wnids for path in _listed(images / "train" / wnid)]
+             for wnid in wnids for path in image_files(images / "train" / wnid, recursive=False)]
     val: list[ImageRecord] = []
     if labels_source is None:
         if (images / "val").is_dir():
-            val_wnids, _ = find_classes(str(images / "val"))
+            val_wnids = visible_folders(images / "val")
             unknown = sorted(set(val_wnids) - set(index_of))
             if unknown:
                 raise BadRecordError(f"{images / 'val'}: class folders {unknown[:5]} are not among train/'s classes")
             val = [ImageRecord(path, index_of[wnid], f"val/{wnid}")
-                   for wnid in val_wnids for path in _listed(images / "val" / wnid)]
+                   for wnid in val_wnids for path in image_files(images / "val" / wnid, recursive=False)]
         return {"train": train, "val": val}, wnids, skipped
-    files = _listed(images / "val")
+    files = image_files(images / "val", recursive=False)
     if labels_source.suffix == ".csv":
         listed, source = read_kaggle_val_labels(labels_source), labels_source.name
         expected = {f"{image_id}.JPEG": wnid for image_id, wnid in listed.items()}

@@ -15,13 +15,12 @@ from typing import Any, Iterator, Sequence
 
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from mobilenets.core.io import read_text
 from mobilenets.tasks.datamodule import BaseDataModule
 from mobilenets.tasks.face_alignment import AlignedFaces, Alignment, AlignsFaces
 from mobilenets.tasks.face_embedding.synthetic import write_faces
-from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
+from mobilenets.tasks.images import BadRecordError, ImageRecord, class_folder_samples, record_errors
 
 __all__ = ["FaceIdentityDataModule", "IdentificationSet", "Pair", "PairSet", "read_identity_folders", "read_pairs"]
 
@@ -119,13 +118,12 @@ def read_identity_folders(root: Path) -> tuple[list[ImageRecord], list[str]]:
     """Records of ``root/<identity>/<image>`` with identity indices; an identity without images is an error."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: identity folder root not found")
-    identities, index_of = find_classes(str(root))
-    samples = make_dataset(str(root), index_of, extensions=IMG_EXTENSIONS, allow_empty=True)
+    identities, samples = class_folder_samples(root)
     found = {label for _, label in samples}
-    empty = [name for name in identities if index_of[name] not in found]
+    empty = [name for index, name in enumerate(identities) if index not in found]
     if empty:
         raise BadRecordError(f"{root}: identity folders without any image: {empty[:10]}")
-    records = [ImageRecord(Path(p), label, f"{Path(p).parent.name}/[{i}]") for i, (p, label) in enumerate(samples)]
+    records = [ImageRecord(path, label, f"{path.parent.name}/[{i}]") for i, (path, label) in enumerate(samples)]
     return records, identities
 
 
