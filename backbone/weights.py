@@ -31,6 +31,7 @@ from torch import Tensor
 from mobilenets.backbone.mobilenet import LAYERS, MobileNetV1
 from mobilenets.backbone.tf_checkpoint import TFCheckpointReader, tf_checkpoint_prefix
 from mobilenets.core.checkpoint import load_torch_file
+from mobilenets.core.errors import SettingError
 from mobilenets.core.io import replacing
 
 __all__ = [
@@ -336,10 +337,12 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
 
 
 def _lightning_backbone_config(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``padding`` a task checkpoint's backbone was built with (older checkpoints: symmetric)."""
+    """The ``padding`` a task checkpoint's backbone was built with (older checkpoints: symmetric), and its
+    ``alpha`` where recorded."""
     backbone = raw.get("hyper_parameters", {}).get("backbone")
-    padding = backbone.get("padding") if isinstance(backbone, Mapping) else getattr(backbone, "padding", None)
-    return {"padding": padding or "symmetric"}
+    recorded = backbone.get if isinstance(backbone, Mapping) else lambda name: getattr(backbone, name, None)
+    alpha = recorded("alpha")
+    return {"padding": recorded("padding") or "symmetric", **({"alpha": alpha} if alpha is not None else {})}
 
 
 def read_weights(path: str | Path, keep_background: bool = False, trust: bool | None = None) -> BackboneWeights:
@@ -414,11 +417,13 @@ def load_pretrained(model: MobileNetV1, path: str | Path, trust: bool | None = N
         if state_dict[key].shape != own[key].shape
     ]
     if missing or unexpected or mismatched:
-        alpha = f" (the file's alpha is {weights.config['alpha']})" if "alpha" in weights.config else ""
-        raise ValueError(
-            f"{path} does not fit this backbone (alpha={model.alpha}, layers {model.layer_numbers}){alpha}:\n"
-            f"  missing keys: {_first(missing)}\n  unexpected keys: {_first(unexpected)}\n"
-            f"  shape mismatches: {_first(mismatched)}"
+        alpha = weights.config.get("alpha")
+        fix = (f"the file's alpha is {alpha}: set backbone.alpha: {alpha}" if alpha not in (None, model.alpha)
+               else "give weights of this architecture")
+        raise SettingError(
+            f"{path} does not fit this backbone (alpha={model.alpha}, layers {model.layer_numbers[0]}.."
+            f"{model.layer_numbers[-1]}), {fix}; missing keys: {_first(missing, 3)}; unexpected keys: "
+            f"{_first(unexpected, 3)}; shape mismatches: {_first(mismatched, 3)}"
         )
     model.load_state_dict(state_dict, strict=False)
 

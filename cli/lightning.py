@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.cli import LightningCLI
 
 from mobilenets.configs import config_path
-from mobilenets.core.checkpoint import unpickled_globals, weights_only_for
+from mobilenets.core.checkpoint import read_checkpoint, unpickled_globals, weights_only_for
+from mobilenets.core.errors import SettingError
+from mobilenets.core.imports import resolve_class
+from mobilenets.core.io import read_text
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
@@ -28,17 +35,81 @@ import_tasks()
 
 
 def resolve_config_args(args: Sequence[str]) -> list[str]:
-    """``--config NAME`` / ``--config=NAME`` made a path: a file, or a packaged config (``demo/dogs.yaml``)."""
+    """``--config NAME`` / ``--config=NAME`` made a path: a file, or a packaged config (``demo/dogs.yaml``); an
+    experiment file (``runs`` compared by ``mobilenets experiment``) is refused, naming that command."""
     resolved, following = [], False
     for arg in args:
         if following:
-            arg, following = str(config_path(arg)), False
-        elif arg == "--config":
+            arg, following = _lightning_config(arg), False
+        elif arg in ("--config", "-c"):
             following = True
         elif arg.startswith("--config="):
-            arg = "--config=" + str(config_path(arg.split("=", 1)[1]))
+            arg = "--config=" + _lightning_config(arg.split("=", 1)[1])
         resolved.append(arg)
     return resolved
+
+
+def _lightning_config(name: str) -> str:
+    path = config_path(name)
+    try:
+        spec = yaml.safe_load(read_text(path))
+    except yaml.YAMLError:
+        return str(path)  # jsonargparse names the syntax error
+    if isinstance(spec, dict) and "runs" in spec and not {"model", "data", "trainer"} & set(spec):
+        raise SettingError(f"{name} is an experiment (runs compared under one budget), not a Lightning config: run "
+                           f"mobilenets experiment {name}")
+    return str(path)
+
+
+def _close_keys(key: str, valid: Sequence[str]) -> str:
+    """"; did you mean alpha?": the valid keys beside ``key`` closest to its last part, or where its group is
+    itself misspelt, the closest full keys."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = [name.rpartition(".")[2] for name in valid if name.rpartition(".")[0] == parent]
+    close = difflib.get_close_matches(leaf, siblings, n=3, cutoff=0.6) if siblings else []
+    close = close or difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _init_arg_keys(class_path: str) -> list[str]:
+    """Every argument ``class_path`` takes, dataclass fields as dotted keys (``backbone.alpha``)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(resolve_class(class_path, None), fail_untyped=False)
+    return list(parser.get_defaults().keys())
+
+
+#: jsonargparse's ways of saying that there is no option of that name (its groups joined make the key)
+_UNKNOWN_KEY = [re.compile(r"unrecognized arguments: --([^\s=]+)"),
+                re.compile(r"Group '([^']+)' does not accept option '([^']+)'"),
+                re.compile(r"Subcommand '[^']+' does not accept option '([^']+)'"),
+                re.compile(r"Option '([^']+)' is not accepted"), re.compile(r"Key '([^']+)' is not expected")]
+
+
+def _unknown_key(message: str) -> str | None:
+    for pattern in _UNKNOWN_KEY:
+        found = pattern.search(message)
+        if found:
+            return ".".join(found.groups())
+    return None
+
+
+def misspelt_key_message(message: str, parser: Any) -> str | None:
+    """One line for jsonargparse's error ``message``: an unknown key named in full with the closest valid ones, or
+    a bad value named by its key; None for other errors. ``parser``: the subcommand's parser (its own options are the candidates)."""
+    class_error = re.search(r'Parser key "([^"]+)":.*?Problem with given class_path \'([^\']+)\':\s*(.+)', message,
+                            re.DOTALL)
+    if class_error:
+        group, class_path, detail = class_error.groups()
+        key = _unknown_key(detail)
+        if key:
+            return (f"{group}.init_args.{key}: {class_path.rpartition('.')[2]} takes no such argument"
+                    f"{_close_keys(key, _init_arg_keys(class_path))}")
+        bad_value = re.search(r'Parser key "([^"]+)":\s*(.+)', detail)
+        return f"{group}.init_args.{bad_value[1]}: {bad_value[2]}" if bad_value else None
+    key = _unknown_key(message)
+    return f"{key}: no such option{_close_keys(key, list(parser.get_defaults().keys()))}" if key else None
 
 
 class MobileNetsCLI(LightningCLI):
@@ -66,16 +137,48 @@ class MobileNetsCLI(LightningCLI):
         finally:
             sys.argv = argv
 
-    def _parse_ckpt_path(self) -> None:
-        """Lightning reads ``--ckpt_path``'s hyperparameters with ``weights_only=True`` before any hook runs: check
-        the file first, so an untrusted one gets the one-line refusal, and a trusted one (``--trust-checkpoint``)
-        loads with the globals it names allowed."""
+    def init_parser(self, **kwargs: Any) -> pl.cli.LightningArgumentParser:
+        """Lightning's parser (the main one and each subcommand's), raising its errors to ``parse_arguments``
+        instead of printing the whole usage first."""
+        parser = super().init_parser(exit_on_error=False, **kwargs)
+        self._parsers = [*getattr(self, "_parsers", []), parser]  # the main parser, then the subcommands' in order
+        return parser
+
+    def parse_arguments(self, parser: pl.cli.LightningArgumentParser, args: Any) -> None:
+        """Lightning's parsing, its errors in one line (a misspelt key named in full, with the closest valid keys);
+        then ``--ckpt_path``'s checks, before Lightning reads the checkpoint's hyperparameters with
+        ``weights_only=True``: an untrusted file gets the one-line refusal, a trusted one (``--trust-checkpoint``)
+        has the globals it names allowed."""
+        try:
+            super().parse_arguments(parser, args)
+        except argparse.ArgumentError as error:
+            raise SystemExit(f"mobilenets: {self._parse_error(error, args)}") from None
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not path or not Path(path).is_file() or weights_only_for(path):
-            return super()._parse_ckpt_path()
-        with torch.serialization.safe_globals(unpickled_globals(path)):
-            return super()._parse_ckpt_path()
+        if not path or not Path(path).is_file():
+            return
+        recorded = read_checkpoint(path).get("hyper_parameters", {}).get("_class_path")  # untrusted: refused here
+        model = self.config[subcommand].get("model")
+        configured = model.get("class_path") if model else None
+        if recorded and configured and resolve_class(recorded, None) is not resolve_class(configured, None):
+            recorded, configured = recorded.rpartition(".")[2], configured.rpartition(".")[2]
+            raise SettingError(f"{path} is a {recorded} checkpoint, but the config's model is a {configured}: give "
+                               f"--ckpt_path a {configured} checkpoint, or a {recorded} config with this checkpoint")
+        if not weights_only_for(path):  # trusted (--trust-checkpoint): Lightning's weights-only read may build them
+            torch.serialization.add_safe_globals(unpickled_globals(path))
+
+    def _parse_error(self, error: argparse.ArgumentError, args: Any) -> str:
+        """The error of the subcommand's own parser (the main parser may report only "unrecognized arguments:
+        fit"), as ``misspelt_key_message`` words it, or as jsonargparse does."""
+        args = list(sys.argv[1:] if args is None else args)
+        subcommands = list(self.subcommands()) if len(self._parsers) > 1 else []  # run=False: no subcommands
+        if args and args[0] in subcommands:
+            subcommand_parser = self._parsers[1 + subcommands.index(args[0])]
+            try:
+                subcommand_parser.parse_args(args[1:])
+            except argparse.ArgumentError as inner:
+                return f"{args[0]}: {misspelt_key_message(str(inner), subcommand_parser) or inner}"
+        return misspelt_key_message(str(error), self._parsers[0]) or str(error)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; an error raised by a constructor (a missing teacher checkpoint, a bad

@@ -516,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     line, not a traceback through Lightning."""
     try:
         return _dispatch(argv)
-    except (UntrustedFileError, BadRecordError, SettingError, FileNotFoundError, NotADirectoryError) as error:
+    except (UntrustedFileError, BadRecordError, SettingError, FileNotFoundError, NotADirectoryError,
+            argparse.ArgumentError) as error:
         raise SystemExit(f"mobilenets: {error}") from None
 
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from mobilenets.core.errors import BadRecordError, SettingError
 from mobilenets.core.io import replacing, write_text
 from mobilenets.deploy.bench import time_runtimes
 from mobilenets.deploy.evaluate import (
@@ -79,12 +80,18 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
     others = [runtime(name) for name in dict.fromkeys(formats) if name != "onnx"]  # refuses missing extras first
     export = inference_model(task)
     size = export.resolution
-    files = {"onnx": export_onnx(task, output / "model.onnx", dynamic_size)}
-    report: dict[str, Any] = {"checkpoint": str(checkpoint), "task": export.task_class, "resolution": size}
     datamodule = None
     if evaluate_data:
         datamodule = load_datamodule(checkpoint, **{"num_workers": 0, **(data_overrides or {})})
-        datamodule.prepare_data()
+        try:  # read the data now, before the export's slow parts
+            datamodule.prepare_data()
+            datamodule.setup("validate")
+        except (FileNotFoundError, BadRecordError) as error:
+            raise SettingError(f"{checkpoint} holds a {type(task).__name__} trained on {type(datamodule).__name__} "
+                               f"data, which cannot be read there ({error}); point --data-root at such data, or "
+                               f"pass --no-data") from None
+    files = {"onnx": export_onnx(task, output / "model.onnx", dynamic_size)}
+    report: dict[str, Any] = {"checkpoint": str(checkpoint), "task": export.task_class, "resolution": size}
     if int8:
         if datamodule is not None:
             batches = datamodule.calibration_images(size, calibration)
@@ -102,7 +109,6 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
     if pt2:
         files["pt2"] = export_program(task, output / "model.pt2")
     if datamodule is not None:
-        datamodule.setup("validate")
         loader = datamodule.val_dataloader()  # several (a multi-task model's data): the first one's
         first = next(export_batches(loader[0] if isinstance(loader, list) else loader, size))["image"]
         report["parity"] = {name: parity(export, run, first) for name, run in runners.items() if name != "pytorch"}

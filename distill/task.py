@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.checkpoint import checkpoint_type, read_checkpoint
+from mobilenets.core.errors import SettingError
 from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
@@ -108,7 +109,10 @@ class DistillationTask(pl.LightningModule):
         self.student.log_to(self.log)  # the student's own logging goes through the module Lightning drives
         self.distill_modules = nn.ModuleDict()
         student_out, teacher_out = self._probe()
-        self.distill_modules["criterion"] = task.distillation_criterion(student_out, teacher_out, temperature)
+        try:
+            self.distill_modules["criterion"] = task.distillation_criterion(student_out, teacher_out, temperature)
+        except ValueError as error:  # outputs that do not line up: say which teacher
+            raise SettingError(f"{teacher.source}: {error}") from None
         self._student_maps = self._teacher_maps = None
         if hint is not None:
             self._student_maps = _Capture(getattr(task.backbone.features, f"layer{hint.student_layer}"))

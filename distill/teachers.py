@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from mobilenets.backbone.weights import read_state_dict_file
 from mobilenets.core.checkpoint import checkpoint_type, read_checkpoint
+from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.loading import load_task
@@ -64,6 +65,13 @@ class TeacherConfig:
         if self.checkpoint and self.weights:
             raise ValueError("weights is for arch or class_path teachers; a checkpoint carries its own")
 
+    @property
+    def source(self) -> str:
+        """Where the teacher comes from, for messages: the checkpoint, or the architecture and its weights."""
+        if self.checkpoint:
+            return str(self.checkpoint)
+        return f"teacher {self.arch or self.class_path}" + (f" ({self.weights})" if self.weights else "")
+
 
 class Teacher(nn.Module):
     """A frozen model behind its own preprocessing: images in [0, 1] at any size in, outputs out.
@@ -106,6 +114,9 @@ def _suite_teacher(config: TeacherConfig, default_task: type | None) -> Teacher:
     if task_class is None or not issubclass(task_class, BaseTask):
         raise ValueError(f"{path}: cannot tell which task it holds; set teacher.task (e.g. ClassificationTask's "
                          f"import path)")
+    if default_task is not None and not issubclass(task_class, default_task):
+        raise SettingError(f"{path} is a {task_class.__name__} checkpoint: it cannot teach a {default_task.__name__} "
+                           f"student; give a {default_task.__name__} checkpoint (or a timm / torchvision teacher)")
     task = load_task(path, task_class)
     backbone = task.backbone
     return Teacher(

@@ -40,3 +40,79 @@ def test_nncf_telemetry_is_off_unless_the_user_turns_it_on(opted_in, tmp_path):
             "import nncf.telemetry.wrapper as w; print(isinstance(w.telemetry, w.NNCFTelemetry))")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == str(opted_in)  # NNCF's stub is a MagicMock that sends nothing
+
+
+#: a quick run of a packaged demo config: one step on a few synthetic images, alpha 0.25
+QUICK = ["--model.init_args.backbone.alpha", "0.25", "--model.init_args.resolution", "48", "--data.init_args.num_workers",
+         "0", "--data.init_args.batch_size", "4", "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1",
+         "--trainer.limit_test_batches", "1", "--trainer.limit_predict_batches", "1", "--trainer.enable_progress_bar",
+         "false", "--trainer.logger", "false"]
+DOGS = ["--config", "demo/dogs.yaml", "--data.init_args.root", "dogs", "--data.init_args.synthetic_options",
+        "{num_classes: 3, train_per_class: 4, test_per_class: 2}"]
+FACES = ["--config", "demo/face_attributes.yaml", "--data.init_args.root", "celeba", "--data.init_args.synthetic_options",
+         "{num_images: 24}"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A dogs and a face-attributes checkpoint (alpha 0.25, 48 px), their data beside them; the folder."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        for name, config in (("dogs", DOGS), ("faces", FACES)):
+            main(["fit", *config, *QUICK, "--trainer.default_root_dir", name, "--trainer.callbacks",
+                  "pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.dirpath", name,
+                  "--trainer.callbacks.filename", "model"])
+    finally:
+        os.chdir(cwd)
+    return folder
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_a_checkpoint_of_another_task_is_refused_before_anything_runs(checkpoints, monkeypatch, subcommand):
+    monkeypatch.chdir(checkpoints)
+    with pytest.raises(SystemExit) as refused:
+        main([subcommand, *DOGS, *QUICK, "--ckpt_path", "faces/model.ckpt"])
+    assert str(refused.value) == (
+        "mobilenets: faces/model.ckpt is a FaceAttributesTask checkpoint, but the config's model is a "
+        "ClassificationTask: give --ckpt_path a ClassificationTask checkpoint, or a FaceAttributesTask config with "
+        "this checkpoint")
+
+
+def test_export_with_another_tasks_data_names_the_checkpoints_task(checkpoints, monkeypatch):
+    monkeypatch.chdir(checkpoints)
+    with pytest.raises(SystemExit, match=r"^mobilenets: faces/model.ckpt holds a FaceAttributesTask trained on "
+                                         r"CelebADataModule data, which cannot be read there \(dogs/list_attr_celeba"
+                                         r"\.txt: CelebA attribute file not found\); point --data-root at such data"):
+        main(["export", "faces/model.ckpt", "--data-root", "dogs", "--no-int8", "--output", "exported"])
+    assert not os.path.exists("exported/model.onnx")  # refused before anything is exported
+
+
+def test_pretrained_weights_of_another_width_name_the_width_to_set(checkpoints, monkeypatch):
+    monkeypatch.chdir(checkpoints)
+    with pytest.raises(SystemExit) as refused:
+        main(["fit", *DOGS, *QUICK, "--model.init_args.backbone.alpha", "0.5", "--model.init_args.backbone.pretrained",
+              "faces/model.ckpt"])
+    message = str(refused.value)
+    assert message.startswith("mobilenets: faces/model.ckpt does not fit this backbone (alpha=0.5, layers 0..13), "
+                              "the file's alpha is 0.25: set backbone.alpha: 0.25; ") and "\n" not in message
+
+
+def test_a_teacher_of_another_task_or_other_outputs_is_refused_naming_it(checkpoints):
+    from mobilenets.backbone import BackboneConfig
+    from mobilenets.distill import DistillationTask
+    from mobilenets.distill.teachers import TeacherConfig
+    from mobilenets.tasks.classification import ClassificationTask
+
+    def student(num_classes):
+        return ClassificationTask(num_classes=num_classes, backbone=BackboneConfig(alpha=0.25), resolution=48)
+
+    faces, dogs = str(checkpoints / "faces" / "model.ckpt"), str(checkpoints / "dogs" / "model.ckpt")
+    with pytest.raises(ValueError, match=f"^{faces} is a FaceAttributesTask checkpoint: it cannot teach a "
+                                         f"ClassificationTask student; give a ClassificationTask checkpoint"):
+        DistillationTask(student(3), TeacherConfig(checkpoint=faces), resolution=48)
+    with pytest.raises(ValueError, match=rf"^{dogs}: the teacher gives class logits of shape \(3,\), the student "
+                                         rf"\(5,\): they must predict the same labels"):
+        DistillationTask(student(5), TeacherConfig(checkpoint=dogs), resolution=48)
+    assert DistillationTask(student(3), TeacherConfig(checkpoint=dogs), resolution=48).student.hparams.num_classes == 3
