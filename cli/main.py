@@ -518,7 +518,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(argv)
     except (UntrustedFileError, BadRecordError, SettingError, FileNotFoundError, NotADirectoryError,
             argparse.ArgumentError) as error:
-        raise SystemExit(f"mobilenets: {error}") from None
+        raise SystemExit(f"mobilenets: {_own_message(error)}") from None
+
+
+def _own_message(error: BaseException) -> str:
+    """The error's own message; one raised in a DataLoader worker comes with torch's "Caught ... in DataLoader
+    worker process 0" and the worker's traceback before it, whose last line is "module.Class: message"."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    return text.rstrip().splitlines()[-1].partition(": ")[2]
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
@@ -534,7 +543,13 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
         from mobilenets.cli.lightning import MobileNetsCLI
 
-        MobileNetsCLI(args=argv)  # None: the real command line, which LightningCLI reads itself
+        try:
+            MobileNetsCLI(args=argv)  # None: the real command line, which LightningCLI reads itself
+        except BadRecordError as error:  # met while training or evaluating: the data module can leave such out
+            message = _own_message(error)
+            hint = "" if "skip_bad" in message else (
+                "; to leave such records out (counted and logged), set data.init_args.skip_bad: true")
+            raise BadRecordError(message + hint) from None
         return 0
     args, overrides = build_parser().parse_known_args(args_list)
     if getattr(args, "passes_overrides", False):  # config overrides such as --data.init_args.root go through

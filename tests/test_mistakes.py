@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import pytorch_lightning as pl
 
 from mobilenets.cli import main
 from mobilenets.deploy.runtimes import TELEMETRY_ENV
@@ -116,3 +117,36 @@ def test_a_teacher_of_another_task_or_other_outputs_is_refused_naming_it(checkpo
                                          rf"\(5,\): they must predict the same labels"):
         DistillationTask(student(5), TeacherConfig(checkpoint=dogs), resolution=48)
     assert DistillationTask(student(3), TeacherConfig(checkpoint=dogs), resolution=48).student.hparams.num_classes == 3
+
+
+class DamageAfterFirstEpoch(pl.Callback):
+    """Truncates every training image once the first epoch is over, as a failing disk or an interrupted copy."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            for record in trainer.datamodule.datasets["train"].records:
+                record.path.write_bytes(record.path.read_bytes()[:100])
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_an_image_damaged_during_training_ends_in_one_line_and_the_last_checkpoint_loads(tmp_path, monkeypatch,
+                                                                                        workers):
+    """Met in a loader worker or in the main process, without ``skip_bad``: the record's own line with the hint,
+    no worker traceback; ``last.ckpt`` of the finished epoch is whole and loads."""
+    from mobilenets.core.checkpoint import read_checkpoint
+    from mobilenets.tasks.loading import load_task
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", *DOGS, "--model.init_args.backbone.alpha", "0.25", "--model.init_args.resolution", "48",
+              "--data.init_args.num_workers", workers, "--data.init_args.batch_size", "4", "--trainer.max_epochs", "2",
+              "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", "run", "--trainer.callbacks+", "test_mistakes.DamageAfterFirstEpoch"])
+    message = str(stopped.value)
+    assert "\n" not in message and "DataLoader worker" not in message, message
+    assert message.startswith("mobilenets: ") and ": unreadable image: " in message
+    assert message.endswith("; to leave such records out (counted and logged), set data.init_args.skip_bad: true")
+    (last,) = list((tmp_path / "run").rglob("last.ckpt"))
+    checkpoint = read_checkpoint(last)
+    assert checkpoint["epoch"] == 0 and checkpoint["global_step"] > 0  # the first epoch's, whole
+    assert load_task(last).training is False
