@@ -230,16 +230,14 @@ class MultiTask(BaseTask):
             was_training = head.training
             head.eval()
             with torch.no_grad():
-                probe = head.distill_outputs(self.backbone.normalize(images)), self._teach(name, images, raw=True)
+                probe = head.distill_outputs(self.backbone.normalize(images)), self._teach(name, images)
             head.train(was_training)
             self._criteria[name] = head.distillation_criterion(*probe, self.hparams.temperature).to(self.device)
 
-    def _teach(self, name: str, images: torch.Tensor, raw: bool = False) -> Any:
-        """Teacher ``name``'s outputs for a batch the head sees (normalised for the body; ``raw``: in [0, 1]),
-        at the teacher's own resolution and normalisation."""
+    def _teach(self, name: str, images: torch.Tensor) -> Any:
+        """Teacher ``name``'s outputs for images in [0, 1] (as loaded, before the body's normalisation), at the
+        teacher's own resolution and normalisation."""
         teacher = self._teachers[name]
-        if not raw:
-            images = images * self.backbone.input_std + self.backbone.input_mean
         size = teacher.hparams.resolution
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -261,10 +259,10 @@ class MultiTask(BaseTask):
 
     def _prepared(self, name: str, part: dict) -> dict:
         """Head ``name``'s training batch as the head prepares its batches (a taught head's: each of its labeled
-        and unlabeled parts)."""
+        and unlabeled parts, keeping the images as loaded for the teacher under ``teacher_image``)."""
         prepare = self.heads[name].on_after_batch_transfer
         if name in self._teachers:
-            return {source: prepare(images, 0) for source, images in part.items()}
+            return {source: prepare({**images, "teacher_image": images["image"]}, 0) for source, images in part.items()}
         return prepare(part, 0)
 
     def _evaluating(self) -> str:
@@ -307,10 +305,10 @@ class MultiTask(BaseTask):
         if "labeled" in part:
             own, outputs = head.supervised_loss(part["labeled"])
             student.append(outputs)
-            images.append(part["labeled"]["image"])
+            images.append(part["labeled"]["teacher_image"])
         if "unlabeled" in part:
             student.append(head.distill_outputs(part["unlabeled"]["image"]))
-            images.append(part["unlabeled"]["image"])
+            images.append(part["unlabeled"]["teacher_image"])
         images = torch.cat(images)
         distill = self._criteria[name](concat_outputs(student), self._teach(name, images))
         self.log(f"train/{name}/distill_loss", distill, batch_size=len(images))

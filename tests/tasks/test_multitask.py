@@ -284,19 +284,29 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
         dropout.p = 0.0  # training mode (BN on each part's own statistics, as in a fit) without random drops
     distiller = DistillationTask(copy.deepcopy(model.heads["face_attributes"]), TeacherConfig(checkpoint=teacher),
                                  resolution=48, hard_weight=0.3)
-    head = model.heads["face_attributes"]
-    prepared = {source: head.on_after_batch_transfer(dict(part), 0) for source, part in batch.items()}
+    prepared = model._prepared("face_attributes", copy.deepcopy(batch))
+    seen = {"multitask": [], "distiller": []}  # what each teacher network is given: exactly the same images
+
+    def record(name):
+        return lambda module, args: seen[name].append(args[0].clone()) and None
+
+    hooks = [model._teachers["face_attributes"].model.register_forward_pre_hook(record("multitask")),
+             distiller.teacher.model.model.register_forward_pre_hook(record("distiller"))]
     with torch.no_grad():
         loss, _ = model.supervised_loss({"face_attributes": prepared})
         labeled_only, _ = model.supervised_loss({"face_attributes": {"labeled": prepared["labeled"]}})
         expected = distiller.training_step(batch, 0)
+    for hook in hooks:
+        hook.remove()
+    taught = torch.cat(seen["multitask"][:1])  # the first loss's: its labeled and unlabeled images together
+    assert torch.equal(taught, torch.cat(seen["distiller"])), (taught - torch.cat(seen["distiller"])).abs().max()
     assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-6), (loss, expected)
     assert not torch.allclose(loss, labeled_only, rtol=1e-2)
 
     taught = []
     teach = MultiTask._teach
-    monkeypatch.setattr(MultiTask, "_teach", lambda self, name, images, raw=False: taught.append(len(images)) or
-                        teach(self, name, images, raw))
+    monkeypatch.setattr(MultiTask, "_teach", lambda self, name, images: taught.append(len(images)) or
+                        teach(self, name, images))
     args = _with_data(ARGS, "face_attributes", label_fraction=0.5)
     main(["fit", *args, "--model.teachers", json.dumps({"face_attributes": teacher}), "--trainer.max_steps", "3",
           "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "runs"])
