@@ -266,6 +266,14 @@ class AlignsFaces:
 
     aligned_faces: AlignedFaces | None = None
 
+    def prepare_data(self) -> None:
+        """Lightning's once-per-node step (local rank 0, the other ranks waiting): with ``align``, also read the
+        splits, which finds every image's face and caches its crop, so that the other ranks' ``setup`` reads the
+        cached crops instead of running face detection again."""
+        super().prepare_data()  # type: ignore[misc]
+        if self.aligned_faces is not None:
+            self.setup()  # type: ignore[attr-defined]
+
     def located_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
         """With ``align``, each image's cached face crop."""
         if self.aligned_faces is None:

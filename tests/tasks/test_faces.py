@@ -193,6 +193,25 @@ def celeba_photos(root: Path) -> Path:
     return root
 
 
+def test_faces_are_detected_once_in_prepare_data_and_the_other_ranks_read_the_crops(tmp_path, monkeypatch):
+    """Under DDP Lightning runs ``prepare_data`` on one process per node before every rank's ``setup``: that one
+    process detects the faces; a rank's own data module then reads the cached crops without detecting any."""
+    root = celeba_photos(tmp_path / "celeba")
+    calls = []
+    original = FaceAligner.main_crop
+    monkeypatch.setattr(FaceAligner, "main_crop", lambda self, image: calls.append(1) or original(self, image))
+    settings = dict(resolution=64, batch_size=2, num_workers=0, align=True, skip_bad=True)
+    first = CelebADataModule(str(root), **settings)
+    first.prepare_data()
+    assert len(calls) == 10  # every image once, the faceless one included
+    first.setup("fit")
+    other_rank = CelebADataModule(str(root), **settings)
+    other_rank.setup("fit")
+    assert len(calls) == 10
+    assert [r.path for r in other_rank.datasets["train"].records] == [r.path for r in first.datasets["train"].records]
+    assert len(first.skipped) == len(other_rank.skipped) == 1  # each counts the faceless image once
+
+
 def test_celeba_align_true_reads_cached_crops_and_redoes_changed_files(tmp_path, monkeypatch):
     root = celeba_photos(tmp_path / "celeba")
     settings = dict(resolution=64, batch_size=2, num_workers=0, align=True, alignment={"size": 96, "margin": 16})
