@@ -24,7 +24,7 @@ from mobilenets.core.io import read_text
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
-from mobilenets.tasks.resume import AtomicCheckpointIO, ExactResume, find_last_checkpoint
+from mobilenets.tasks.resume import AtomicCheckpointIO, ExactResume, ValidateFinalSteps, find_last_checkpoint
 
 __all__ = ["MobileNetsCLI", "resolve_config_args"]
 
@@ -205,10 +205,12 @@ class MobileNetsCLI(LightningCLI):
         parser.add_lightning_class_args(ExactResume, "resume")
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Lightning's trainer, writing checkpoints atomically unless a plugin already chose how to write them."""
+        """Lightning's trainer, writing checkpoints atomically unless a plugin already chose how to write them, and
+        validating a fit's last steps where ``max_steps`` ends it inside an epoch."""
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.callbacks.append(ValidateFinalSteps())
         return trainer
 
     def before_fit(self) -> None:

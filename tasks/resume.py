@@ -34,7 +34,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from mobilenets.core.distributed import gather_objects
 from mobilenets.core.io import replacing
 
-__all__ = ["AtomicCheckpointIO", "ExactResume", "find_last_checkpoint"]
+__all__ = ["AtomicCheckpointIO", "ExactResume", "ValidateFinalSteps", "find_last_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,18 @@ class ExactResume(Callback):
         folder = checkpoint.dirpath if isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath else \
             Path(trainer.default_root_dir) / "checkpoints"
         return Path(folder) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+
+
+class ValidateFinalSteps(Callback):
+    """A fit that reaches ``max_steps`` inside an epoch validates those last steps before it ends (Lightning
+    otherwise ends the partial epoch unvalidated, so the best checkpoint could miss its last steps). Added to
+    every ``mobilenets fit``."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # Lightning validates after the batch where it is asked to stop (as early stopping asks).
+        if 0 <= trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -130,3 +130,21 @@ def test_atomic_checkpoint_io_replaces_only_when_complete(tmp_path):
     with pytest.raises(AttributeError, match="pickle"):
         io.save_checkpoint({"step": 2, "bad": lambda: None}, path)  # cannot be pickled: fails mid-write
     assert torch.load(path, weights_only=False) == {"step": 1} and os.listdir(path.parent) == ["last.ckpt"]
+
+
+def test_a_fit_stopped_by_max_steps_inside_an_epoch_validates_its_last_steps(tmp_path, monkeypatch):
+    """2 batches an epoch (9 training images, the last partial batch dropped), ``max_steps`` 3: besides the first
+    epoch's validation, one after step 3, whose score the monitored checkpoint of step 3 records."""
+    monkeypatch.chdir(tmp_path)
+    main(["synth", "classification", "dogs", "--option", "num_classes=3", "--option", "train_per_class=4"])
+    main(["fit", "--model", "ClassificationTask", "--model.num_classes", "3", "--model.backbone.alpha", "0.25",
+          "--model.resolution", "32", "--data", "DogsDataModule", "--data.root", "dogs", "--data.batch_size", "4",
+          "--data.val_fraction", "0.25", "--data.num_workers", "0", "--trainer.max_steps", "3",
+          "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "run",
+          "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "val/top1",
+          "--trainer.callbacks.save_top_k", "-1", "--trainer.callbacks.filename", "{step}"])
+    validations = [row for row in logged_metrics(Path("run")) if row["val/top1"]]
+    assert [int(row["step"]) + 1 for row in validations] == [2, 3]  # logged at the step index, from 0
+    final = torch.load(next(Path("run").rglob("step=3.ckpt")), weights_only=False)["callbacks"]
+    (scores,) = [state["current_score"] for key, state in final.items() if key.startswith("ModelCheckpoint")]
+    assert float(scores) == pytest.approx(float(validations[-1]["val/top1"]))
