@@ -97,7 +97,8 @@ def _unknown_key(message: str) -> str | None:
 
 def misspelt_key_message(message: str, parser: Any) -> str | None:
     """One line for jsonargparse's error ``message``: an unknown key named in full with the closest valid ones, or
-    a bad value named by its key; None for other errors. ``parser``: the subcommand's parser (its own options are the candidates)."""
+    a bad value named by its key; None for other errors. ``parser``: the subcommand's parser (whose options are
+    the candidates)."""
     class_error = re.search(r'Parser key "([^"]+)":.*?Problem with given class_path \'([^\']+)\':\s*(.+)', message,
                             re.DOTALL)
     if class_error:

@@ -26,6 +26,7 @@ from mobilenets.backbone.profile import profile_model
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.export import export_batches
+from mobilenets.tasks.loading import initialize_from
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 
 if TYPE_CHECKING:
@@ -89,6 +90,11 @@ class BaseTask(pl.LightningModule, ABC):
         backbone_lr_mult: backbone learning rate = lr x this (fine-tuning often uses 0.1).
         channels_last: keep weights and images in channels-last memory layout (measured faster for
             MobileNet on CPU, see README; also the layout GPUs' mixed precision prefers).
+        init_from: start from the weights of this file (weights only, no optimizer or loop state): any suite
+            checkpoint (a task's, or a distiller's student) or a backbone weights file ``backbone.pretrained``
+            reads (then only the backbone); the tensors loaded and those left as built are logged in one line.
+        init_strict: refuse an ``init_from`` file that leaves any of the model's tensors (its backbone's, for a
+            backbone file) unset or of another shape; false keeps what fits (another head, another class count).
     """
 
     #: the metric the best checkpoint is chosen by (``monitored_checkpoint``), and whether higher is better
@@ -122,10 +128,15 @@ class BaseTask(pl.LightningModule, ABC):
         trainable_backbone_layers: int | None = None,
         backbone_lr_mult: float = 1.0,
         channels_last: bool = True,
+        init_from: str | None = None,
+        init_strict: bool = True,
     ) -> None:
         super().__init__()
         silence_intended_warnings()
         check_resolution(resolution)
+        if init_from and backbone.pretrained:
+            raise SettingError(f"init_from ({init_from}) and backbone.pretrained ({backbone.pretrained}) both set the "
+                               f"backbone's weights: give one of them")
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         self.save_hyperparameters()
@@ -142,6 +153,8 @@ class BaseTask(pl.LightningModule, ABC):
 
     def _build(self) -> None:
         self.configure_models()
+        if self.hparams.get("init_from"):
+            log.info(initialize_from(self, self.hparams.init_from, self.hparams.init_strict))
         if self.hparams.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self._frozen = self._frozen_backbone_parts()

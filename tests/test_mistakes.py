@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import pytorch_lightning as pl
+from helpers import DOGS, QUICK
 
 from mobilenets.cli import main
 from mobilenets.deploy.runtimes import TELEMETRY_ENV
@@ -41,33 +42,6 @@ def test_nncf_telemetry_is_off_unless_the_user_turns_it_on(opted_in, tmp_path):
             "import nncf.telemetry.wrapper as w; print(isinstance(w.telemetry, w.NNCFTelemetry))")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == str(opted_in)  # NNCF's stub is a MagicMock that sends nothing
-
-
-#: a quick run of a packaged demo config: one step on a few synthetic images, alpha 0.25
-QUICK = ["--model.init_args.backbone.alpha", "0.25", "--model.init_args.resolution", "48", "--data.init_args.num_workers",
-         "0", "--data.init_args.batch_size", "4", "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1",
-         "--trainer.limit_test_batches", "1", "--trainer.limit_predict_batches", "1", "--trainer.enable_progress_bar",
-         "false", "--trainer.logger", "false"]
-DOGS = ["--config", "demo/dogs.yaml", "--data.init_args.root", "dogs", "--data.init_args.synthetic_options",
-        "{num_classes: 3, train_per_class: 4, test_per_class: 2}"]
-FACES = ["--config", "demo/face_attributes.yaml", "--data.init_args.root", "celeba", "--data.init_args.synthetic_options",
-         "{num_images: 24}"]
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """A dogs and a face-attributes checkpoint (alpha 0.25, 48 px), their data beside them; the folder."""
-    folder = tmp_path_factory.mktemp("checkpoints")
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        for name, config in (("dogs", DOGS), ("faces", FACES)):
-            main(["fit", *config, *QUICK, "--trainer.default_root_dir", name, "--trainer.callbacks",
-                  "pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.dirpath", name,
-                  "--trainer.callbacks.filename", "model"])
-    finally:
-        os.chdir(cwd)
-    return folder
 
 
 @pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
@@ -150,3 +124,49 @@ def test_an_image_damaged_during_training_ends_in_one_line_and_the_last_checkpoi
     checkpoint = read_checkpoint(last)
     assert checkpoint["epoch"] == 0 and checkpoint["global_step"] > 0  # the first epoch's, whole
     assert load_task(last).training is False
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model.init_args.backbone.alpah=0.5"],
+     "fit: model.init_args.backbone.alpah: ClassificationTask takes no such argument; did you mean alpha?"),
+    (["--data.init_args.batch_siz", "3"],
+     "fit: data.init_args.batch_siz: DogsDataModule takes no such argument; did you mean batch_size?"),
+    (["--trainr.max_epochs", "2"],
+     "fit: trainr.max_epochs: no such option; did you mean trainer.max_epochs or trainer.min_epochs or "
+     "trainer.max_steps?"),
+    (["--model.init_args.lr", "fast"], "fit: model.init_args.lr: Expected a <class 'float'>. Got value: fast"),
+])
+def test_a_misspelt_option_is_named_with_the_closest_keys_and_no_usage(args, expected, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["fit", "--config", "demo/dogs.yaml", *args])
+    assert str(refused.value) == f"mobilenets: {expected}"
+    assert "usage:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model:\n  init_args:\n    backbone: {alpah: 0.5}\n",
+     "fit: model.init_args.backbone.alpah: ClassificationTask takes no such argument; did you mean alpha?"),
+    ("data:\n  init_args:\n    augmentation: {hflp: false}\n",
+     "fit: data.init_args.augmentation.hflp: DogsDataModule takes no such argument; did you mean hflip?"),
+    ("trainer:\n  max_epoch: 3\n",
+     "fit: trainer.max_epoch: no such option; did you mean max_epochs or min_epochs or max_steps?"),
+    ("trainr:\n  max_epochs: 3\n",
+     "fit: trainr.max_epochs: no such option; did you mean trainer.max_epochs or trainer.min_epochs or "
+     "trainer.max_steps?"),
+])
+def test_a_misspelt_key_in_a_config_file_is_named_in_full(text, expected, tmp_path, capsys):
+    (tmp_path / "mine.yaml").write_text(text)
+    with pytest.raises(SystemExit) as refused:
+        main(["fit", "--config", "demo/dogs.yaml", "--config", str(tmp_path / "mine.yaml")])
+    assert str(refused.value) == f"mobilenets: {expected}"
+    assert "usage:" not in capsys.readouterr().err
+
+
+def test_an_experiment_given_to_fit_names_the_experiment_command(tmp_path):
+    with pytest.raises(SystemExit, match=r"^mobilenets: experiments/sweep.yaml is an experiment \(runs compared under "
+                                         r"one budget\), not a Lightning config: run mobilenets experiment "
+                                         r"experiments/sweep.yaml$"):
+        main(["fit", "--config", "experiments/sweep.yaml"])
+    (tmp_path / "mine.yaml").write_text("title: mine\nmetrics: [test/top1]\nsteps: 10\nruns: []\n")
+    with pytest.raises(SystemExit, match="mine.yaml is an experiment"):
+        main(["test", f"--config={tmp_path / 'mine.yaml'}"])
