@@ -51,6 +51,8 @@ __all__ = [
     "read_state_dict_file",
     "read_weights",
     "save_backbone",
+    "to_hf_state_dict",
+    "to_timm_state_dict",
 ]
 
 log = logging.getLogger(__name__)
@@ -299,6 +301,73 @@ def convert_timm_state_dict(
     reference = next(iter(converted.values()))
     converted["input_mean"] = torch.tensor(mean, dtype=reference.dtype).view(1, -1, 1, 1)
     converted["input_std"] = torch.tensor(std, dtype=reference.dtype).view(1, -1, 1, 1)
+    return converted
+
+
+#: timm's models of the family by width, and its separable blocks per stage (``blocks.<stage>.<block>``)
+TIMM_MODELS = {1.0: "mobilenetv1_100", 1.25: "mobilenetv1_125"}
+_TIMM_STAGES = (1, 2, 2, 6, 2)
+
+
+def _separable_layers(model: MobileNetV1, library: str) -> None:
+    """Refuse, in one line, a backbone that ``library``'s MobileNet v1 cannot hold."""
+    config = model.config
+    differences = [f"{name}={config[name]!r}" for name, value in
+                   (("separable", True), ("shallow", False), ("output_stride", 32), ("activation", "relu6"),
+                    ("in_chans", 3)) if config[name] != value]
+    if differences:
+        raise ValueError(f"{library}'s MobileNet v1 has 13 separable layers, output stride 32, relu6 and RGB input; "
+                         f"this backbone has {', '.join(differences)}")
+
+
+def to_timm_state_dict(model: MobileNetV1) -> dict[str, Tensor]:
+    """``model``'s weights (its classifier too, if it has one) keyed as timm's ``mobilenetv1_100`` / ``_125``: the
+    inverse of ``convert_timm_state_dict``. timm's input normalisation is its ``pretrained_cfg``'s, not a weight.
+
+    Raises:
+        ValueError: a backbone timm's layout cannot hold (another width, ``tf_same`` padding, a variant).
+    """
+    _separable_layers(model, "timm")
+    if model.alpha not in TIMM_MODELS or model.padding != "symmetric":
+        raise ValueError(f"timm's MobileNet v1 comes at alpha {' and '.join(map(str, TIMM_MODELS))} with symmetric "
+                         f"padding; this backbone has alpha {model.alpha}, padding {model.padding!r}")
+    blocks = [(stage, block) for stage, count in enumerate(_TIMM_STAGES) for block in range(count)]
+    parts = {ours: theirs for theirs, ours in _TIMM_PARTS.items()}
+    stem = {ours: theirs for theirs, ours in _TIMM_STEM.items()}
+    converted = {}
+    for key, value in model.state_dict().items():
+        if key in ("input_mean", "input_std"):
+            continue
+        if match := re.match(r"^features\.layer(\d+)\.(dw\.conv|dw\.bn|pw\.conv|pw\.bn)\.(.+)$", key):
+            stage, block = blocks[int(match[1]) - 1]
+            converted[f"blocks.{stage}.{block}.{parts[match[2]]}.{match[3]}"] = value
+        else:
+            module, _, rest = key.rpartition(".")
+            converted[f"{stem[module]}.{rest}"] = value
+    return converted
+
+
+def to_hf_state_dict(model: MobileNetV1) -> dict[str, Tensor]:
+    """``model``'s weights (its classifier too, if it has one) keyed as Hugging Face's
+    ``MobileNetV1ForImageClassification`` (our ``layer{i}.dw`` / ``.pw`` are its ``layer.{2i-2}`` / ``{2i-1}``):
+    the inverse of ``convert_hf_state_dict``, for a model with ``layer_norm_eps`` 1e-5 (ours).
+
+    Raises:
+        ValueError: a variant the Hugging Face model cannot hold (shallow, full convolutions, dilation, relu).
+    """
+    _separable_layers(model, "Hugging Face")
+    converted = {}
+    for key, value in model.state_dict().items():
+        if key in ("input_mean", "input_std"):
+            continue
+        part = {"conv": "convolution", "bn": "normalization"}
+        if match := re.match(r"^features\.layer0\.(conv|bn)\.(.+)$", key):
+            converted[f"mobilenet_v1.conv_stem.{part[match[1]]}.{match[2]}"] = value
+        elif match := re.match(r"^features\.layer(\d+)\.(dw|pw)\.(conv|bn)\.(.+)$", key):
+            index = 2 * (int(match[1]) - 1) + (match[2] == "pw")
+            converted[f"mobilenet_v1.layer.{index}.{part[match[3]]}.{match[4]}"] = value
+        else:
+            converted[key] = value  # classifier.weight / .bias: the same names
     return converted
 
 

@@ -282,6 +282,8 @@ def run_partition(args: argparse.Namespace) -> int:
 def run_weights(args: argparse.Namespace) -> int:
     if args.action == "check":
         return _check_conversions(args)
+    if args.action == "export":
+        return _export_weights(args)
     from mobilenets.backbone.weights import load_backbone, save_backbone
 
     try:
@@ -293,6 +295,22 @@ def run_weights(args: argparse.Namespace) -> int:
     print(f"{path}: MobileNetV1 alpha {config['alpha']}, {config['num_classes']} classes, padding "
           f"{config['padding']}; use it as backbone.pretrained (with backbone.padding: {config['padding']}) or "
           f"mobilenets.backbone.load_backbone")
+    return 0
+
+
+def _export_weights(args: argparse.Namespace) -> int:
+    from mobilenets.deploy.share import export_timm, export_transformers
+    from mobilenets.distill import trained_task
+    from mobilenets.tasks.loading import load_task
+
+    task = trained_task(load_task(args.checkpoint))
+    if args.to == "timm":
+        kwargs = export_timm(task, args.output)
+        print(f"{args.output}: timm.create_model({kwargs.pop('model_name')!r}, **{kwargs!r})")
+    else:
+        folder = export_transformers(task, args.output)
+        print(f"{folder}: MobileNetV1ForImageClassification.from_pretrained({str(folder)!r}) with "
+              f"AutoImageProcessor.from_pretrained({str(folder)!r})")
     return 0
 
 
@@ -314,7 +332,8 @@ def _check_conversions(args: argparse.Namespace) -> int:
 
 
 def _add_weights(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("weights", help="convert published MobileNet v1 weights to the suite's format")
+    parser = subparsers.add_parser("weights", help="convert published MobileNet v1 weights to the suite's format, "
+                                   "or a trained model to timm's or transformers'")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     convert = actions.add_parser(
         "convert", help="a TF-slim checkpoint, Keras .h5, Hugging Face or timm file -> OUT (.safetensors or .pth)")
@@ -331,6 +350,13 @@ def _add_weights(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--formats", nargs="+", default=["keras", "tf-slim", "hugging-face"],
                        choices=["keras", "tf-slim", "hugging-face"])
     check.set_defaults(handler=run_weights)
+    export = actions.add_parser(
+        "export", help="a checkpoint (a backbone with one linear head: classification, face attributes, "
+        "geolocation) as a timm mobilenetv1_* file or a transformers MobileNetV1ForImageClassification folder")
+    export.add_argument("checkpoint", help="a task checkpoint (a distillation checkpoint gives its student)")
+    export.add_argument("--to", required=True, choices=["timm", "transformers"])
+    export.add_argument("output", help="timm: the file (.safetensors or .pth); transformers: the folder")
+    export.set_defaults(handler=run_weights)
 
 
 def _add_partition(subparsers: argparse._SubParsersAction) -> None:
