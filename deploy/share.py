@@ -30,7 +30,8 @@ def _classifier(task: Any) -> MobileNetV1:
     model = getattr(task, "model", None)
     if not isinstance(model, MobileNetClassifier):
         raise SettingError(f"a {type(task).__name__} is not a backbone with one linear head, which is all timm's and "
-                           f"transformers' MobileNet v1 classifiers hold (classification, face attributes, geolocation)")
+                           f"transformers' MobileNet v1 classifiers hold (classification, face attributes, "
+                           f"geolocation)")
     backbone = MobileNetV1(**{**model.backbone.config, "num_classes": model.head.out_features}).eval()
     state = {key: value for key, value in model.backbone.state_dict().items() if not key.startswith("classifier.")}
     backbone.load_state_dict({**state, "classifier.weight": model.head.weight, "classifier.bias": model.head.bias})
