@@ -14,7 +14,9 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from mobilenets.configs import config_path
 from mobilenets.core.checkpoint import read_checkpoint, unpickled_globals, weights_only_for
@@ -207,12 +209,25 @@ class MobileNetsCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Lightning's trainer, writing checkpoints atomically unless a plugin already chose how to write them, and
-        validating a fit's last steps where ``max_steps`` ends it inside an epoch."""
+        validating a fit's last steps where ``max_steps`` ends it inside an epoch. Where the config chooses no
+        logger, Lightning's default TensorBoard logger gets the CSV logger beside it (``metrics.csv`` in the same
+        ``version_N`` folder, for scripts) and the learning rate is logged at every step."""
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        trainer.callbacks.append(ValidateFinalSteps())
+        callbacks = [ValidateFinalSteps()]
+        if [type(logger) for logger in trainer.loggers] == [TensorBoardLogger] and self._default_logger():
+            trainer.loggers = [*trainer.loggers, CSVLogger(trainer.loggers[0].log_dir, name="", version="")]
+            if not any(isinstance(callback, LearningRateMonitor) for callback in trainer.callbacks):
+                callbacks.append(LearningRateMonitor(logging_interval="step"))
+        trainer.callbacks.extend(callbacks)
         return trainer
+
+    def _default_logger(self) -> bool:
+        """Whether the trainer's logger is Lightning's default (the config sets none, or ``logger: true``)."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        return config.get("trainer", {}).get("logger") in (None, True)
 
     def before_fit(self) -> None:
         """``--ckpt_path last``: the newest ``last.ckpt`` under the trainer's root directory, whichever logger
