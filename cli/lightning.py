@@ -170,6 +170,22 @@ class MobileNetsCLI(LightningCLI):
         if not weights_only_for(path):  # trusted (--trust-checkpoint): Lightning's weights-only read may build them
             torch.serialization.add_safe_globals(unpickled_globals(path))
 
+    def before_instantiate_classes(self) -> None:
+        """With ``--ckpt_path`` a file, the weights come from the checkpoint: the files the model first started from
+        (``init_from``, ``backbone.pretrained``, which Lightning takes from the checkpoint's hyperparameters) are not
+        read again, so a run still tests, predicts and resumes after they are moved or deleted."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        path, model = config.get("ckpt_path"), config.get("model")
+        init_args = model.get("init_args") if model else None
+        if not path or not Path(path).is_file() or init_args is None:
+            return
+        if init_args.get("init_from"):
+            init_args["init_from"] = None
+        backbone = init_args.get("backbone")
+        if backbone is not None and getattr(backbone, "get", None) and backbone.get("pretrained"):
+            backbone["pretrained"] = None
+
     def _parse_error(self, error: argparse.ArgumentError, args: Any) -> str:
         """The error of the subcommand's own parser (the main parser may report only "unrecognized arguments:
         fit"), as ``misspelt_key_message`` words it, or as jsonargparse does."""

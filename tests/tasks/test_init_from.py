@@ -75,3 +75,5 @@ def test_init_from_through_the_cli_and_a_checkpoint_that_reloads_without_the_fil
     tuned = tmp_path / "run" / "tuned.ckpt"
     assert read_checkpoint(tuned)["hyper_parameters"]["init_from"] == "dogs/model.ckpt"
     assert load_task(tuned).hparams.num_classes == 3
+    data = ["--data.init_args.root", str(checkpoints / "dogs")]  # the data, but not the file it started from
+    main(["test", *DOGS, *data, *QUICK, "--ckpt_path", str(tuned), "--trainer.default_root_dir", "tested"])
