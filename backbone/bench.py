@@ -7,15 +7,14 @@ is faster). A benchmark, never a test: timings are not asserted anywhere.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
-from torch import nn
 
 from mobilenets.backbone.mobilenet import MobileNetV1, fold_batchnorm
 from mobilenets.core.tables import Table
+from mobilenets.core.timing import interleaved_medians
 
 __all__ = ["BenchRow", "bench_backbone", "bench_table"]
 
@@ -31,12 +30,6 @@ class BenchRow:
     @property
     def ratio(self) -> float:
         return self.timm_ms / self.ours_ms
-
-
-def _time_once(model: nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
-    model(x)
-    return (time.perf_counter() - start) * 1000
 
 
 def bench_backbone(
@@ -61,18 +54,11 @@ def bench_backbone(
             x = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=fmt)
             for model in models.values():
                 model.to(memory_format=fmt)
-            times: dict[str, list[float]] = {name: [] for name in models}
             with torch.inference_mode():
-                for round_index in range(warmup + rounds):
-                    for name, model in models.items():  # interleaved: noise hits every model alike
-                        elapsed = _time_once(model, x)
-                        if round_index >= warmup:
-                            times[name].append(elapsed)
-            timm_ms = statistics.median(times["timm"])
-            rows += [
-                BenchRow(batch_size, memory_format, variant, statistics.median(times[variant]), timm_ms)
-                for variant in ("eager", "BN folded")
-            ]
+                seconds = interleaved_medians({name: partial(model, x) for name, model in models.items()},
+                                              rounds, warmup)
+            rows += [BenchRow(batch_size, memory_format, variant, seconds[variant] * 1000, seconds["timm"] * 1000)
+                     for variant in ("eager", "BN folded")]
     return rows
 
 

@@ -9,10 +9,9 @@ rounds is reported. A benchmark, never a test.
 from __future__ import annotations
 
 import copy
-import statistics
 import tempfile
-import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +22,7 @@ from torch import Tensor, nn
 from mobilenets.backbone import BackboneConfig, profile_model
 from mobilenets.backbone.profile import PAPER_IMAGENET
 from mobilenets.core.tables import Table
+from mobilenets.core.timing import blocked_medians
 from mobilenets.deploy.evaluate import OnnxRunner, quantize_int8
 from mobilenets.deploy.export import inference_model, save_onnx, trace_to_onnx
 from mobilenets.deploy.runtimes import FORMATS, runtime
@@ -77,20 +77,11 @@ def _our_classifier(alpha: float, resolution: int, num_classes: int = 1000) -> C
 
 def time_runtimes(runtimes: dict[str, Callable[[Tensor], Any]], images: Tensor, rounds: int, warmup: int,
                    passes: int = 3) -> dict[str, float]:
-    """Median ms of each runtime on ``images``. Runtimes run in blocks, not call by call (PyTorch's and
-    onnxruntime's thread pools both spin while waiting, so alternating calls would slow each other), and the
-    blocks alternate over ``passes`` so that slow spells of the machine fall on every runtime."""
-    times: dict[str, list[float]] = {name: [] for name in runtimes}
+    """Median ms of each runtime on ``images``, timed in blocks (``blocked_medians``)."""
     with torch.inference_mode():
-        for _ in range(passes):
-            for name, run in runtimes.items():
-                time.sleep(0.05)  # let the previous runtime's threads stop spinning
-                for round_index in range(warmup + max(1, rounds // passes)):
-                    start = time.perf_counter()
-                    run(images)
-                    if round_index >= warmup:
-                        times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
+        seconds = blocked_medians({name: partial(run, images) for name, run in runtimes.items()}, rounds, warmup,
+                                  passes)
+    return {name: median * 1000 for name, median in seconds.items()}
 
 
 def _bench_model(name: str, export: ClassifierExport, alpha: float, workdir: Path, batch_size: int, rounds: int,

@@ -13,6 +13,7 @@ import os
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torchvision import tv_tensors
 
 from mobilenets.backbone import MobileNetV1
 from mobilenets.core.tables import Table
+from mobilenets.core.timing import interleaved_medians
 from mobilenets.tasks.augmentation import Augmentation
 from mobilenets.tasks.classification import ImageNetDataModule, MobileNetClassifier, write_imagenet
 from mobilenets.tasks.classification.imagenet import read_imagenet
@@ -33,12 +35,10 @@ __all__ = ["bench_data", "bench_detection", "bench_faces", "bench_s2", "bench_sh
 
 
 def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                labels: torch.Tensor) -> float:
-    start = time.perf_counter()
+                labels: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(model(images), labels).backward()
     optimizer.step()
-    return time.perf_counter() - start
 
 
 def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int = 120, rounds: int = 8,
@@ -62,13 +62,9 @@ def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int
             optimizers[name] = torch.optim.RMSprop(model.parameters(), lr=1e-3, **RMSPROP_DEFAULTS)
         images = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=fmt)
         labels = torch.randint(0, num_classes, (batch_size,))
-        times: dict[str, list[float]] = {name: [] for name in models}
-        for round_index in range(warmup + rounds):
-            for name, model in models.items():
-                elapsed = _train_step(model, optimizers[name], images, labels)
-                if round_index >= warmup:
-                    times[name].append(elapsed)
-        ours, reference = statistics.median(times["ours"]), statistics.median(times["timm"])
+        seconds = interleaved_medians({name: partial(_train_step, model, optimizers[name], images, labels)
+                                       for name, model in models.items()}, rounds, warmup)
+        ours, reference = seconds["ours"], seconds["timm"]
         rows.append([batch_size, memory_format, f"{batch_size / ours:.1f}", f"{batch_size / reference:.1f}",
                      f"{reference / ours:.2f}"])
     return Table(
@@ -90,13 +86,11 @@ def _decode_with_torchvision_io(path: Path) -> torch.Tensor:
         return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
 
 
-def _images_per_second(work: Any, count: int, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return count / statistics.median(times)
+def _decode_all(decode: Any, paths: list[Path], augment: Any = None) -> None:
+    for path in paths:
+        image = decode(path)
+        if augment is not None:
+            augment(tv_tensors.Image(image))
 
 
 def _loader_rate(data: ImageNetDataModule, batches: int) -> float:
@@ -132,12 +126,11 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
         decoders = {"PIL": decode_with_pil, "TorchCodec (default)": decode_with_torchcodec,
                     "torchvision.io (deprecated)": _decode_with_torchvision_io}
         torch.set_num_threads(1)
-        rates: dict[str, list[float]] = {}
-        for _ in range(rounds):
-            for name, decode in decoders.items():
-                rates.setdefault(name, []).append(_images_per_second(lambda: [decode(p) for p in paths], len(paths), 1))
-                rates.setdefault(name + " +aug", []).append(_images_per_second(
-                    lambda: [augment(tv_tensors.Image(decode(p))) for p in paths], len(paths), 1))
+        work = {}
+        for name, decode in decoders.items():
+            work[name] = partial(_decode_all, decode, paths)
+            work[name + " +aug"] = partial(_decode_all, decode, paths, augment)
+        rates = {name: len(paths) / seconds for name, seconds in interleaved_medians(work, rounds, warmup=0).items()}
         kwargs = {} if num_workers is None else {"num_workers": num_workers}
         data = ImageNetDataModule(root, resolution=resolution, batch_size=batch_size, **kwargs)
         loader = _loader_rate(data, batches)
@@ -146,9 +139,9 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, **RMSPROP_DEFAULTS)
     step_images = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 1000, (batch_size,))
-    step = batch_size / statistics.median([_train_step(model, optimizer, step_images, labels) for _ in range(4)][1:])
-    rows = [[name, f"{statistics.median(rates[name]):.0f}", f"{statistics.median(rates[name + ' +aug']):.0f}"]
-            for name in decoders]
+    step = batch_size / interleaved_medians({"step": partial(_train_step, model, optimizer, step_images, labels)},
+                                            rounds=3)["step"]
+    rows = [[name, f"{rates[name]:.0f}", f"{rates[name + ' +aug']:.0f}"] for name in decoders]
     rows.append([f"training loader, {data.hparams.num_workers} workers", "", f"{loader:.0f} (all workers)"])
     rows.append([f"1.0 MobileNet-{resolution} training step, batch {batch_size}, {threads} threads (consumes)", "",
                  f"{step:.0f}"])
@@ -176,19 +169,11 @@ def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, th
             weights=None, weights_backbone=None, num_classes=91),
     }
     images = [torch.rand(3, resolution, resolution)]
-    times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
-        for model in models.values():
-            model.eval()
-        for round_index in range(warmup + rounds):
-            for name, model in models.items():
-                start = time.perf_counter()
-                model(images)
-                if round_index >= warmup:
-                    times[name].append(time.perf_counter() - start)
-    reference = statistics.median(times["torchvision ssdlite320_mobilenet_v3_large"])
-    rows = [[name, f"{statistics.median(t) * 1000:.1f}", f"{reference / statistics.median(t):.2f}"]
-            for name, t in times.items()]
+        seconds = interleaved_medians({name: partial(model.eval(), images) for name, model in models.items()},
+                                      rounds, warmup)
+    reference = seconds["torchvision ssdlite320_mobilenet_v3_large"]
+    rows = [[name, f"{median * 1000:.1f}", f"{reference / median:.2f}"] for name, median in seconds.items()]
     return Table(
         key="bench_detection",
         title=f"Detection latency, batch 1, {resolution} px input, {threads} threads (median of {rounds})",
@@ -253,19 +238,12 @@ def bench_faces(rounds: int = 10, threads: int = 2) -> Table:
     for name, picture in (("astronaut, 512 x 512, 1 face", portrait), ("scene, 1024 x 768, 3 faces", scene)):
         array = np.array(picture)
         tensor = torch.from_numpy(array).permute(2, 0, 1)
-        times: dict[str, list[float]] = {"ours": [], "theirs": []}
-        for _ in range(rounds + 1):  # the first round warms both up and is not counted
-            for key, detect in (("ours", lambda: ours.detect(tensor)),
-                                ("theirs", lambda: theirs.detect_faces(array, box_format="xyxy",
-                                                                       threshold_onet=0.7))):
-                start = time.perf_counter()
-                found = detect()
-                times[key].append(time.perf_counter() - start)
-                if key == "ours":
-                    our_faces = found
-                else:
-                    their_faces = found
-        ours_ms, theirs_ms = (1000 * statistics.median(times[key][1:]) for key in ("ours", "theirs"))
+        def detect_theirs(array=array):
+            return theirs.detect_faces(array, box_format="xyxy", threshold_onet=0.7)
+
+        seconds = interleaved_medians({"ours": partial(ours.detect, tensor), "theirs": detect_theirs}, rounds)
+        ours_ms, theirs_ms = seconds["ours"] * 1000, seconds["theirs"] * 1000
+        our_faces, their_faces = ours.detect(tensor), detect_theirs()
         gap = max((min(np.abs(np.array(face.box) - other["box"]).max() for other in their_faces)
                    for face in our_faces), default=float("nan"))
         rows.append([name, f"{ours_ms:.1f}", f"{theirs_ms:.1f}", f"{theirs_ms / ours_ms:.2f}x",
