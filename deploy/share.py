@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
+from torch import Tensor
 
 from mobilenets.backbone import MobileNetV1
 from mobilenets.backbone.weights import TIMM_MODELS, TORCH_BN_EPSILON, to_hf_state_dict, to_timm_state_dict
@@ -38,6 +39,16 @@ def _classifier(task: Any) -> MobileNetV1:
     return backbone
 
 
+def _converted(task: Any, convert: Callable[[MobileNetV1], dict[str, Tensor]],
+               library: str) -> tuple[MobileNetV1, dict[str, Tensor]]:
+    """The task as a backbone with its classifier, and its weights in ``library``'s names (``convert``)."""
+    backbone = _classifier(task)
+    try:
+        return backbone, convert(backbone)
+    except ValueError as error:
+        raise SettingError(f"{type(task).__name__} to {library}: {error}") from None
+
+
 def label_names(task: Any, count: int) -> list[str]:
     """The output names the task records in its checkpoints (class or attribute names), else ``LABEL_i``."""
     for attribute in task.checkpoint_attributes:
@@ -54,11 +65,7 @@ def _statistics(backbone: MobileNetV1) -> tuple[list[float], list[float]]:
 def export_timm(task: Any, path: str | Path) -> dict[str, Any]:
     """Write ``task``'s weights as timm's ``mobilenetv1_100`` / ``_125`` state dict (``.safetensors``, else a
     ``torch.save`` file); returns the ``timm.create_model`` arguments that load it."""
-    backbone = _classifier(task)
-    try:
-        state_dict = to_timm_state_dict(backbone)
-    except ValueError as error:
-        raise SettingError(f"{type(task).__name__} to timm: {error}") from None
+    backbone, state_dict = _converted(task, to_timm_state_dict, "timm")
     path = Path(path)
     with replacing(path) as partial:
         if path.suffix == ".safetensors":
@@ -74,11 +81,7 @@ def export_timm(task: Any, path: str | Path) -> dict[str, Any]:
 def export_transformers(task: Any, folder: str | Path) -> Path:
     """Write ``task`` as a ``MobileNetV1ForImageClassification`` folder (``config.json``, ``model.safetensors``,
     ``preprocessor_config.json``) that ``from_pretrained`` loads offline."""
-    backbone = _classifier(task)
-    try:
-        state_dict = to_hf_state_dict(backbone)
-    except ValueError as error:
-        raise SettingError(f"{type(task).__name__} to transformers: {error}") from None
+    backbone, state_dict = _converted(task, to_hf_state_dict, "transformers")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = label_names(task, backbone.num_classes)
