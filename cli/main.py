@@ -141,6 +141,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from mobilenets.tasks.bench import bench_shards
 
         table = bench_shards(num_workers=args.num_workers if args.num_workers is not None else 2)
+    elif args.target == "serve":
+        from mobilenets.deploy.serve import bench_serve
+
+        table = bench_serve(requests=args.rounds, threads=args.threads)
     elif args.target == "train":
         from mobilenets.tasks.bench import bench_training
 
@@ -412,6 +416,35 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_export)
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from mobilenets.deploy.serve import ServeSettings, serve
+    except ImportError as error:
+        raise SystemExit(f"mobilenets serve needs FastAPI and uvicorn: pip install 'mobilenet-suite[serve]' ({error})")
+    settings = ServeSettings(args.model, max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000,
+                             max_body=args.max_body_mb * 2**20, threads=args.threads,
+                             options=parse_key_values(",".join(args.option or [])))
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="a checkpoint or exported model behind an HTTP JSON API (POST /predict, /info, /health) with "
+                      "dynamic batching, and a page at / to try it")
+    parser.add_argument("model", help="a task checkpoint (.ckpt), model.onnx or an OpenVINO model.xml")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes, each with the model")
+    parser.add_argument("--max-batch", type=int, default=8, help="the most requests one forward pass takes (1: off)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    parser.add_argument("--max-body-mb", type=int, default=10, help="the largest request body")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of each worker's model")
+    parser.add_argument("--option", action="append", help="the task's serving options, key=value (face "
+                        "embedding: gallery=G.npz, top_k=5)")
+    parser.set_defaults(handler=run_serve)
+
+
 def run_shards(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     from mobilenets.cli.lightning import MobileNetsCLI
     from mobilenets.tasks.shards import write_shards
@@ -452,7 +485,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "target",
         choices=["backbone", "train", "data", "detection", "detection-train", "faces", "s2", "distill", "deploy",
-                 "int8", "shards"],
+                 "int8", "shards", "serve"],
         help="backbone: inference vs timm; train: a training step vs timm; data: ImageNet JPEG decoding per core "
         "(PIL, TorchCodec, torchvision.io) and the training loader, beside a training step; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
@@ -462,7 +495,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         "fp32 and int8 over alpha x resolution, timm's export as the reference; int8: every int8 candidate "
         "(onnxruntime per-channel / per-tensor, LiteRT, ExecuTorch, OpenVINO) side by side at batch 1 for each "
         "--alphas x --resolutions model; shards: geolocation training data "
-        "from image files vs WebDataset shards",
+        "from image files vs WebDataset shards; serve: mobilenets serve under 1, 8 and 32 concurrent clients "
+        "(--rounds requests each), batching on and off",
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--rounds", type=int, default=20)
@@ -486,7 +520,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 #: The suite's own subcommands; task issues add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo, _add_experiment, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, add_verify,
-    add_align, add_gallery, add_identify, _add_student, _add_export, _add_shards, _add_bench, _add_weights,
+    add_align, add_gallery, add_identify, _add_student, _add_export, _add_serve, _add_shards, _add_bench, _add_weights,
 ]
 
 

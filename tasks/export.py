@@ -6,7 +6,7 @@ traces it to ONNX, runs it and scores it without knowing which task it holds.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -15,7 +15,11 @@ from torch.nn import functional as F
 
 from mobilenets.backbone import fold_batchnorm
 
-__all__ = ["TaskExport", "export_batches", "score_outputs"]
+__all__ = ["Answerer", "TaskExport", "export_batches", "score_outputs"]
+
+
+#: one batch's outputs by name, and each image's (width, height) -> one JSON-ready answer per image
+Answerer = Callable[[dict[str, np.ndarray], Sequence[tuple[int, int]]], list[dict[str, Any]]]
 
 
 class TaskExport(nn.Module):
@@ -78,9 +82,18 @@ class TaskExport(nn.Module):
         return report
 
     def metadata(self) -> dict[str, Any]:
-        """What a consumer of the exported file needs to read its outputs."""
+        """What a consumer of the exported file needs to read its outputs (``export``: this class, whose
+        ``answerer`` reads them for a server)."""
         return {"task": self.task_class, "resolution": self.resolution, "outputs": list(self.output_names),
-                "input": "images: float32 RGB in [0, 1], NCHW"}
+                "input": "images: float32 RGB in [0, 1], NCHW",
+                "export": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+    @classmethod
+    def answerer(cls, metadata: dict[str, Any]) -> Answerer:
+        """How ``mobilenets serve`` reads the outputs: a function from one batch's outputs (by output name) and
+        each image's (width, height) to one JSON-ready answer per image. Keyword arguments a subclass takes are
+        its serving options (a face gallery)."""
+        raise NotImplementedError(f"{cls.__name__} defines no answerer, so its task cannot be served")
 
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 from torch import Tensor
 
-from mobilenets.tasks.export import TaskExport
+from mobilenets.tasks.export import Answerer, TaskExport
 
 __all__ = ["ClassifierExport"]
 
@@ -27,3 +28,14 @@ class ClassifierExport(TaskExport):
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "class_names": self.class_names}
+
+    @classmethod
+    def answerer(cls, metadata: dict[str, Any]) -> Answerer:
+        """``{"top": [{"label", "index", "score"}, ...]}``, most probable first."""
+        names = metadata["class_names"]
+
+        def answer(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+            return [{"top": [{"label": names[int(index)], "index": int(index), "score": float(score)}
+                             for score, index in zip(outputs["top_probabilities"][i], outputs["top_classes"][i])]}
+                    for i in range(len(sizes))]
+        return answer

@@ -5,7 +5,7 @@ Outputs ``batch_index`` (K,), ``boxes`` (K, 4) xyxy in input pixels, ``scores`` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
-from mobilenets.tasks.export import TaskExport
+from mobilenets.tasks.export import Answerer, TaskExport
 
 __all__ = ["DetectionExport"]
 
@@ -83,6 +83,25 @@ class DetectionExport(TaskExport):
                 min_score: float = 0.05) -> dict[str, float]:
         """Detections matched by IoU (near-equal scores may swap order, so rows are not compared in place)."""
         return _match_detections(reference, exported, min_score)
+
+    @classmethod
+    def answerer(cls, metadata: dict[str, Any]) -> Answerer:
+        """``{"detections": [{"label", "category_id", "score", "box"}, ...]}``, the box xyxy in the pixels of the
+        image as sent (the model saw it resized to its input size)."""
+        names, ids, size = metadata["class_names"], metadata["category_ids"], metadata["resolution"]
+
+        def answer(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+            answers = []
+            for i, (width, height) in enumerate(sizes):
+                rows = outputs["batch_index"] == i
+                scale = np.array([width / size, height / size, width / size, height / size])
+                answers.append({"detections": [
+                    {"label": names[int(label) - 1], "category_id": ids[int(label) - 1], "score": float(score),
+                     "box": [round(float(value), 1) for value in box * scale]}
+                    for box, score, label in zip(outputs["boxes"][rows], outputs["scores"][rows],
+                                                 outputs["labels"][rows])]})
+            return answers
+        return answer
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "category_ids": self.category_ids, "class_names": self.class_names,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from mobilenets.tasks.export import TaskExport
+from mobilenets.tasks.export import Answerer, TaskExport
 
 __all__ = ["GeolocationExport", "hierarchical_scores"]
 
@@ -48,3 +49,23 @@ class GeolocationExport(TaskExport):
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "s2_cell_ids": self.cell_ids,
                 "coordinates": "latitude, longitude (degrees) of the most probable cell"}
+
+    @classmethod
+    def answerer(cls, metadata: dict[str, Any]) -> Answerer:
+        """``{"latitude", "longitude", "top": [{"cell" (S2 token), "score", "latitude", "longitude"}, ...]}``: the
+        most probable cell's coordinates, and the top cells' centres."""
+        import s2sphere
+
+        cells = metadata["s2_cell_ids"]
+
+        def centre(index: int) -> dict[str, Any]:
+            cell = s2sphere.CellId(cells[index])
+            point = cell.to_lat_lng()
+            return {"cell": cell.to_token(), "latitude": point.lat().degrees, "longitude": point.lng().degrees}
+
+        def answer(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+            return [{"latitude": float(outputs["coordinates"][i][0]), "longitude": float(outputs["coordinates"][i][1]),
+                     "top": [{**centre(int(index)), "score": float(score)}
+                             for score, index in zip(outputs["top_probabilities"][i], outputs["top_cells"][i])]}
+                    for i in range(len(sizes))]
+        return answer

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 from torch import Tensor, nn
 
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.export import TaskExport
+from mobilenets.core.imports import resolve_class
+from mobilenets.tasks.export import Answerer, TaskExport
 
 __all__ = ["MultiTaskExport"]
 
@@ -50,3 +52,15 @@ class MultiTaskExport(TaskExport):
             own = export.metadata()
             heads[name] = {key: value for key, value in own.items() if key not in ("resolution", "input")}
         return {**super().metadata(), "heads": heads}
+
+    @classmethod
+    def answerer(cls, metadata: dict[str, Any]) -> Answerer:
+        """``{"heads": {name: that head's task's answer}}``."""
+        heads = {name: (resolve_class(head["export"], None).answerer({**head, "resolution": metadata["resolution"]}),
+                        head["outputs"]) for name, head in metadata["heads"].items()}
+
+        def answer(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+            answers = {name: head(dict((output, outputs[f"{name}.{output}"]) for output in names), sizes)
+                       for name, (head, names) in heads.items()}
+            return [{"heads": {name: answers[name][i] for name in heads}} for i in range(len(sizes))]
+        return answer
