@@ -90,7 +90,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.target == "backbone":
         from mobilenets.backbone.bench import bench_backbone, bench_table
 
-        rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads)
+        rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads,
+                              compile=args.compile)
         table = bench_table(rows, args.threads)
     elif args.target == "s2":
         from mobilenets.tasks.bench import bench_s2
@@ -141,6 +142,15 @@ def run_bench(args: argparse.Namespace) -> int:
         from mobilenets.tasks.bench import bench_shards
 
         table = bench_shards(num_workers=args.num_workers if args.num_workers is not None else 2)
+    elif args.target == "gpu":
+        from mobilenets.tasks.bench_gpu import bench_gpu
+
+        tables = bench_gpu()
+        if tables is None:
+            print("mobilenets bench gpu: no CUDA GPU here (torch.cuda.is_available() is False); nothing measured")
+            return 0
+        print(render(tables, args.format))
+        return 0
     elif args.target == "serve":
         from mobilenets.deploy.serve import bench_serve
 
@@ -148,7 +158,8 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.target == "train":
         from mobilenets.tasks.bench import bench_training
 
-        table = bench_training(batch_size=args.batch_sizes[-1], rounds=args.rounds, threads=args.threads)
+        table = bench_training(batch_size=args.batch_sizes[-1], rounds=args.rounds, threads=args.threads,
+                               compile=args.compile)
     else:
         from mobilenets.tasks.bench import bench_data
 
@@ -416,15 +427,45 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_export)
 
 
+#: the environment variable that hands ``mobilenets serve``'s settings to uvicorn's worker processes
+SERVE_SETTINGS_ENV = "MOBILENETS_SERVE_SETTINGS"
+
+
+def serving_app() -> Any:
+    """The application each uvicorn worker process of ``mobilenets serve`` builds, from the settings in the
+    environment; a checkpoint's task is loaded here (a distiller's student)."""
+    import json
+    from pathlib import Path
+
+    from mobilenets.deploy.serve import ServeSettings, create_app
+
+    settings = ServeSettings(**json.loads(os.environ[SERVE_SETTINGS_ENV]))
+    task = None
+    if Path(settings.model).suffix == ".ckpt":
+        from mobilenets.distill import trained_task
+        from mobilenets.tasks.loading import load_task
+
+        task = trained_task(load_task(settings.model))
+    return create_app(settings, task)
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
     try:
-        from mobilenets.deploy.serve import ServeSettings, serve
+        import uvicorn
+
+        from mobilenets.deploy.serve import ServeSettings
     except ImportError as error:
         raise SystemExit(f"mobilenets serve needs FastAPI and uvicorn: pip install 'mobilenet-suite[serve]' ({error})")
     settings = ServeSettings(args.model, max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000,
                              max_body=args.max_body_mb * 2**20, threads=args.threads,
                              options=parse_key_values(",".join(args.option or [])))
-    serve(settings, host=args.host, port=args.port, workers=args.workers)
+    os.environ[SERVE_SETTINGS_ENV] = json.dumps(asdict(settings))
+    serving_app()  # a bad model or option: its one-line error now, not in every worker
+    uvicorn.run("mobilenets.cli.main:serving_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="info")
     return 0
 
 
@@ -485,7 +526,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "target",
         choices=["backbone", "train", "data", "detection", "detection-train", "faces", "s2", "distill", "deploy",
-                 "int8", "shards", "serve"],
+                 "int8", "shards", "serve", "gpu"],
         help="backbone: inference vs timm; train: a training step vs timm; data: ImageNet JPEG decoding per core "
         "(PIL, TorchCodec, torchvision.io) and the training loader, beside a training step; "
         "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
@@ -496,9 +537,13 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         "(onnxruntime per-channel / per-tensor, LiteRT, ExecuTorch, OpenVINO) side by side at batch 1 for each "
         "--alphas x --resolutions model; shards: geolocation training data "
         "from image files vs WebDataset shards; serve: mobilenets serve under 1, 8 and 32 concurrent clients "
-        "(--rounds requests each), batching on and off",
+        "(--rounds requests each), batching on and off; gpu: training images/s eager and compiled vs timm, SSD "
+        "training vs torchvision's SSDLite, the input pipeline (loader workers vs GPU JPEG decoding), peak memory, "
+        "on one CUDA GPU (under 10 minutes; without a GPU it says so and exits 0)",
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
+    parser.add_argument("--compile", action="store_true",
+                        help="backbone, train: also torch.compile ours and timm's (minutes of compiling on a CPU)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--root", help="data: an ImageNet folder (default: synthetic, real-sized images)")

@@ -102,6 +102,9 @@ class QuantizationAwareTraining(pl.Callback):
         if trainer.world_size > 1:
             raise SettingError("QuantizationAwareTraining runs in one process (each process would export its own "
                                "graphs): drop the DDP strategy")
+        if getattr(pl_module, "hparams", {}).get("compile"):
+            raise SettingError("QuantizationAwareTraining exports and prepares its own graph of the body, which "
+                               "torch.compile cannot wrap: set model.init_args.compile: false for the QAT fit")
         if self.checkpoint:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
             pl_module.load_state_dict(state)

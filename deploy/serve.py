@@ -18,7 +18,6 @@ import importlib.metadata
 import inspect
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,10 +34,8 @@ from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.core.tables import Table
 
-__all__ = ["ServeSettings", "ServedModel", "bench_serve", "create_app", "load_test", "serve"]
+__all__ = ["ServeSettings", "ServedModel", "bench_serve", "create_app", "load_test"]
 
-#: the environment variable that hands the settings to uvicorn's worker processes
-SETTINGS_ENV = "MOBILENETS_SERVE_SETTINGS"
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -67,9 +64,12 @@ class ServeSettings:
 
 
 class ServedModel:
-    """A model file, its runner and its task's answerer: photos in, one JSON-ready answer per photo out."""
+    """A model file, its runner and its task's answerer: photos in, one JSON-ready answer per photo out.
 
-    def __init__(self, settings: ServeSettings) -> None:
+    ``task``: for a checkpoint, the task it holds, loaded by the caller (a distiller's student, say).
+    """
+
+    def __init__(self, settings: ServeSettings, task: Any = None) -> None:
         path = Path(settings.model)
         if not path.is_file():
             raise FileNotFoundError(f"model not found: {path}")
@@ -77,10 +77,10 @@ class ServedModel:
         if path.suffix == ".ckpt":
             from mobilenets.deploy.evaluate import TorchRunner
             from mobilenets.deploy.export import inference_model
-            from mobilenets.distill import trained_task
-            from mobilenets.tasks.loading import load_task
 
-            export = inference_model(trained_task(load_task(path)))
+            if task is None:
+                raise ValueError(f"{path}: give the task the checkpoint holds (mobilenets serve loads it)")
+            export = inference_model(task)
             self.run, self.metadata = TorchRunner(export), export.metadata()
         elif path.suffix == ".onnx":
             from mobilenets.deploy.evaluate import OnnxRunner
@@ -204,9 +204,9 @@ class Batcher:
                 future.set_result(answer)
 
 
-def create_app(settings: ServeSettings) -> Any:
-    """The FastAPI application serving ``settings.model``."""
-    model = ServedModel(settings)
+def create_app(settings: ServeSettings, task: Any = None) -> Any:
+    """The FastAPI application serving ``settings.model`` (``task``: a checkpoint's, see ``ServedModel``)."""
+    model = ServedModel(settings, task)
     batcher = Batcher(model, settings.max_batch, settings.max_wait)
     app = FastAPI(title="mobilenets serve", docs_url=None, redoc_url=None)
     app.state.batcher = batcher
@@ -324,18 +324,3 @@ def bench_serve(requests: int = 64, clients: Sequence[int] = (1, 8, 32), threads
     return Table(key="bench_serve",
                  title=f"mobilenets serve on localhost, ONNX Runtime ({threads} threads), {requests} requests a row",
                  columns=["model", "batching", "clients", "answered", "requests/s", "p50 ms", "p99 ms"], rows=rows)
-
-
-def app_from_environment() -> Any:
-    """The application for uvicorn's worker processes, from the settings ``serve`` put in the environment."""
-    return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
-
-
-def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run the server until interrupted; ``workers`` processes each load the model and batch on their own."""
-    import uvicorn
-
-    ServedModel(settings)  # a bad model or option: its one-line error now, not in every worker
-    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
-    uvicorn.run("mobilenets.deploy.serve:app_from_environment", factory=True, host=host, port=port,
-                workers=workers, log_level="info")

@@ -46,6 +46,8 @@ class TeacherConfig:
             ``class_path``.
         resolution: the teacher's input size (default: the checkpoint's, else 224).
         mean, std: the teacher's input normalisation (default: the checkpoint's, else ImageNet's).
+        compile: ``torch.compile`` the teacher's network (``true``, or ``torch.compile``'s arguments); the
+            student compiles with its own task's ``compile``.
     """
 
     checkpoint: str | None = None
@@ -57,6 +59,7 @@ class TeacherConfig:
     resolution: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    compile: bool | dict[str, Any] = False
 
     def __post_init__(self) -> None:
         sources = [name for name in ("checkpoint", "arch", "class_path") if getattr(self, name)]
@@ -154,4 +157,7 @@ def _built_teacher(config: TeacherConfig) -> Teacher:
 
 def load_teacher(config: TeacherConfig, default_task: type | None = None) -> Teacher:
     """Build the frozen teacher ``config`` describes (``default_task``: the class of an unnamed checkpoint)."""
-    return _suite_teacher(config, default_task) if config.checkpoint else _built_teacher(config)
+    teacher = _suite_teacher(config, default_task) if config.checkpoint else _built_teacher(config)
+    if config.compile:
+        teacher.model.compile(**(config.compile if isinstance(config.compile, dict) else {}))
+    return teacher

@@ -95,6 +95,10 @@ class BaseTask(pl.LightningModule, ABC):
             reads (then only the backbone); the tensors loaded and those left as built are logged in one line.
         init_strict: refuse an ``init_from`` file that leaves any of the model's tensors (its backbone's, for a
             backbone file) unset or of another shape; false keeps what fits (another head, another class count).
+        compile: ``torch.compile`` the backbone (the body, where the time goes) for training and evaluation:
+            ``true``, or ``torch.compile``'s arguments (``{mode: max-autotune, dynamic: false}``). It compiles in
+            place (``nn.Module.compile``), so checkpoints keep their keys and load compiled or not. Off by
+            default: compiling takes a minute or more on a CPU before the first step.
     """
 
     #: the metric the best checkpoint is chosen by (``monitored_checkpoint``), and whether higher is better
@@ -130,6 +134,7 @@ class BaseTask(pl.LightningModule, ABC):
         channels_last: bool = True,
         init_from: str | None = None,
         init_strict: bool = True,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         silence_intended_warnings()
@@ -161,6 +166,11 @@ class BaseTask(pl.LightningModule, ABC):
         for module in self._frozen:
             module.requires_grad_(False)
             module.eval()
+        if self.hparams.get("compile"):
+            options = self.hparams.compile if isinstance(self.hparams.compile, dict) else {}
+            self.backbone.compile(**options)
+            log.info("%s: the backbone is compiled (torch.compile%s); its first steps take the compiling time",
+                     type(self).__name__, f" {options}" if options else "")
 
     def sizes_left_to_data(self) -> bool:
         """Whether the model's output size was left to the data (its first size argument is None)."""

@@ -42,35 +42,44 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
 
 
 def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int = 120, rounds: int = 8,
-                   warmup: int = 2, threads: int = 2) -> Table:
-    """Images per second of a training step, ours vs timm, NCHW and channels_last."""
+                   warmup: int = 2, threads: int = 2, compile: bool = False) -> Table:
+    """Images per second of a training step, ours vs timm, NCHW and channels_last; with ``compile``, also both
+    ``torch.compile``d (inductor's defaults) in channels_last, beside timm's eager step, with the compile time."""
     try:
         import timm
     except ImportError:
         raise SystemExit("the training benchmark compares against timm: pip install 'mobilenet-suite[dev]'") from None
     torch.set_num_threads(threads)
     rows = []
-    for memory_format in ("NCHW", "channels_last"):
+    for memory_format, compiled in [("NCHW", False), ("channels_last", False)] + [("channels_last", True)] * compile:
         fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
         models = {
             "ours": MobileNetClassifier(MobileNetV1(alpha=1.0), num_classes),
             "timm": timm.create_model("mobilenetv1_100", pretrained=False, num_classes=num_classes),
         }
-        optimizers = {}
+        optimizers, steps = {}, {}
         for name, model in models.items():
             model.train().to(memory_format=fmt)
             optimizers[name] = torch.optim.RMSprop(model.parameters(), lr=1e-3, **RMSPROP_DEFAULTS)
         images = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=fmt)
         labels = torch.randint(0, num_classes, (batch_size,))
-        seconds = interleaved_medians({name: partial(_train_step, model, optimizers[name], images, labels)
-                                       for name, model in models.items()}, rounds, warmup)
+        for name, model in models.items():
+            steps[name] = partial(_train_step, torch.compile(model) if compiled else model, optimizers[name], images,
+                                  labels)
+        first = ({name: interleaved_medians({name: step}, rounds=1, warmup=0)[name] for name, step in steps.items()}
+                 if compiled else {})  # compiling happens in the first step
+        seconds = interleaved_medians(steps, rounds, warmup)
         ours, reference = seconds["ours"], seconds["timm"]
-        rows.append([batch_size, memory_format, f"{batch_size / ours:.1f}", f"{batch_size / reference:.1f}",
-                     f"{reference / ours:.2f}"])
+        if not compiled:
+            timm_eager = reference
+        rows.append([batch_size, memory_format, "compiled" if compiled else "eager", f"{batch_size / ours:.1f}",
+                     f"{batch_size / reference:.1f}", f"{reference / ours:.2f}", f"{timm_eager / ours:.2f}",
+                     f"{first['ours']:.0f} / {first['timm']:.0f}" if first else ""])
     return Table(
         key="bench_train",
         title=f"Training step, 1.0 MobileNet-{resolution}, {num_classes} classes, RMSprop ({threads} threads, median)",
-        columns=["batch", "layout", "ours img/s", "timm img/s", "ours/timm speed"],
+        columns=["batch", "layout", "mode", "ours img/s", "timm img/s (run alike)", "ours/timm speed",
+                 "ours / timm eager (same layout)", "first step s (ours / timm)"],
         rows=rows,
     )
 

@@ -1,12 +1,14 @@
-"""A sixth task (``scenes``, in this folder) runs synth, fit, test, export and distill through the suite's shared code
-without any package of the suite knowing it: docs/adding-a-task.md, proven."""
+"""A sixth task (``scenes``, in this folder) runs synth, fit, test, export, serve and distill through the suite's
+shared code without any package of the suite knowing it: docs/adding-a-task.md, proven."""
 
 import json
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from mobilenets.cli import main
+from mobilenets.deploy.serve import ServeSettings, create_app
 from mobilenets.tasks.registry import TASKS, register_task
 
 
@@ -50,6 +52,10 @@ def test_a_sixth_task_runs_through_the_shared_code(tmp_path, scenes_registered, 
     assert report["parity"]["onnx"]["probabilities_max_abs_diff"] < 1e-4
     pytorch, onnx = report["metrics"]["pytorch"]["accuracy"], report["metrics"]["onnx"]["accuracy"]
     assert pytorch == onnx and pytorch >= 0.9, report["metrics"]  # the task's own metric, scored by the protocol
+    with TestClient(create_app(ServeSettings(str(tmp_path / "export" / "model.onnx")))) as client:
+        photo = next(data.rglob("*.png")).read_bytes()
+        answer = client.post("/predict", files={"image": ("scene.png", photo)}).json()
+    assert len(answer["probabilities"]) == 2 and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-5)
 
     student = {"class_path": "DistillationTask",
                "init_args": {"student": SCENE_TASK, "teacher": {"checkpoint": str(best)}, "resolution": 32}}

@@ -21,8 +21,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from mobilenets.backbone import BackboneConfig
 from mobilenets.deploy import export_onnx, inference_model
+from mobilenets.deploy.runtimes import runtime
 from mobilenets.deploy.serve import ServeSettings, create_app, load_test
 from mobilenets.tasks.face_embedding.gallery import Gallery
+from mobilenets.tasks.loading import load_task
 from mobilenets.tasks.multitask import MultiTask
 
 
@@ -83,10 +85,20 @@ def test_each_task_answers_its_own_outputs(validated, name):
         assert {entry["label"] for entry in answer["detections"]} <= set(task.class_names)
 
 
-def test_a_checkpoint_a_multitask_model_and_a_face_gallery_are_served(validated, checkpoints, tmp_path):
-    with TestClient(create_app(ServeSettings(str(checkpoints / "dogs" / "model.ckpt")))) as client:
+def test_a_checkpoint_an_openvino_file_a_multitask_model_and_a_face_gallery_are_served(validated, checkpoints,
+                                                                                        tmp_path):
+    checkpoint = checkpoints / "dogs" / "model.ckpt"
+    with TestClient(create_app(ServeSettings(str(checkpoint)), load_task(checkpoint))) as client:
         top = _post(client, _photo(validated["classification"][1])).json()["top"]
         assert len(top) == 3 and top[0]["score"] >= top[-1]["score"]
+
+    task, data, _, onnx_path = validated["attributes"]
+    xml = runtime("openvino").write(inference_model(task), tmp_path / "model.xml", onnx_path)
+    answers = []
+    for model in (onnx_path, xml):
+        with TestClient(create_app(ServeSettings(str(model)))) as client:
+            answers.append(_post(client, _photo(data)).json()["attributes"])
+    assert [a["probability"] for a in answers[1]] == pytest.approx([a["probability"] for a in answers[0]], abs=1e-4)
 
     multitask = MultiTask(heads={"face_attributes": {"class_path": "FaceAttributesTask",
                                                      "init_args": {"num_attributes": 4}},
@@ -228,3 +240,32 @@ def test_the_page_draws_the_answer_in_headless_chromium(running_server, validate
         driver.quit()
     with Image.open(os.path.join(artifacts, "serve_page.png")) as screenshot:
         assert screenshot.size[0] > 500
+
+
+def test_the_command_serves_a_checkpoint_with_two_worker_processes(checkpoints, validated):
+    """``mobilenets serve CKPT --workers 2`` as users start it: uvicorn's worker processes each load the task."""
+    import subprocess
+    import sys
+
+    port = _free_port()
+    checkpoint = checkpoints / "dogs" / "model.ckpt"
+    server = subprocess.Popen([sys.executable, "-m", "mobilenets.cli", "serve", str(checkpoint), "--port", str(port),
+                               "--workers", "2", "--threads", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        answers = [httpx.post(f"{url}/predict", files={"image": ("p.jpg", _photo(validated["classification"][1]))},
+                              timeout=60).json() for _ in range(4)]
+        info = httpx.get(f"{url}/info", timeout=10).json()
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert all(answer == answers[0] for answer in answers) and len(answers[0]["top"]) == 3
+    assert info["model"]["task"].endswith("ClassificationTask") and len(info["model"]["class_names"]) == 3
+    assert output.count("Started server process") == 2, output
