@@ -158,8 +158,13 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.target == "train":
         from mobilenets.tasks.bench import bench_training
 
-        table = bench_training(batch_size=args.batch_sizes[-1], rounds=args.rounds, threads=args.threads,
-                               compile=args.compile)
+        if args.profile:
+            from mobilenets.tasks.bench import training_profile
+
+            table = training_profile(batch_size=args.batch_sizes[-1], threads=args.threads, compile=args.compile)
+        else:
+            table = bench_training(batch_size=args.batch_sizes[-1], rounds=args.rounds, threads=args.threads,
+                                   compile=args.compile)
     else:
         from mobilenets.tasks.bench import bench_data
 
@@ -544,6 +549,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
     parser.add_argument("--compile", action="store_true",
                         help="backbone, train: also torch.compile ours and timm's (minutes of compiling on a CPU)")
+    parser.add_argument("--profile", action="store_true",
+                        help="train: where our step's time goes instead (torch.profiler's top operators; with "
+                        "--compile, of the compiled step)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--root", help="data: an ImageNet folder (default: synthetic, real-sized images)")

@@ -84,6 +84,32 @@ def bench_training(batch_size: int = 32, resolution: int = 224, num_classes: int
     )
 
 
+def training_profile(batch_size: int = 32, resolution: int = 224, num_classes: int = 120, threads: int = 2,
+                     compile: bool = False, steps: int = 3, top: int = 12) -> Table:
+    """Where a training step of ours (channels-last, RMSprop) spends its time: torch.profiler's operators by self
+    CPU time over ``steps`` steps (after one untimed step, which compiles where ``compile``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(threads)
+    model = MobileNetClassifier(MobileNetV1(alpha=1.0), num_classes).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, **RMSPROP_DEFAULTS)
+    images = torch.randn(batch_size, 3, resolution, resolution).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, num_classes, (batch_size,))
+    step = partial(_train_step, torch.compile(model) if compile else model, optimizer, images, labels)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            step()
+    events = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+    total = sum(event.self_cpu_time_total for event in events)
+    rows = [[event.key[:70], f"{event.self_cpu_time_total / steps / 1000:.1f}",
+             f"{100 * event.self_cpu_time_total / total:.1f}", event.count // steps] for event in events[:top]]
+    return Table(key="bench_train_profile", rows=rows,
+                 title=f"Where a training step goes, 1.0 MobileNet-{resolution}, batch {batch_size}, channels-last, "
+                       f"{'compiled' if compile else 'eager'} ({threads} threads, {steps} steps)",
+                 columns=["operator (self CPU time)", "ms per step", "% of the step", "calls per step"])
+
+
 def _decode_with_torchvision_io(path: Path) -> torch.Tensor:
     """torchvision.io's decoder, measured for comparison only: deprecated since torchvision 0.29 for TorchCodec."""
     import warnings
