@@ -1,5 +1,5 @@
 """``compile``: a task's backbone ``torch.compile``d in place. Checkpoints keep their keys, so a compiled run's
-checkpoint loads uncompiled and the other way round, and the outputs are the eager ones. The tests compile with
+checkpoint loads uncompiled and the other way round, resumes, and the outputs are the eager ones. The tests compile with
 the ``aot_eager`` backend (the whole trace, without inductor's minutes of code generation on a CPU)."""
 
 import pytest
@@ -13,6 +13,7 @@ from mobilenets.distill.teachers import TeacherConfig, load_teacher
 from mobilenets.tasks.classification import ClassificationTask
 from mobilenets.tasks.detection import DetectionTask
 from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.resume import find_last_checkpoint
 
 TRACED = {"backend": "aot_eager"}
 
@@ -35,6 +36,9 @@ def test_a_compiled_fit_writes_plain_keys_and_the_checkpoint_loads_either_way(tm
     again.load_state_dict(plain.state_dict())  # an eager run's weights into a compiled task
     with torch.no_grad():
         assert torch.allclose(again.eval()(images), plain(images), atol=1e-5)
+    main(["fit", *DOGS, *QUICK, "--model.init_args.compile", '{"backend": "aot_eager"}', "--trainer.max_steps", "3",
+          "--trainer.default_root_dir", "run", "--ckpt_path", "last"])  # a compiled run resumes
+    assert torch.load(find_last_checkpoint("run"), weights_only=False)["global_step"] == 3
 
 
 def test_detection_compiles_its_backbone_and_a_teacher_compiles_too(checkpoints):
@@ -64,3 +68,18 @@ def test_bench_gpu_without_a_gpu_says_so_and_succeeds(monkeypatch, capsys):
     assert main(["bench", "gpu"]) == 0
     assert capsys.readouterr().out == ("mobilenets bench gpu: no CUDA GPU here (torch.cuda.is_available() is False); "
                                        "nothing measured\n")
+
+
+def test_the_gpu_check_runs_its_plumbing_small_on_a_cpu():
+    """The same code ``mobilenets bench gpu`` runs, on the CPU at toy sizes (the compiled rows traced by dynamo
+    and run eagerly)."""
+    from mobilenets.tasks.bench_gpu import bench_gpu
+
+    classification, detection, pipeline = bench_gpu(batch_size=2, steps=1, warmup=0, detection_batch=2, images=4,
+                                                    device="cpu", compile_options={"backend": "eager"}, workers=0,
+                                                    resolution=64, detection_size=96)
+    assert [row[:2] for row in classification.rows] == [["ours", "eager"], ["ours", "compiled"],
+                                                       ["timm mobilenetv1_100", "eager"],
+                                                       ["timm mobilenetv1_100", "compiled"]]
+    assert all(float(row[2]) > 0 for row in classification.rows) and len(detection.rows) == 3
+    assert len(pipeline.rows) == 3 and all(float(row[1]) > 0 for row in pipeline.rows)
