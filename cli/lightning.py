@@ -7,6 +7,7 @@ import difflib
 import logging
 import re
 import sys
+import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -233,6 +234,9 @@ class MobileNetsCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         callbacks = [ValidateFinalSteps()]
         if [type(logger) for logger in trainer.loggers] == [TensorBoardLogger] and self._default_logger():
+            # TensorBoard's documented switch to its TensorFlow stub (its notf marker): writing events needs no
+            # TensorFlow, whose import (seconds) it would otherwise pay in every process where TensorFlow is installed
+            sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
             trainer.loggers = [*trainer.loggers, CSVLogger(trainer.loggers[0].log_dir, name="", version="")]
             if not any(isinstance(callback, LearningRateMonitor) for callback in trainer.callbacks):
                 callbacks.append(LearningRateMonitor(logging_interval="step"))
