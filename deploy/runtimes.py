@@ -30,19 +30,26 @@ from mobilenets.deploy.export import quiet
 from mobilenets.tasks.export import TaskExport
 
 __all__ = ["FORMATS", "TELEMETRY_ENV", "ExecuTorchRuntime", "LiteRtRuntime", "OpenVinoRuntime", "Runtime",
-           "import_nncf", "runtime"]
+           "import_nncf", "runtime", "telemetry_off"]
 
 #: Set to 1 to let the libraries the suite calls send their usage telemetry (NNCF's); off by default.
 TELEMETRY_ENV = "MOBILENETS_TELEMETRY"
 
 
+def telemetry_off() -> bool:
+    """Turn NNCF's usage telemetry off before it is imported, unless ``MOBILENETS_TELEMETRY=1``; whether it is off.
+    NNCF reports to Google Analytics unless an opt-out file exists in the user's home, and an offline tool run on
+    people's data sends nothing by default. (The OpenVINO runtime calls the suite makes send nothing; only
+    OpenVINO's model converter, which the suite does not use, has telemetry.)"""
+    if os.environ.get(TELEMETRY_ENV) == "1":
+        return False
+    os.environ.setdefault("NNCF_CI", "1")  # NNCF's one switch: read when nncf is imported, its telemetry a stub
+    return True
+
+
 def import_nncf() -> Any:
-    """NNCF with its usage telemetry off: NNCF reports to Google Analytics unless an opt-out file exists in the
-    user's home, and an offline tool run on people's data sends nothing by default. ``MOBILENETS_TELEMETRY=1``
-    leaves NNCF's own choice. (The OpenVINO runtime calls the suite makes send nothing; only OpenVINO's model
-    converter, which the suite does not use, has telemetry.)"""
-    if os.environ.get(TELEMETRY_ENV) != "1":
-        os.environ.setdefault("NNCF_CI", "1")  # NNCF's one switch: read when nncf is imported, its telemetry a stub
+    """NNCF, imported with its telemetry as ``telemetry_off`` leaves it."""
+    telemetry_off()
     import nncf
 
     return nncf
