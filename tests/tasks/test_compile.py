@@ -75,7 +75,7 @@ def test_the_gpu_check_runs_its_plumbing_small_on_a_cpu():
     and run eagerly)."""
     from mobilenets.tasks.bench_gpu import bench_gpu
 
-    classification, detection, pipeline = bench_gpu(batch_size=2, steps=1, warmup=0, detection_batch=1, images=4,
+    classification, detection, pipeline = bench_gpu(batch_size=2, steps=1, warmup=0, detection_batch=2, images=4,
                                                     device="cpu", compile_options={"backend": "eager"}, workers=0,
                                                     resolution=32, detection_size=64)
     assert [row[:2] for row in classification.rows] == [["ours", "eager"], ["ours", "compiled"],
