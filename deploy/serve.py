@@ -99,11 +99,11 @@ class ServedModel:
             raise SettingError(f"{path} was exported by an older mobilenets that did not record how to read its "
                                f"outputs; export the checkpoint again (mobilenets export)")
         answerer = resolve_class(self.metadata["export"], None).answerer
-        unknown = set(settings.options) - set(list(inspect.signature(answerer).parameters)[1:])
+        options = list(inspect.signature(answerer).parameters)[1:]  # after the metadata
+        unknown = sorted(set(settings.options) - set(options))
         if unknown:
             raise SettingError(f"{self.metadata['task'].rpartition('.')[2]} takes no serving option "
-                               f"{sorted(unknown)[0]!r}; its options: "
-                               f"{list(inspect.signature(answerer).parameters)[1:] or 'none'}")
+                               f"{unknown[0]!r}; its options: {options or 'none'}")
         self.answer = answerer(self.metadata, **settings.options)
         self.resolution = int(self.metadata["resolution"])
 
