@@ -31,6 +31,8 @@ from mobilenets.cli.experiment import (
     summarize,
 )
 from mobilenets.core.io import write_text
+from mobilenets.core.results import save_tables
+from mobilenets.core.tables import Table, render
 
 __all__ = ["PAPER", "STAGES", "DemoExperiment", "Stage", "demo_experiments", "run_demo"]
 
@@ -77,7 +79,7 @@ STAGES: list[Stage] = [
           *_epochs(12)),
     # Detection starts from the dogs stage's backbone, as the paper's detectors start from ImageNet weights, and
     # keeps its first two layers (the costliest to train at 300 px) as the dogs stage left them. 24 epochs (the
-    # config's own): at 16, test mAP50 was 0.45-0.54 over four seeds on an AMD EPYC, at 24 0.60 and 0.61.
+    # config's own): test mAP50 is 0.45-0.54 over four seeds at 16 epochs, about 0.60 at 24.
     Stage("detection", "COCO detection (Table 13)", "demo/detection.yaml", ("test/mAP", "test/mAP50"), "coco",
           *_epochs(24, quick=2, extra=("--model.init_args.trainable_backbone_layers", "12")), needs="dogs"),
     Stage("face_embedding", "FaceNet embeddings (Table 14)", "demo/face_embedding.yaml",
@@ -161,73 +163,76 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _task_table(result: dict, key: str) -> list[str]:
+def _task_table(result: dict, key: str) -> Table:
     what, rows = PAPER[key]
     metrics = " / ".join(_percent(v) for v in result["metrics"].values())
-    lines = [f"## {result['title']}", "", f"Metric: {what} for the paper; on our synthetic data for ours "
-             f"({', '.join(result['metrics'])}).", "", "| model | metric | MACs (M) | params (M) |", "|---|---|---|---|",
-             f"| **ours**: `{result['config']}` at {result['resolution']} px | {metrics} | {result['macs_m']:.1f} | "
-             f"{result['params_m']:.3f} |"]
-    lines += [f"| paper: {model} | {metric} | {macs:g} | {params:g} |" for model, metric, macs, params in rows]
-    return lines + [""]
+    cells = [[f"**ours**: `{result['config']}` at {result['resolution']} px", metrics, f"{result['macs_m']:.1f}",
+              f"{result['params_m']:.3f}"]]
+    cells += [[f"paper: {model}", metric, f"{macs:g}", f"{params:g}"] for model, metric, macs, params in rows]
+    return Table(key=key, title=result["title"], columns=["model", "metric", "MACs (M)", "params (M)"], rows=cells,
+                 notes=[f"Metric: {what} for the paper; on our synthetic data for ours ({', '.join(result['metrics'])})."])
 
 
-def _sweep_table(sweep: list[dict[str, Any]], seeds: int) -> list[str]:
+def _sweep_table(sweep: list[dict[str, Any]], seeds: int) -> Table:
     std = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (`--seeds 3` gives mean ± std)"
-    lines = ["## Width and resolution sweep (layout of Tables 6 and 7)", "",
-             f"Ours: dogs demo config, top-1 on the synthetic breeds, {sweep[0]['steps']} optimizer steps each, "
-             f"{std}; paper: ImageNet top-1 where the paper has the same model.", "",
-             "| model | top-1 (ours) | MACs (M) | params (M) | paper top-1 | paper MACs (M) | paper params (M) |",
-             "|---|---|---|---|---|---|---|"]
+    cells = []
     for row in sweep:
         paper = PAPER_IMAGENET.get((row["alpha"], row["resolution"]))
-        paper_cells = f"{paper[0]}% | {paper[1]} | {paper[2]}" if paper else "- | - | -"
-        lines.append(f"| {row['title']} | {mean_std(row['metrics']['test/top1'], percent=True)} | "
-                     f"{row['macs_m']:.1f} | {row['params_m']:.3f} | {paper_cells} |")
-    return lines + [""]
+        cells.append([row["title"], mean_std(row["metrics"]["test/top1"], percent=True), f"{row['macs_m']:.1f}",
+                      f"{row['params_m']:.3f}", *([f"{paper[0]}%", paper[1], paper[2]] if paper else ["-"] * 3)])
+    return Table(key="sweep", title="Width and resolution sweep (layout of Tables 6 and 7)",
+                 columns=["model", "top-1 (ours)", "MACs (M)", "params (M)", "paper top-1", "paper MACs (M)",
+                          "paper params (M)"], rows=cells,
+                 notes=[f"Ours: dogs demo config, top-1 on the synthetic breeds, {sweep[0]['steps']} optimizer steps "
+                        f"each, {std}; paper: ImageNet top-1 where the paper has the same model."])
+
+
+def report_tables(results: dict[str, dict], experiments: dict[str, dict], seeds: int = 1) -> list[Table]:
+    """The report's tables: one per task stage (ours beside the paper's), the sweep in the layout of Tables 6/7,
+    one per other experiment, and the seconds each stage and run took."""
+    tables = [_task_table(results[key], key) for key in PAPER if key in results]
+    for name, done in experiments.items():
+        if name == "sweep":
+            tables.append(_sweep_table(summarize(done["experiment"], done["runs"]), seeds))
+        elif done["runs"]:
+            tables.append(experiment_table(done["experiment"], done["runs"]))
+    seconds = [[name, f"{r['seconds']:.0f}"] for name, r in results.items()]
+    seconds += [[f"{name}: {r['run']}, seed {r['seed']}", f"{r['seconds']:.0f}"]
+                for name, done in experiments.items() for r in done["runs"]]
+    return tables + [Table(key="seconds", title="Time per stage", columns=["stage", "seconds"], rows=seconds)]
 
 
 def write_report(results: dict[str, dict], experiments: dict[str, dict], output: Path, quick: bool,
-                 seeds: int = 1) -> Path:
+                 seeds: int = 1) -> list[Table]:
     """``report.md`` and ``metrics.json`` from the stages' and experiments' results, plus the two trade-off plots
-    (``experiments``: name -> {"experiment", "runs"})."""
+    (``experiments``: name -> {"experiment", "runs"}); returns the report's tables."""
     summaries = {name: summarize(done["experiment"], done["runs"]) for name, done in experiments.items()}
     if summaries.get("sweep"):
         _plot_tradeoffs(summaries["sweep"], seeds, output)
+    tables = report_tables(results, experiments, seeds)
     lines = ["# MobileNets demo report", "",
              f"`mobilenets demo{' --quick' if quick else ''}`: every model trained from scratch on the built-in "
              "synthetic data (small, learnable, in the real datasets' formats), so the metrics show the pipelines "
              "learn; the paper's numbers are on the real datasets. MACs and parameters are ours, counted the "
-             "paper's way.", ""]
-    for key in ("dogs", "geolocation", "face_attributes", "detection", "face_embedding"):
-        if key in results:
-            lines += _task_table(results[key], key)
+             "paper's way.", "", render(tables[:-1])]
     if summaries.get("sweep"):
-        lines += _sweep_table(summaries["sweep"], seeds)
-    for name, done in experiments.items():
-        if name != "sweep" and done["runs"]:
-            lines += experiment_table(done["experiment"], done["runs"])
-    if summaries.get("sweep"):
-        lines += ["## Figures", "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
+        lines += ["### Figures", "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
                   "![accuracy vs parameters](accuracy_vs_params.png)", ""]
     lines += [line for r in results.values() if r.get("figure") for line in (f"![{r['title']}]({r['figure']})", "")]
-    lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {name} | {r['seconds']:.0f} |" for name, r in results.items()]
-    lines += [f"| {name}: {r['run']}, seed {r['seed']} | {r['seconds']:.0f} |"
-              for name, done in experiments.items() for r in done["runs"]]
-    report = output / "report.md"
-    write_text(report, "\n".join(lines) + "\n")
+    lines.append(tables[-1].to_markdown())
+    write_text(output / "report.md", "\n".join(lines))
     metrics = {"stages": results, "experiments": {name: {"runs": done["runs"], "summary": summaries[name]}
                                                   for name, done in experiments.items()}}
     write_text(output / "metrics.json", json.dumps(metrics, indent=2))
-    return report
+    return tables
 
 
 def run_demo(output: str | Path = "demo_report", quick: bool = False, fresh: bool = False,
              stages: list[Stage] | None = None, experiments: list[DemoExperiment] | None = None,
-             seeds: int = 1) -> Path:
+             seeds: int = 1, save: str | Path | None = None, command: str = "mobilenets demo") -> Path:
     """Run (or reuse) every stage and experiment (``seeds`` seeds each) and write the report; returns the path
-    of ``report.md``."""
+    of ``report.md``. ``save``: a results file to add the report's tables to, with ``command`` and the rest of
+    their provenance."""
     try:
         import matplotlib
 
@@ -265,6 +270,8 @@ def run_demo(output: str | Path = "demo_report", quick: bool = False, fresh: boo
             runs = run_experiment(experiment, folder, seeds=seeds, steps=planned.steps, quick=quick, progress="demo",
                                   data_root=data_root)
         done[experiment.name] = {"experiment": experiment, "runs": runs}
-    report = write_report(results, done, output, quick, seeds)
-    print(f"[demo] report: {report}")
-    return report
+    tables = write_report(results, done, output, quick, seeds)
+    print(f"[demo] report: {output / 'report.md'}")
+    if save is not None:
+        print(f"[demo] saved {len(tables)} tables to {save_tables(tables, save, command)}")
+    return output / "report.md"

@@ -28,6 +28,7 @@ import yaml
 from mobilenets.configs import config_path
 from mobilenets.core.errors import SettingError
 from mobilenets.core.io import read_text, write_text
+from mobilenets.core.tables import Table
 
 __all__ = ["Experiment", "ExperimentRun", "Trained", "experiment_table", "fit_and_test", "mean_std",
            "plot_against_macs", "run_experiment", "summarize"]
@@ -224,7 +225,7 @@ def run_experiment(experiment: Experiment, output: str | Path, seeds: int = 1, s
                 raise RuntimeError(f"{experiment.name} run {run.name} seed {seed}: a metric is not finite: {values}")
             print(f"[{progress}] {run.name:<20} seed {seed} {values} | {record['steps']} steps | {status}", flush=True)
     write_text(output / "runs.json", json.dumps(records, indent=2))
-    write_text(output / "table.md", "\n".join(experiment_table(experiment, records)) + "\n")
+    write_text(output / "table.md", experiment_table(experiment, records).to_markdown())
     _plot(experiment, records, output)
     return records
 
@@ -256,30 +257,26 @@ def mean_std(metric: dict[str, Any], percent: bool) -> str:
     return text if metric["std"] is None else f"{text} ± {scale * metric['std']:.{1 if percent else 3}f}"
 
 
-def experiment_table(experiment: Experiment, records: list[dict[str, Any]], heading: str = "##") -> list[str]:
-    """The experiment's markdown table (mean ± std over seeds), headed by its budget."""
+def experiment_table(experiment: Experiment, records: list[dict[str, Any]]) -> Table:
+    """The experiment's table (mean ± std over seeds), its budget and description in the notes."""
     rows = summarize(experiment, records)
     seeds = sorted({r["seed"] for r in records})
     batch = {row["batch_size"] for row in rows}
-    lines = [f"{heading} {experiment.title}", ""]
-    if experiment.description:
-        lines += [" ".join(experiment.description.split()), ""]
     own = {run.name for run in experiment.runs if run.steps is not None}
     steps = sorted({row["steps"] for row in rows if row["run"] not in own})
     apart = "".join(f"; {row['title']}: {row['steps']} of its own" for row in rows if row["run"] in own)
     spread = (f"mean ± sample std over seeds {', '.join(map(str, seeds))} (a row trained once has no std)"
               if len(seeds) > 1 else f"one seed ({seeds[0]}; `--seeds 3` gives mean ± std)")
-    lines += [f"Budget: {'/'.join(map(str, steps))} optimizer steps per run{apart} (batch "
-              f"{'/'.join(str(b) for b in sorted(batch))}), each config's augmentation, a cosine schedule over the "
-              f"steps; test metric of the best validation checkpoint (validated at each epoch's end); {spread}.", "",
-              "| run | " + " | ".join(experiment.metrics) + " | seeds | steps | MACs (M) | params (M) |",
-              "|---|" + "---|" * (len(experiment.metrics) + 4)]
-    for row in rows:
-        cells = " | ".join(mean_std(row["metrics"][name], percent=True) if name in row["metrics"] else "—"
-                           for name in experiment.metrics)
-        lines.append(f"| {row['title']} | {cells} | {row['seeds']} | {row['steps']} | {row['macs_m']:.1f} | "
-                     f"{row['params_m']:.3f} |")
-    return lines + [""]
+    notes = [" ".join(experiment.description.split())] if experiment.description else []
+    notes.append(f"Budget: {'/'.join(map(str, steps))} optimizer steps per run{apart} (batch "
+                 f"{'/'.join(str(b) for b in sorted(batch))}), each config's augmentation, a cosine schedule over "
+                 f"the steps; test metric of the best validation checkpoint (validated at each epoch's end); {spread}.")
+    cells = [[row["title"], *(mean_std(row["metrics"][name], percent=True) if name in row["metrics"] else "—"
+                              for name in experiment.metrics),
+              row["seeds"], row["steps"], f"{row['macs_m']:.1f}", f"{row['params_m']:.3f}"] for row in rows]
+    return Table(key=experiment.name, title=experiment.title,
+                 columns=["run", *experiment.metrics, "seeds", "steps", "MACs (M)", "params (M)"], rows=cells,
+                 notes=notes)
 
 
 def plot_against_macs(axes: Any, rows: list[dict[str, Any]], metric: str, key: str = "macs_m",

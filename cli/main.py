@@ -12,14 +12,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mobilenets.cli.faces import add_align, add_gallery, add_identify, add_verify
 from mobilenets.core.checkpoint import TRUST_ENV, UntrustedFileError
 from mobilenets.core.errors import BadRecordError, SettingError
 from mobilenets.tasks.registry import TASKS
+
+if TYPE_CHECKING:
+    from mobilenets.core.tables import Table
 
 __all__ = ["LIGHTNING_SUBCOMMANDS", "build_parser", "main"]
 
@@ -55,8 +59,6 @@ def parse_key_values(spec: str) -> dict:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from mobilenets.core.tables import render
-
     if args.config is not None:
         from mobilenets.cli.tables import config_table
 
@@ -80,13 +82,10 @@ def run_profile(args: argparse.Namespace) -> int:
         if unknown:
             raise SystemExit(f"--table: unknown {sorted(unknown)}; choose from {[table.key for table in tables]}")
         tables = [table for table in tables if not args.table or table.key in args.table]
-    print(render(tables, args.format))
-    return 0
+    return _report(tables, args)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from mobilenets.core.tables import render
-
     if args.target == "backbone":
         from mobilenets.backbone.bench import bench_backbone, bench_table
 
@@ -112,10 +111,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
         rows = bench_detection_training(config=args.config, steps=args.steps, batch_size=args.batch_size,
                                         threads=args.threads)
-        if args.format == "json":
-            print(json.dumps({"rows": rows}, indent=2))
-            return 0
         table = training_table(rows)
+        if args.format == "json":  # the unrounded rows, one dict per model
+            print(json.dumps({"rows": rows}, indent=2))
+            return _save([table], args)
     elif args.target == "distill":
         from mobilenets.distill.bench import bench_teacher_cache
 
@@ -126,8 +125,7 @@ def run_bench(args: argparse.Namespace) -> int:
         tables = [int8_table(bench_int8_candidates(alpha, resolution, rounds=args.rounds, threads=args.threads),
                              alpha, resolution, args.threads)
                   for resolution in args.resolutions for alpha in args.alphas]
-        print(render(tables, args.format))
-        return 0
+        return _report(tables, args)
     elif args.target == "deploy":
         from mobilenets.deploy.bench import bench_deploy, deploy_plots, deploy_table
 
@@ -149,8 +147,7 @@ def run_bench(args: argparse.Namespace) -> int:
         if tables is None:
             print("mobilenets bench gpu: no CUDA GPU here (torch.cuda.is_available() is False); nothing measured")
             return 0
-        print(render(tables, args.format))
-        return 0
+        return _report(tables, args)
     elif args.target == "serve":
         from mobilenets.deploy.serve import bench_serve
 
@@ -170,7 +167,24 @@ def run_bench(args: argparse.Namespace) -> int:
 
         table = bench_data(root=args.root, batch_size=args.batch_sizes[-1], num_workers=args.num_workers,
                            threads=args.threads)
-    print(render([table], args.format))
+    return _report([table], args)
+
+
+def _report(tables: Sequence[Table], args: argparse.Namespace) -> int:
+    """Print a measuring command's tables, and with ``--save FILE`` add them to that results file with their
+    provenance (the command as typed, the commit, CPU, cores, torch and date)."""
+    from mobilenets.core.tables import render
+
+    print(render(tables, args.format))
+    return _save(tables, args)
+
+
+def _save(tables: Sequence[Table], args: argparse.Namespace) -> int:
+    if args.save:
+        from mobilenets.core.results import save_tables
+
+        path = save_tables(tables, args.save, args.invocation)
+        print(f"saved {', '.join(table.key for table in tables)} to {path}", file=sys.stderr)
     return 0
 
 
@@ -218,7 +232,8 @@ def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
 def run_demo_command(args: argparse.Namespace) -> int:
     from mobilenets.cli.demo import run_demo
 
-    run_demo(args.output, quick=args.quick, fresh=args.fresh, seeds=args.seeds)
+    run_demo(args.output, quick=args.quick, fresh=args.fresh, seeds=args.seeds, save=args.save,
+             command=args.invocation)
     return 0
 
 
@@ -230,6 +245,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
     parser.add_argument("--seeds", type=int, default=1,
                         help="seeds for the sweep and distillation experiments (mean ± std from 2 up; default 1)")
+    parser.add_argument("--save", metavar="FILE", help=SAVE_HELP)
     parser.set_defaults(handler=run_demo_command)
 
 
@@ -242,9 +258,10 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     output = Path(args.output or Path("experiments") / experiment.name)
     records = run_experiment(experiment, output, seeds=args.seeds, steps=args.steps, data_root=args.data_root,
                              quick=args.quick, fresh=args.fresh)
-    print("\n".join(experiment_table(experiment, records)))
+    table = experiment_table(experiment, records)
+    print(table.to_markdown())
     print(f"wrote {output / 'table.md'}, {output / 'runs.json'}")
-    return 0
+    return _save([table], args)
 
 
 def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
@@ -262,6 +279,7 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", help="results folder (default experiments/NAME); finished runs are reused")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps per run: shows the plumbing")
     parser.add_argument("--fresh", action="store_true", help="start over instead of reusing finished runs")
+    parser.add_argument("--save", metavar="FILE", help=SAVE_HELP)
     parser.set_defaults(handler=run_experiment_command)
 
 
@@ -512,11 +530,16 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_shards, passes_overrides=True)
 
 
+SAVE_HELP = ("also add the tables to this results file (JSON, made if absent), each with the command, commit, CPU, "
+             "cores, torch and date; a table of the same key is replaced (the docs render results/*.json)")
+
+
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
     )
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.add_argument("--save", metavar="FILE", help=SAVE_HELP)
     parser.add_argument("--table", action="append", help="print only this table (repeatable)")
     parser.add_argument(
         "--model", help="profile one model layer by layer, e.g. alpha=0.75,resolution=192 (any MobileNetV1 argument)"
@@ -567,10 +590,11 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="detection-train: batch size (default: the config's)")
     parser.add_argument("--plot", help="deploy: folder for latency_vs_macs.png and accuracy_vs_latency.png")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.add_argument("--save", metavar="FILE", help=SAVE_HELP)
     parser.set_defaults(handler=run_bench)
 
 
-#: The suite's own subcommands; task issues add theirs here.
+#: The suite's own subcommands.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo, _add_experiment, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, add_verify,
     add_align, add_gallery, add_identify, _add_student, _add_export, _add_serve, _add_shards, _add_bench, _add_weights,
@@ -634,6 +658,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"mobilenets: {_own_message(error)}") from None
 
 
+def _without_save(args_list: Sequence[str]) -> list[str]:
+    """The command line without its ``--save FILE``: where the tables are written is not how they were measured."""
+    kept, skip = [], False
+    for arg in args_list:
+        if skip:
+            skip = False
+        elif arg == "--save":
+            skip = True
+        elif not arg.startswith("--save="):
+            kept.append(arg)
+    return kept
+
+
 def _own_message(error: BaseException) -> str:
     """The error's own message; one raised in a DataLoader worker comes with torch's "Caught ... in DataLoader
     worker process 0" and the worker's traceback before it, whose last line is "module.Class: message"."""
@@ -665,6 +702,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
             raise BadRecordError(message + hint) from None
         return 0
     args, overrides = build_parser().parse_known_args(args_list)
+    args.invocation = shlex.join(["mobilenets", *_without_save(args_list)])
     if getattr(args, "passes_overrides", False):  # config overrides such as --data.init_args.root go through
         return args.handler(args, overrides)
     if overrides:

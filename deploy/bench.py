@@ -212,7 +212,7 @@ def deploy_table(rows: list[DeployRow], threads: int, batch_size: int) -> Table:
 
 
 def deploy_plots(rows: list[DeployRow], output: str | Path) -> list[Path]:
-    """Latency vs MACs for each runtime, and the paper's ImageNet top-1 vs our measured latency (the paper's
+    """Latency vs MACs for each runtime, and the paper's ImageNet top-1 vs our batch-1 latency (the paper's
     Figure 4 with latency for MACs) where the paper gives the model's accuracy."""
     import matplotlib
 
@@ -246,7 +246,7 @@ def deploy_plots(rows: list[DeployRow], output: str | Path) -> list[Path]:
             axes.scatter([getattr(r, key) for r, _ in known], [top1 for _, top1 in known], label=label)
         for row, top1 in known:
             axes.annotate(f"{row.alpha}-{row.resolution}", (row.openvino_int8_ms, top1), fontsize=7)
-        axes.set(xscale="log", xlabel="batch-1 latency (ms, log scale), measured here",
+        axes.set(xscale="log", xlabel="batch-1 latency (ms, log scale)",
                  ylabel="ImageNet top-1 (%), the paper's Tables 6-7", title="Accuracy vs latency")
         axes.legend(fontsize=8)
         paths.append(output / "accuracy_vs_latency.png")

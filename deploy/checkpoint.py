@@ -71,8 +71,8 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
         calibration: training batches used to calibrate int8.
         threads: runtime and PyTorch threads for the latency column.
         data_overrides: data module arguments to change (``root`` where the data now lives, ``num_workers``).
-        formats: ``onnx`` (always), ``openvino`` (default too: the fastest int8 on the Intel Xeon measured, where
-            onnxruntime's is as fast on an AMD EPYC; ``mobilenets bench int8``), ``tflite`` (LiteRT), ``executorch``
+        formats: ``onnx`` (always), ``openvino`` (default too: the fastest int8 on Intel Xeon CPUs, where
+            onnxruntime's is as fast on AMD EPYC ones; ``mobilenets bench int8``), ``tflite`` (LiteRT), ``executorch``
             (XNNPACK); see ``mobilenets.deploy.runtimes``.
     """
     output = Path(output)

@@ -6,8 +6,8 @@ it back as a runner, so ``mobilenets export`` checks and scores every format wit
 What runs where: LiteRT and ExecuTorch hold the graph up to the task's last tensor op; detection's per-class NMS
 (``TaskExport.complete``) then runs in PyTorch beside them, as neither format takes a traced NMS. OpenVINO reads the
 ONNX file, so its graph includes ONNX's ``NonMaxSuppression``. LiteRT and ExecuTorch files take batch 1, as a phone
-runs them (litert-torch cannot lower a dynamic batch here; XNNPACK's delegate fixed some batch dimensions of a
-dynamic-batch ExecuTorch program), so their runners feed a batch image by image.
+runs them (litert-torch cannot lower a dynamic batch of these graphs; XNNPACK's delegate fixes some batch dimensions
+of a dynamic-batch ExecuTorch program), so their runners feed a batch image by image.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ def _litert_quantizer() -> Any:
 
     Hand-written because litert-torch 0.10 leaves a concatenation of separately quantized tensors float (SSD's
     per-map box regressions), and its converter then makes it int8 at the last input's scale, requantizing the
-    others to it: five maps' deltas (about +-3 to +-4.4) were clipped to +-0.48, mAP50 39.2 against 46.8 in fp32;
-    with the shared scale 46.1 (README, deployment)."""
+    others to it: on the demo detector, five maps' deltas (about +-3 to +-4.4) are clipped to +-0.48 and mAP50 falls
+    to 39.2 against 46.8 in fp32; with the shared scale it is 46.1 (docs/notes/litert-concat-scale.md)."""
     from litert_torch.quantize import pt2e_quantizer
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 

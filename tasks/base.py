@@ -88,8 +88,8 @@ class BaseTask(pl.LightningModule, ABC):
             the 13 depthwise-separable ones), the earlier ones and their BN statistics fixed, as torchvision's
             detectors' argument of that name; None trains all, 0 is ``freeze_backbone``.
         backbone_lr_mult: backbone learning rate = lr x this (fine-tuning often uses 0.1).
-        channels_last: keep weights and images in channels-last memory layout (measured faster for
-            MobileNet on CPU, see README; also the layout GPUs' mixed precision prefers).
+        channels_last: keep weights and images in channels-last memory layout (faster for MobileNet on CPU,
+            ``mobilenets bench train``; also the layout GPUs' mixed precision prefers).
         init_from: start from the weights of this file (weights only, no optimizer or loop state): any suite
             checkpoint (a task's, or a distiller's student) or a backbone weights file ``backbone.pretrained``
             reads (then only the backbone); the tensors loaded and those left as built are logged in one line.

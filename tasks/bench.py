@@ -147,7 +147,7 @@ def bench_data(root: str | None = None, resolution: int = 224, batch_size: int =
                images: int = 120, rounds: int = 3, batches: int = 10, threads: int = 2) -> Table:
     """ImageNet training input against what training consumes: images/s per core of JPEG decoding (PIL,
     TorchCodec, torchvision.io) alone and with the training augmentation (random resized crop + flip), the
-    training loader with its workers, and a 1.0 MobileNet-``resolution`` training step on this machine.
+    training loader with its workers, and a 1.0 MobileNet-``resolution`` training step on the same CPU.
 
     Without ``root``, a synthetic ImageNet with real-sized JPEGs (500 x 375) is written to a temporary folder.
     Decoders are timed on one core (one thread), interleaved, median of ``rounds``.

@@ -73,11 +73,11 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     [row] = summarize(experiment, records)
     assert row["seeds"] == 3 and row["metrics"]["test/top1"]["mean"] == pytest.approx(0.6)
     assert row["metrics"]["test/top1"]["std"] == pytest.approx(statistics.stdev([0.5, 0.7, 0.6])) == pytest.approx(0.1)
-    table = "\n".join(experiment_table(experiment, records))
+    table = experiment_table(experiment, records).to_markdown()
     assert "| run a | 60.0% ± 10.0 | 3 | 10 | 1.0 | 0.100 |" in table and "seeds 0, 1, 2" in table
     [single] = summarize(experiment, records[:1])
     assert single["metrics"]["test/top1"]["std"] is None
-    assert "| run a | 50.0% | 1 |" in "\n".join(experiment_table(experiment, records[:1]))
+    assert "| run a | 50.0% | 1 |" in experiment_table(experiment, records[:1]).to_markdown()
 
 
 def test_a_run_reports_its_own_metrics_under_the_experiments_names():
@@ -91,7 +91,7 @@ def test_a_run_reports_its_own_metrics_under_the_experiments_names():
                                                                               metrics={"test/a": "test/top1"}),))
     records = [{"run": "one", "seed": 0, "metrics": {"test/a": 0.5}, "steps": 10, "batch_size": 4, "macs_m": 1.0,
                 "params_m": 0.1, "alpha": 0.25, "resolution": 64}]
-    assert "| one | 50.0% | — | 1 | 10 |" in "\n".join(experiment_table(experiment, records))
+    assert "| one | 50.0% | — | 1 | 10 |" in experiment_table(experiment, records).to_markdown()
 
 
 @pytest.mark.slow
@@ -157,5 +157,5 @@ def test_a_once_teacher_is_trained_for_the_first_seed_and_distills_every_seed(tm
     rows = {row["run"]: row for row in summarize(experiment, records)}
     assert rows["teacher"]["seeds"] == 1 and rows["no_labels"]["seeds"] == 2
     assert [r["steps"] for r in records] == [4, 2, 2]
-    assert "Budget: 2 optimizer steps per run; T: 4 of its own (batch 4)" in "\n".join(experiment_table(experiment,
-                                                                                                       records))
+    assert "Budget: 2 optimizer steps per run; T: 4 of its own (batch 4)" in experiment_table(experiment,
+                                                                                               records).to_markdown()

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class _ReplayableMPerClassSampler(MPerClassSampler):
     """``MPerClassSampler`` whose epoch depends on the random state alone, so a resumed fit replays it.
 
-    pytorch-metric-learning's sampler shuffles its identity list in place, so each epoch started from the order
+    pytorch-metric-learning's sampler shuffles its identity list in place, so each epoch starts from the order
     the previous one left, which a fit resumed from a checkpoint cannot know; and it draws the whole epoch when
     the loader's iterator is made, before a resumed fit puts the checkpoint's random state back. Here every epoch
     starts from the initial order and is drawn at its first batch (from numpy's random state, which checkpoints

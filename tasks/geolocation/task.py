@@ -105,7 +105,7 @@ class GeolocationTask(BaseTask):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        # Checkpoints written before per-level metrics lack the coarser cells' coordinates: those metrics are NaN.
+        # Older checkpoints, without per-level metrics, lack the coarser cells' coordinates: those metrics are NaN.
         checkpoint["state_dict"].setdefault("coarse_coordinates", torch.full_like(self.coarse_coordinates, torch.nan))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

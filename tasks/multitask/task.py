@@ -339,7 +339,7 @@ class MultiTask(BaseTask):
         others = [p for p in self.parameters() if p.requires_grad and id(p) not in shared]
         others += [p for criterion in self._criteria.values() for p in criterion.parameters() if p.requires_grad]
         torch.autograd.backward(loss, inputs=others, retain_graph=True)
-        # one head at a time: torchjd's batched (vmap) backward returned a zero row for the triplet loss's gradient
+        # one head at a time: torchjd's batched (vmap) backward gives a zero row for the triplet loss's gradient
         jacobian_backward(list(self._terms.values()), inputs=body, parallel_chunk_size=1)
         jac_to_grad(body, self._jacobian_aggregator)
 

@@ -28,7 +28,7 @@ def _images(resolution: int, seed: int = 0) -> torch.Tensor:
 
 
 def test_every_format_gives_the_references_logits_across_the_family(tmp_path):
-    """The README's conversion table (``mobilenets weights check``, 4 alpha/resolution pairs), here at its two ends;
+    """The conversion table of ``mobilenets weights check`` (4 alpha/resolution pairs), here at its two ends;
     the other tests cover 0.5-160 (Keras) and 0.75-223 (Hugging Face)."""
     pairs = ((1.0, 224), (0.25, 128))
     rows = conversion_checks(pairs=pairs, folder=tmp_path)

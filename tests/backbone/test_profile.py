@@ -1,4 +1,4 @@
-"""The profiler against PAPER.md's numbers and against torch's own FLOP counter."""
+"""The profiler against the paper's printed numbers and against torch's own FLOP counter."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mobilenets.backbone import MobileNetV1, profile_model
 from mobilenets.backbone.profile import IMAGENET_ROWS, agrees, compare_rows, imagenet_table, table2, table3
 
-# PAPER.md, Tables 4-9: (row name, MACs in millions, params in millions) exactly as printed.
+# The paper's Tables 4-9: (row name, MACs in millions, params in millions) exactly as printed.
 PAPER_IMAGENET = {
     "Conv MobileNet (full 3x3 convs)": ("4866", "29.3"),
     "1.0 MobileNet-224": ("569", "4.2"),

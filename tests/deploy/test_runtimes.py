@@ -75,7 +75,7 @@ def test_litert_int8_is_full_integer(written):
 
 def test_litert_int8_detector_concatenates_at_one_calibrated_scale(validated, tmp_path):
     """SSD's per-map box regressions and class logits meet in two concatenations. Each must be calibrated as one
-    tensor: litert-torch's converter otherwise requantized every map to the last map's scale (QUANTIZE ops in
+    tensor: litert-torch's converter otherwise requantizes every map to the last map's scale (QUANTIZE ops in
     front of the concatenation), clipping the others' box deltas (the demo detector's mAP50: 39.2, not 46.1)."""
     from ai_edge_litert.interpreter import Interpreter
 

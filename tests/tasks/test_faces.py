@@ -82,7 +82,7 @@ def reference_detections(images: list[Image.Image], folder: Path) -> list[list[d
 
 def test_our_mtcnn_equals_the_mtcnn_package_on_real_photos(detector, tmp_path):
     """The same weights in both: boxes, scores and landmarks agree up to the resampling (TF's area/crop_and_resize
-    against torch's area interpolation and roi_align): measured 4 px on the boxes, 2 px on the landmarks."""
+    against torch's area interpolation and roi_align): up to about 4 px on the boxes, 2 px on the landmarks."""
     pytest.importorskip("tensorflow")
     images = [astronaut(), scene([(40, 60, 0.8), (380, 200, 0.55)])[0]]
     for image, theirs in zip(images, reference_detections(images, tmp_path)):

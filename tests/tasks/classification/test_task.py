@@ -80,8 +80,8 @@ def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_demo_config_learns_the_breeds(tmp_path, monkeypatch):
     """The demo config, run for 8 of its 30 epochs (the suite's time budget; `mobilenets demo` runs all 30): val
-    top-1 rises far above chance (1/6). Measured on the machine of earlier sessions: 0.153 at epoch 1, 0.722 at
-    epoch 7; on an AMD EPYC (other kernels, another trajectory): 0.153 at epoch 1, 0.514 at epoch 8."""
+    top-1 rises far above chance (1/6): about 0.15 at epoch 1, then 0.5 to 0.7 by epoch 8 depending on the CPU's
+    kernels, so the bar (0.45 over the last three epochs) holds on the slower trajectory too."""
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(REPO / "configs" / "demo" / "dogs.yaml"), "--trainer.max_epochs", "8",
           "--trainer.enable_progress_bar", "false"])
@@ -89,4 +89,4 @@ def test_demo_config_learns_the_breeds(tmp_path, monkeypatch):
     top1, loss = [float(row["val/top1"]) for row in rows], [float(row["val/loss"]) for row in rows]
     assert len(top1) == 8
     assert top1[0] < 0.3 and max(top1[-3:]) >= 0.45, top1
-    assert min(loss[-3:]) < 0.7 * loss[0], loss  # measured on an AMD EPYC: 1.87 -> 1.10
+    assert min(loss[-3:]) < 0.7 * loss[0], loss  # about 1.9 -> 1.1 on the slower trajectory
