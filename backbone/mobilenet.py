@@ -177,8 +177,9 @@ class MobileNetV1(nn.Module):
         in_chans: input channels.
         padding: ``"symmetric"`` (PyTorch's, timm's default) or ``"tf_same"`` (TensorFlow's SAME, asymmetric on
             strided layers), which weights trained in TensorFlow (TF-slim, Keras, Hugging Face ports) need.
-        mean, std: the input normalisation these weights expect. Kept as buffers so it travels in every
-            checkpoint with the weights (timm's are 0.5/0.5, ours ImageNet's); see ``normalize``.
+        mean: the input normalisation's mean these weights expect. Kept as a buffer so it travels in every
+            checkpoint with the weights (timm's is 0.5, ours ImageNet's); see ``normalize``.
+        std: the input normalisation's standard deviation, kept and travelling alike.
     """
 
     def __init__(

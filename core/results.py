@@ -21,7 +21,7 @@ from mobilenets.core.errors import SettingError
 from mobilenets.core.io import read_text, write_text
 from mobilenets.core.tables import Table
 
-__all__ = ["PROVENANCE", "load_results", "provenance", "results_markdown", "save_tables"]
+__all__ = ["PROVENANCE", "load_results", "provenance", "results_index", "results_markdown", "save_tables"]
 
 #: The fields that say where a table's numbers came from.
 PROVENANCE = ("command", "commit", "cpu", "cores", "torch", "date")
@@ -116,6 +116,16 @@ def results_markdown(path: str | Path, key: str) -> str:
     lines += ["", f"<small>Measured with `{table['command']}` on {cpu}{cores}, torch {table['torch']}, "
               f"{table['date']} (`results/{Path(path).name}`, table `{key}`).</small>"]
     return "\n".join(lines) + "\n"
+
+
+def results_index(folder: str | Path) -> str:
+    """Every table of every results file in ``folder``, a section per file: the page that lists all measurements."""
+    sections = []
+    for path in sorted(Path(folder).glob("*.json")):
+        sections.append(f"## {path.name}")
+        sections += [f"### {table['title']}\n\n" + results_markdown(path, key).split("\n", 2)[2]
+                     for key, table in load_results(path).items()]
+    return "\n\n".join(sections) + "\n"
 
 
 def _plain(cell: Any) -> Any:

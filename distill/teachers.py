@@ -45,7 +45,8 @@ class TeacherConfig:
         weights: a local state-dict file (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``) for ``arch`` or
             ``class_path``.
         resolution: the teacher's input size (default: the checkpoint's, else 224).
-        mean, std: the teacher's input normalisation (default: the checkpoint's, else ImageNet's).
+        mean: the teacher's input normalisation mean (default: the checkpoint's, else ImageNet's).
+        std: the teacher's input normalisation standard deviation (default alike).
         compile: ``torch.compile`` the teacher's network (``true``, or ``torch.compile``'s arguments); the
             student compiles with its own task's ``compile``.
     """

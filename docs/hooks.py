@@ -1,5 +1,5 @@
-"""MkDocs hooks: the docs' measured tables come from results/ and the command reference from the command's own
-parser, so neither can drift from what they describe."""
+"""MkDocs hooks: the docs' measured tables come from results/, the command and config references from the parsers
+and the packaged files, and the home page is README.md, so none of them can drift from what they describe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = re.compile(r'\{\{ results\("(?P<file>[\w.-]+)", "(?P<key>[\w.-]+)"\) \}\}')
-GENERATED = re.compile(r"\{\{ (?P<name>cli_reference|configs_reference) \}\}")
+GENERATED = re.compile(r"\{\{ (?P<name>cli_reference|configs_reference|results_index|readme) \}\}")
 
 
 API_SOURCE = "build/docs-api"  # mkdocs.yml's mkdocstrings paths
@@ -29,13 +29,20 @@ def on_config(config):  # noqa: ANN001, ANN201 (MkDocs' hook signature)
     return config
 
 
+def readme() -> str:
+    """README.md as the home page: its links into docs/ made relative to the site, `results/` to the results page."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.replace("](docs/", "](").replace("](results)", "](results.md)")
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001 (MkDocs' hook signature)
     from mobilenets.cli.reference import cli_reference, configs_reference
-    from mobilenets.core.results import results_markdown
+    from mobilenets.core.results import results_index, results_markdown
 
     def table(match: re.Match) -> str:
         return results_markdown(ROOT / "results" / match["file"], match["key"])
 
-    generators = {"cli_reference": cli_reference, "configs_reference": configs_reference}
+    generators = {"cli_reference": cli_reference, "configs_reference": configs_reference,
+                  "results_index": lambda: results_index(ROOT / "results"), "readme": readme}
     markdown = RESULTS.sub(table, markdown)
     return GENERATED.sub(lambda match: generators[match["name"]](), markdown)

@@ -4,7 +4,7 @@ Follows torchgeo's BaseTask: the base owns the hyperparameters, model building, 
 checkpointed attributes and the monitored checkpoint; each task subclass says only what is particular to it. The
 *task protocol* (``supervised_loss``, ``distill_outputs``, ``distillation_criterion``, ``inference_network``,
 ``export_module``, ``evaluate_outputs``, ``draw``) is how the layers above reach a task's behaviour without knowing
-which task it is: adding a task means adding its package (docs/adding-a-task.md).
+which task it is: adding a task means adding its package (docs/design.md).
 """
 
 from __future__ import annotations

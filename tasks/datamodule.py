@@ -44,7 +44,8 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         synthetic: write the task's built-in synthetic dataset into ``root`` first if it is empty.
         synthetic_options: arguments for the task's synthetic writer.
         resolution: input size; the ``mobilenets`` command links it to the model's.
-        batch_size, num_workers: the loaders'.
+        batch_size: the loaders' batch size.
+        num_workers: the loaders' worker processes.
         val_fraction: share of the training records held out for validation where the dataset has no
             validation split of its own (seeded by ``seed``).
         skip_bad: skip, count and log bad records (missing files, malformed entries, unreadable images;

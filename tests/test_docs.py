@@ -123,3 +123,13 @@ def _config_exists(name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def test_the_readme_quotes_the_saved_demo_results():
+    """The README's task table quotes the demo's saved results: every percentage in it is in results/demo.json."""
+    saved = (ROOT / "results" / "demo.json").read_text(encoding="utf-8")
+    rows = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and "`demo/" in line]
+    quoted = [number for row in rows for number in re.findall(r"\d+\.\d%", row)]
+    assert len(rows) == 6 and len(quoted) >= 6
+    assert not [number for number in quoted if number not in saved]

@@ -124,7 +124,8 @@ def write_stanford_dogs(
 
     Args:
         num_classes: breeds, at most ``len(BREEDS)``.
-        train_per_class, test_per_class: images per breed in ``train_list.mat`` / ``test_list.mat``.
+        train_per_class: images per breed in ``train_list.mat``.
+        test_per_class: images per breed in ``test_list.mat``.
         image_size: (width, height) of every image; the real dataset's are about 500 x 375.
         seed: the same seed writes byte-identical files.
         breeds: names from ``BREEDS`` to use instead of the first ``num_classes`` (which come in
@@ -208,7 +209,8 @@ def write_imagenet(
 
     Args:
         num_classes: classes (the dog breeds of ``BREEDS`` drawn under real ImageNet wnids), at most 10.
-        train_per_class, val_per_class: images per class.
+        train_per_class: training images per class.
+        val_per_class: validation images per class.
         image_size: (width, height); the real images average about 400 x 350.
         layout: ``kaggle`` (``ILSVRC/Data/CLS-LOC/{train,val}``, flat val, ``LOC_val_solution.csv``,
             ``LOC_synset_mapping.txt``), ``devkit`` (``train/``, flat ``val/``, ``ILSVRC2012_devkit_t12/``) or

@@ -27,10 +27,11 @@ class ClassificationTask(BaseTask):
         num_classes: classes in the data (120 for Stanford Dogs); checked against the data module's, and read
             from it when left out.
         label_smoothing: cross-entropy label smoothing.
-        mixup_alpha, cutmix_alpha: mix each training batch with torchvision's ``MixUp`` / ``CutMix`` (the
+        mixup_alpha: mix each training batch with torchvision's ``MixUp`` (with ``cutmix_alpha``: ``CutMix``; the
             Beta(alpha, alpha) mixing weight; 0: off; both set: one of the two per batch, at random). The targets
             become mixed label distributions. Only the task's own training batches are mixed: a distiller trains
             the task on its batches as they are, as the teacher sees them.
+        cutmix_alpha: the same for torchvision's ``CutMix``.
         top_k: the second accuracy reported (``top5``) and the classes listed per image by ``predict``.
         **kwargs: the shared task arguments (``backbone``, ``resolution``, optimizer, ...), see ``BaseTask``.
     """

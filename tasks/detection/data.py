@@ -196,7 +196,8 @@ class CocoDataModule(BaseDataModule):
 
     Args:
         root: the dataset folder (COCO 2017's layout, or any dataset laid out the same way).
-        train_split, val_split: split names (``train2017``, ``val2017``).
+        train_split: the training split's name (``train2017``).
+        val_split: the validation split's name (``val2017``).
         test_split: the test split's name; the validation split if not given.
         augment: ``ssd`` (photometric distortion, zoom out, IoU crop, flip: SSD's recipe for long runs),
             ``ssdlite`` (IoU crop and flip: torchvision's SSDLite recipe) or ``light`` (photometric distortion and

@@ -42,8 +42,9 @@ class AnchorConfig:
     """The ``anchors:`` block: the TF object detection API's ``ssd_anchor_generator`` fields, TF's defaults.
 
     Args:
-        min_scale, max_scale: box scales (fractions of the image side) of the lowest and highest maps; the maps
-            between get linearly spaced scales.
+        min_scale: the box scale (a fraction of the image side) of the lowest map; the maps between the lowest
+            and the highest get linearly spaced scales.
+        max_scale: the box scale of the highest map.
         aspect_ratios: width / height of the boxes at every location (all maps but a reduced lowest one).
         interpolated_scale_aspect_ratio: the aspect ratio of one more box per location at the scale between this
             map's and the next's (sqrt(s_k s_k+1)); 0 adds none.

@@ -138,10 +138,11 @@ class FaceIdentityDataModule(AlignsFaces, BaseDataModule):
         images_per_identity: K of the P x K batches (``batch_size`` must be a multiple of it). Identities
             with fewer than K images are kept and repeated within their batch; identities with a single
             image cannot form a positive pair and are left out of training. Both are counted and logged.
-        gallery_dir, probe_dir: identity folders (relative to ``root`` or absolute) for open-set identification
-            in ``test``: the gallery enrols one mean embedding per identity; probes of a gallery identity are
+        gallery_dir: identity folders of the gallery (relative to ``root`` or absolute) for open-set
+            identification in ``test``: the gallery enrols one mean embedding per identity; probes of a gallery identity are
             mated, the others are impostors. Tested as a further test set, ``test/identification/...`` (rank-1
             accuracy, DIR at each FAR of the task's ``identification_fars``).
+        probe_dir: identity folders of the probes, read as ``gallery_dir``.
         align: read every image (training, pairs, gallery, probes, ``predict_dir``) as its aligned face crop,
             found by MTCNN and cut as ``alignment`` says (``mobilenets.tasks.face_alignment``), cached under
             ``root/.aligned/`` and made again when a source file changes. An image without a face is an error

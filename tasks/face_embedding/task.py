@@ -42,8 +42,8 @@ class FaceEmbeddingTask(BaseTask):
             (additive angular margin softmax over training identities, from pytorch-metric-learning).
         margin: the triplet margin on squared distances (FaceNet: 0.2).
         num_identities: training identities, needed by ``arcface`` only.
-        val_far, tar_far: the false-accept rates of the VAL and TAR metrics (FaceNet: 1e-3; the paper's
-            Table 14: 1e-4).
+        val_far: the false-accept rate of the VAL metric (FaceNet: 1e-3; the paper's Table 14: 1e-4).
+        tar_far: the false-accept rate of the TAR metric.
         val_threshold_rule: how VAL's threshold is read off the training folds' FAR curve: ``interpolated``
             (FaceNet's published protocol, the default) or ``grid`` (the largest grid threshold within the target,
             up to one grid step stricter); see ``metrics.far_threshold``.

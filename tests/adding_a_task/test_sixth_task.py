@@ -1,5 +1,5 @@
 """A sixth task (``scenes``, in this folder) runs synth, fit, test, export, serve and distill through the suite's
-shared code without any package of the suite knowing it: docs/adding-a-task.md, proven."""
+shared code without any package of the suite knowing it: docs/design.md, proven."""
 
 import json
 
