@@ -176,7 +176,7 @@ def int8_table(results: dict[str, dict[str, float]], alpha: float, resolution: i
              f"{times['fp32'] / times['int8']:.2f}x"]
             for candidate, times in sorted(results.items(), key=lambda item: item[1]["int8"])]
     return Table(
-        key="bench_int8",
+        key=f"bench_int8_{alpha}-{resolution}",
         title=f"int8 candidates, ours-{alpha}-{resolution}, batch 1, {threads} threads, median ms",
         columns=["runtime", "fp32 ms", "int8 ms", "int8 vs onnxruntime fp32", "int8 vs own fp32"],
         rows=rows,

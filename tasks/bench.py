@@ -104,7 +104,7 @@ def training_profile(batch_size: int = 32, resolution: int = 224, num_classes: i
     total = sum(event.self_cpu_time_total for event in events)
     rows = [[event.key[:70], f"{event.self_cpu_time_total / steps / 1000:.1f}",
              f"{100 * event.self_cpu_time_total / total:.1f}", event.count // steps] for event in events[:top]]
-    return Table(key="bench_train_profile", rows=rows,
+    return Table(key=f"bench_train_profile_{'compiled' if compile else 'eager'}", rows=rows,
                  title=f"Where a training step goes, 1.0 MobileNet-{resolution}, batch {batch_size}, channels-last, "
                        f"{'compiled' if compile else 'eager'} ({threads} threads, {steps} steps)",
                  columns=["operator (self CPU time)", "ms per step", "% of the step", "calls per step"])
