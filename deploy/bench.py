@@ -219,7 +219,6 @@ def deploy_plots(rows: list[DeployRow], output: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     ours = [row for row in rows if row.model.startswith("ours")]
