@@ -1,16 +1,7 @@
-"""The MobileNet v1 backbone: the network, its paper-exact size profile, and local weight loading."""
+"""The MobileNet v1 backbone: the network, its paper-exact size profile, and local weight loading. Names import on
+first use (``mobilenets.core.lazy``), so the command's ``--help`` does not import torch."""
 
-from mobilenets.backbone.config import BackboneConfig
-from mobilenets.backbone.mobilenet import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    LAYERS,
-    MobileNetV1,
-    check_resolution,
-    fold_batchnorm,
-)
-from mobilenets.backbone.profile import ModelProfile, profile_model
-from mobilenets.backbone.weights import convert_timm_state_dict, load_backbone, load_pretrained, save_backbone
+from mobilenets.core.lazy import lazy_exports
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -27,3 +18,11 @@ __all__ = [
     "profile_model",
     "save_backbone",
 ]
+__getattr__ = lazy_exports(__name__, {
+    "BackboneConfig": "config",
+    "IMAGENET_MEAN": "mobilenet", "IMAGENET_STD": "mobilenet", "LAYERS": "mobilenet", "MobileNetV1": "mobilenet",
+    "check_resolution": "mobilenet", "fold_batchnorm": "mobilenet",
+    "ModelProfile": "profile", "profile_model": "profile",
+    "convert_timm_state_dict": "weights", "load_backbone": "weights", "load_pretrained": "weights",
+    "save_backbone": "weights",
+})

@@ -27,7 +27,7 @@ from mobilenets.core.io import read_text
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
-from mobilenets.tasks.resume import AtomicCheckpointIO, ExactResume, ValidateFinalSteps, find_last_checkpoint
+from mobilenets.tasks.data.resume import AtomicCheckpointIO, ExactResume, ValidateFinalSteps, find_last_checkpoint
 
 __all__ = ["MobileNetsCLI", "resolve_config_args"]
 

@@ -10,16 +10,18 @@ subcommands (``profile``, ``synth``, ``export``, ``bench`` ...) are plain argpar
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import shlex
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from mobilenets.cli.faces import add_align, add_gallery, add_identify, add_verify
 from mobilenets.core.checkpoint import TRUST_ENV, UntrustedFileError
 from mobilenets.core.errors import BadRecordError, SettingError
+from mobilenets.core.timing import SAVE_HELP
 from mobilenets.tasks.registry import TASKS
 
 if TYPE_CHECKING:
@@ -86,88 +88,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    if args.target == "backbone":
-        from mobilenets.backbone.bench import bench_backbone, bench_table
-
-        rows = bench_backbone(batch_sizes=tuple(args.batch_sizes), rounds=args.rounds, threads=args.threads,
-                              compile=args.compile)
-        table = bench_table(rows, args.threads)
-    elif args.target == "s2":
-        from mobilenets.tasks.bench import bench_s2
-
-        table = bench_s2()
-    elif args.target == "faces":
-        from mobilenets.tasks.bench import bench_faces
-
-        table = bench_faces(rounds=args.rounds, threads=args.threads)
-    elif args.target == "detection":
-        from mobilenets.tasks.bench import bench_detection
-
-        table = bench_detection(rounds=args.rounds, threads=args.threads)
-    elif args.target == "detection-train":
-        import json
-
-        from mobilenets.tasks.detection.bench import bench_detection_training, training_table
-
-        rows = bench_detection_training(config=args.config, steps=args.steps, batch_size=args.batch_size,
-                                        threads=args.threads)
-        table = training_table(rows)
-        if args.format == "json":  # the unrounded rows, one dict per model
-            print(json.dumps({"rows": rows}, indent=2))
-            return _save([table], args)
-    elif args.target == "distill":
-        from mobilenets.distill.bench import bench_teacher_cache
-
-        table = bench_teacher_cache(threads=args.threads)
-    elif args.target == "int8":
-        from mobilenets.deploy.bench import bench_int8_candidates, int8_table
-
-        tables = [int8_table(bench_int8_candidates(alpha, resolution, rounds=args.rounds, threads=args.threads),
-                             alpha, resolution, args.threads)
-                  for resolution in args.resolutions for alpha in args.alphas]
-        return _report(tables, args)
-    elif args.target == "deploy":
-        from mobilenets.deploy.bench import bench_deploy, deploy_plots, deploy_table
-
-        batch_size = args.batch_sizes[-1]
-        rows = bench_deploy(alphas=tuple(args.alphas), resolutions=tuple(args.resolutions), batch_size=batch_size,
-                            rounds=args.rounds, threads=args.threads)
-        table = deploy_table(rows, args.threads, batch_size)
-        if args.plot:
-            for path in deploy_plots(rows, args.plot):
-                print(f"wrote {path}")
-    elif args.target == "shards":
-        from mobilenets.tasks.bench import bench_shards
-
-        table = bench_shards(num_workers=args.num_workers if args.num_workers is not None else 2)
-    elif args.target == "gpu":
-        from mobilenets.tasks.bench_gpu import bench_gpu
-
-        tables = bench_gpu()
-        if tables is None:
-            print("mobilenets bench gpu: no CUDA GPU here (torch.cuda.is_available() is False); nothing measured")
-            return 0
-        return _report(tables, args)
-    elif args.target == "serve":
-        from mobilenets.deploy.serve import bench_serve
-
-        table = bench_serve(requests=args.rounds, threads=args.threads)
-    elif args.target == "train":
-        from mobilenets.tasks.bench import bench_training
-
-        if args.profile:
-            from mobilenets.tasks.bench import training_profile
-
-            table = training_profile(batch_size=args.batch_sizes[-1], threads=args.threads, compile=args.compile)
-        else:
-            table = bench_training(batch_size=args.batch_sizes[-1], rounds=args.rounds, threads=args.threads,
-                                   compile=args.compile)
-    else:
-        from mobilenets.tasks.bench import bench_data
-
-        table = bench_data(root=args.root, batch_size=args.batch_sizes[-1], num_workers=args.num_workers,
-                           threads=args.threads)
-    return _report([table], args)
+    return _report(args.measure(args), args)
 
 
 def _report(tables: Sequence[Table], args: argparse.Namespace) -> int:
@@ -175,6 +96,8 @@ def _report(tables: Sequence[Table], args: argparse.Namespace) -> int:
     provenance (the command as typed, the commit, CPU, cores, torch and date)."""
     from mobilenets.core.tables import render
 
+    if not tables:  # nothing measured here (a GPU check without a GPU), having said why
+        return 0
     print(render(tables, args.format))
     return _save(tables, args)
 
@@ -204,29 +127,6 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--option", action="append", help="writer argument as key=value, e.g. num_classes=8")
     parser.set_defaults(handler=run_synth)
-
-
-def run_evaluate_coco(args: argparse.Namespace) -> int:
-    import json
-
-    from mobilenets.tasks.detection.data import load_coco
-    from mobilenets.tasks.detection.metrics import coco_evaluate
-
-    ground_truth = load_coco(Path(args.gt))
-    try:
-        detections = json.loads(Path(args.dt).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise SystemExit(f"{args.dt}: cannot read detections: {error}") from None
-    for name, value in coco_evaluate(ground_truth, detections).items():
-        print(f"{name:<10} {value:.4f}")
-    return 0
-
-
-def _add_evaluate_coco(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate-coco", help="COCOeval (bbox) of any detections JSON: the 12 stats")
-    parser.add_argument("--gt", required=True, help="COCO instances JSON (ground truth)")
-    parser.add_argument("--dt", required=True, help="COCO results JSON (a list of detections)")
-    parser.set_defaults(handler=run_evaluate_coco)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -283,40 +183,6 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_experiment_command)
 
 
-def run_student(args: argparse.Namespace) -> int:
-    from mobilenets.distill import save_student
-
-    print(f"wrote {save_student(args.checkpoint, args.output)}")
-    return 0
-
-
-def _add_student(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("student", help="a distillation checkpoint's student as a checkpoint of its task")
-    parser.add_argument("checkpoint", help="a DistillationTask checkpoint (.ckpt)")
-    parser.add_argument("output", help="the student's checkpoint to write (.ckpt)")
-    parser.set_defaults(handler=run_student)
-
-
-def run_partition(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from mobilenets.tasks.geolocation.data import read_geotagged_csv
-    from mobilenets.tasks.geolocation.partition import build_partitions, write_partition
-
-    _, lat, lon, skipped = read_geotagged_csv(Path(args.csv), tuple(args.columns), args.skip_bad)
-    if skipped:
-        print(f"skipped {len(skipped)} rows with bad coordinates, e.g. {skipped[0]}")
-    thresholds = [tuple(int(v) for v in pair.split(",")) for pair in args.thresholds]
-    partitions, parents = build_partitions(lat, lon, thresholds, args.min_level, args.max_level)
-    for (t1, t2), partition in zip(sorted(thresholds, reverse=True), partitions):
-        path = Path(args.output) / f"partition_t1-{t1}_t2-{t2}.csv"
-        write_partition(partition, path)
-        print(f"{path}: {len(partition)} cells holding {int(partition.counts.sum())} of {len(lat)} photos")
-    for level, parent in enumerate(parents, start=1):
-        np.save(Path(args.output) / f"parents_{level}.npy", parent)
-    return 0
-
-
 def run_weights(args: argparse.Namespace) -> int:
     if args.action == "check":
         return _check_conversions(args)
@@ -339,7 +205,7 @@ def run_weights(args: argparse.Namespace) -> int:
 def _export_weights(args: argparse.Namespace) -> int:
     from mobilenets.deploy.share import export_timm, export_transformers
     from mobilenets.distill import trained_task
-    from mobilenets.tasks.loading import load_task
+    from mobilenets.tasks.data.loading import load_task
 
     task = trained_task(load_task(args.checkpoint))
     if args.to == "timm":
@@ -397,24 +263,10 @@ def _add_weights(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=run_weights)
 
 
-def _add_partition(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("partition", help="PlaNet's adaptive S2 partition of a geotagged CSV")
-    parser.add_argument("csv", help="IMG_ID,LAT,LON rows")
-    parser.add_argument("--output", default=".", help="folder for partition_t1-<t1>_t2-<t2>.csv files")
-    parser.add_argument("--thresholds", nargs="+", default=["10000,50"],
-                        help="t1,t2 pairs; several give the hierarchical multi-partition (parents_<k>.npy "
-                        "maps each cell of the k-th finer partition to its enclosing coarser cell)")
-    parser.add_argument("--min-level", type=int, default=2)
-    parser.add_argument("--max-level", type=int, default=13)
-    parser.add_argument("--columns", nargs=3, default=["IMG_ID", "LAT", "LON"])
-    parser.add_argument("--skip-bad", action="store_true", help="skip rows with bad coordinates instead of failing")
-    parser.set_defaults(handler=run_partition)
-
-
 def run_export(args: argparse.Namespace) -> int:
     from mobilenets.deploy.checkpoint import export_checkpoint, report_markdown
     from mobilenets.distill import trained_task
-    from mobilenets.tasks.loading import load_task
+    from mobilenets.tasks.data.loading import load_task
 
     overrides = {"root": args.data_root} if args.data_root else {}
     output = args.output or str(Path(args.checkpoint).with_suffix("")) + "_export"
@@ -466,7 +318,7 @@ def serving_app() -> Any:
     task = None
     if Path(settings.model).suffix == ".ckpt":
         from mobilenets.distill import trained_task
-        from mobilenets.tasks.loading import load_task
+        from mobilenets.tasks.data.loading import load_task
 
         task = trained_task(load_task(settings.model))
     return create_app(settings, task)
@@ -511,7 +363,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
 
 def run_shards(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     from mobilenets.cli.lightning import MobileNetsCLI
-    from mobilenets.tasks.shards import write_shards
+    from mobilenets.tasks.data.shards import write_shards
 
     datamodule = MobileNetsCLI(["--config", args.config, *overrides], run=False).datamodule
     counts = write_shards(datamodule, args.output, tuple(args.splits), args.maxcount)
@@ -530,10 +382,6 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_shards, passes_overrides=True)
 
 
-SAVE_HELP = ("also add the tables to this results file (JSON, made if absent), each with the command, commit, CPU, "
-             "cores, torch and date; a table of the same key is replaced (the docs render results/*.json)")
-
-
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "profile", help="MACs and parameters counted the paper's way, beside the paper's tables"
@@ -549,60 +397,36 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_profile)
 
 
-def _add_bench(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process")
-    parser.add_argument(
-        "target",
-        choices=["backbone", "train", "data", "detection", "detection-train", "faces", "s2", "distill", "deploy",
-                 "int8", "shards", "serve", "gpu"],
-        help="backbone: inference vs timm; train: a training step vs timm; data: ImageNet JPEG decoding per core "
-        "(PIL, TorchCodec, torchvision.io) and the training loader, beside a training step; "
-        "detection: end-to-end SSD latency vs torchvision's SSDLite; detection-train: mAP after equal training "
-        "steps, our SSD300 and SSDLite vs torchvision's SSDLite recipe (on our body, and on MobileNet v3); "
-        "faces: MTCNN face detection vs the mtcnn package (TensorFlow); s2: S2 cell ids vs s2sphere; "
-        "distill: distillation epochs without and with the teacher-output cache; deploy: PyTorch, onnxruntime "
-        "fp32 and int8 over alpha x resolution, timm's export as the reference; int8: every int8 candidate "
-        "(onnxruntime per-channel / per-tensor, LiteRT, ExecuTorch, OpenVINO) side by side at batch 1 for each "
-        "--alphas x --resolutions model; shards: geolocation training data "
-        "from image files vs WebDataset shards; serve: mobilenets serve under 1, 8 and 32 concurrent clients "
-        "(--rounds requests each), batching on and off; gpu: training images/s eager and compiled vs timm, SSD "
-        "training vs torchvision's SSDLite, the input pipeline (loader workers vs GPU JPEG decoding), peak memory, "
-        "on one CUDA GPU (under 10 minutes; without a GPU it says so and exits 0)",
-    )
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="train/data use the last")
-    parser.add_argument("--compile", action="store_true",
-                        help="backbone, train: also torch.compile ours and timm's (minutes of compiling on a CPU)")
-    parser.add_argument("--profile", action="store_true",
-                        help="train: where our step's time goes instead (torch.profiler's top operators; with "
-                        "--compile, of the compiled step)")
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--root", help="data: an ImageNet folder (default: synthetic, real-sized images)")
-    parser.add_argument("--num-workers", type=int, help="data: loader workers (default: the data module's)")
-    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25],
-                        help="deploy, int8: widths")
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128],
-                        help="deploy, int8: sizes")
-    parser.add_argument("--steps", type=int, default=100, help="detection-train: optimizer steps per model")
-    parser.add_argument("--config", default="demo/detection.yaml",
-                        help="detection-train: the detection config whose model, augmentation and synthetic data "
-                        "our rows use")
-    parser.add_argument("--batch-size", type=int, help="detection-train: batch size (default: the config's)")
-    parser.add_argument("--plot", help="deploy: folder for latency_vs_macs.png and accuracy_vs_latency.png")
-    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
-    parser.add_argument("--save", metavar="FILE", help=SAVE_HELP)
+def _add_bench(subparsers: argparse._SubParsersAction, rooms: Sequence[ModuleType]) -> None:
+    parser = subparsers.add_parser("bench", help="speed against the reference implementation, in one process; "
+                                   "each package adds the targets it measures")
+    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for room in rooms:
+        if hasattr(room, "add_bench_targets"):
+            room.add_bench_targets(targets)
     parser.set_defaults(handler=run_bench)
 
 
-#: The suite's own subcommands.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_experiment, _add_profile, _add_synth, _add_partition, _add_evaluate_coco, add_verify,
-    add_align, add_gallery, add_identify, _add_student, _add_export, _add_serve, _add_shards, _add_bench, _add_weights,
-]
+#: The suite's own subcommands, before and after those the packages add.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_experiment, _add_profile, _add_synth]
+LATER_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_export, _add_serve, _add_shards, _add_weights]
+
+#: The ``commands`` rooms of the layers below the command line that are not task packages (a task package's comes
+#: from the task registry): each may have ``add_commands(subparsers)`` and ``add_bench_targets(targets)``.
+LAYER_COMMANDS = ("mobilenets.backbone.commands", "mobilenets.distill.commands", "mobilenets.deploy.commands")
+
+
+def command_rooms() -> list[ModuleType]:
+    """Every package's ``commands`` module: the layers', then the task packages' and the shared ones' (registry)."""
+    from mobilenets.tasks.registry import command_modules
+
+    return [importlib.import_module(name) for name in (*LAYER_COMMANDS, *command_modules())]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser for the suite's subcommands; Lightning's are listed for help and handed to LightningCLI."""
+    """The parser for the suite's subcommands and those the packages add; Lightning's are listed for help and
+    handed to LightningCLI."""
     parser = argparse.ArgumentParser(
         prog="mobilenets",
         description="MobileNets (Howard et al. 2017) and its applications. "
@@ -614,8 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in LIGHTNING_SUBCOMMANDS.items():
         subparsers.add_parser(name, help=help_text, add_help=False)
+    rooms = command_rooms()
     for add in SUBCOMMANDS:
         add(subparsers)
+    for room in rooms:
+        if hasattr(room, "add_commands"):
+            room.add_commands(subparsers)
+    for add in LATER_SUBCOMMANDS:
+        add(subparsers)
+    _add_bench(subparsers, rooms)
     return parser
 
 

@@ -24,6 +24,11 @@ __all__ = [
 TRUST_ENV = "MOBILENETS_TRUST_CHECKPOINT"
 _T = TypeVar("_T", bound=type)
 
+#: Modules of checkpointed classes that moved: a checkpoint names its classes by module, so files written before
+#: a move still load (the allow-list knows the old names, and a trusted unpickling finds the old module).
+MOVED_MODULES = {"mobilenets.tasks.augmentation": "mobilenets.tasks.data.augmentation",
+                 "mobilenets.distill.teachers": "mobilenets.tasks.distillation.teachers"}
+
 
 class UntrustedFileError(pickle.UnpicklingError):
     """A pickled file needs code run to load it, and the user has not said they trust it."""
@@ -33,8 +38,23 @@ def checkpoint_type(cls: _T) -> _T:
     """Class decorator: allow a plain-data class of the suite inside checkpoints loaded with ``weights_only``."""
     import torch
 
-    torch.serialization.add_safe_globals([cls])
+    former = [f"{old}.{cls.__qualname__}" for old, new in MOVED_MODULES.items() if new == cls.__module__]
+    torch.serialization.add_safe_globals([cls, *((cls, name) for name in former)])
     return cls
+
+
+def _current_name(name: str) -> str:
+    """A class's name as a checkpoint gives it, under the module it lives in now (``MOVED_MODULES``)."""
+    module, _, qualname = name.rpartition(".")
+    return f"{MOVED_MODULES[module]}.{qualname}" if module in MOVED_MODULES else name
+
+
+def _alias_moved_modules(names: list[str]) -> None:
+    """Let a trusted (full) unpickling find moved modules under the names the file gives them."""
+    for name in names:
+        module = name.rpartition(".")[0]
+        if module in MOVED_MODULES and module not in sys.modules:
+            sys.modules[module] = importlib.import_module(MOVED_MODULES[module])
 
 
 def trusted(trust: bool | None = None) -> bool:
@@ -46,7 +66,7 @@ def _import_suite_types(names: list[str]) -> bool:
     """Import the suite modules that define the classes named, which registers them (``checkpoint_type``).
     Importing our own modules runs only our code; True if any of them was new."""
     imported = False
-    for name in names:
+    for name in map(_current_name, names):
         module = name.rpartition(".")[0]
         if name.startswith("mobilenets.") and module and module not in sys.modules:
             importlib.import_module(module)
@@ -70,12 +90,13 @@ def weights_only_for(path: str | Path, trust: bool | None = None) -> bool:
     """
     import torch
 
-    if trusted(trust):
-        return False
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except (RuntimeError, ValueError, OSError):  # not a zip checkpoint (legacy format, damaged): torch.load will tell
-        return True
+        return not trusted(trust)
+    if trusted(trust):
+        _alias_moved_modules(unsafe)
+        return False
     if unsafe and _import_suite_types(unsafe):
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     if unsafe:

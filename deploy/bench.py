@@ -17,17 +17,17 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mobilenets.backbone import BackboneConfig, profile_model
+from mobilenets.backbone import profile_model
 from mobilenets.backbone.profile import PAPER_IMAGENET
 from mobilenets.core.tables import Table
 from mobilenets.core.timing import blocked_medians
 from mobilenets.deploy.evaluate import OnnxRunner, quantize_int8
 from mobilenets.deploy.export import inference_model, save_onnx, trace_to_onnx
 from mobilenets.deploy.runtimes import FORMATS, runtime
-from mobilenets.tasks.classification import ClassificationTask
-from mobilenets.tasks.classification.export import ClassifierExport
+from mobilenets.tasks.data.loading import build_from_config
+from mobilenets.tasks.export import TaskExport
 
 __all__ = ["DeployRow", "bench_deploy", "bench_int8_candidates", "deploy_plots", "deploy_table", "int8_table",
            "time_runtimes"]
@@ -55,24 +55,28 @@ class DeployRow:
     openvino_int8_ips: float
 
 
-class _TimmClassifier(ClassifierExport):
-    """timm's mobilenetv1_100 behind the same normalisation and softmax/top-k as our export (a fair reference)."""
-
-    def __init__(self, resolution: int, num_classes: int = 1000, top_k: int = 5) -> None:
-        import timm
-
-        nn.Module.__init__(self)
-        self.network = timm.create_model("mobilenetv1_100", pretrained=False, num_classes=num_classes).eval()
-        config = self.network.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1))
-        self.resolution, self.top_k, self.class_names = resolution, top_k, [str(i) for i in range(num_classes)]
-        self.task_class = "timm.mobilenetv1_100"
+#: the config whose classifier the benchmarks export across the family (1000 classes, random weights)
+CLASSIFIER_CONFIG = "paper/imagenet.yaml"
 
 
-def _our_classifier(alpha: float, resolution: int, num_classes: int = 1000) -> ClassifierExport:
-    task = ClassificationTask(num_classes=num_classes, backbone=BackboneConfig(alpha=alpha), resolution=resolution)
+def _our_classifier(alpha: float, resolution: int, num_classes: int = 1000) -> TaskExport:
+    task = build_from_config(CLASSIFIER_CONFIG, "model", num_classes=num_classes, backbone={"alpha": alpha},
+                             resolution=resolution)
     return inference_model(task)
+
+
+def _timm_classifier(resolution: int, num_classes: int = 1000) -> TaskExport:
+    """timm's mobilenetv1_100 inside our classifier's export, with timm's normalisation: the same softmax / top-k
+    around the reference network (a fair comparison)."""
+    import timm
+
+    export = _our_classifier(1.0, resolution, num_classes)
+    export.network = timm.create_model("mobilenetv1_100", pretrained=False, num_classes=num_classes).eval()
+    config = export.network.pretrained_cfg
+    export.mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
+    export.std = torch.tensor(config["std"]).view(1, 3, 1, 1)
+    export.task_class = "timm.mobilenetv1_100"
+    return export
 
 
 def time_runtimes(runtimes: dict[str, Callable[[Tensor], Any]], images: Tensor, rounds: int, warmup: int,
@@ -84,7 +88,7 @@ def time_runtimes(runtimes: dict[str, Callable[[Tensor], Any]], images: Tensor, 
     return {name: median * 1000 for name, median in seconds.items()}
 
 
-def _bench_model(name: str, export: ClassifierExport, alpha: float, workdir: Path, batch_size: int, rounds: int,
+def _bench_model(name: str, export: TaskExport, alpha: float, workdir: Path, batch_size: int, rounds: int,
                  warmup: int, threads: int) -> DeployRow:
     size = export.resolution
     fp32 = save_onnx(trace_to_onnx(export, size, export.output_names), workdir / f"{name}.onnx")
@@ -121,7 +125,7 @@ def bench_deploy(alphas: tuple[float, ...] = ALPHAS, resolutions: tuple[int, ...
         for resolution in resolutions:
             if reference:
                 try:
-                    timm_model = _TimmClassifier(resolution)
+                    timm_model = _timm_classifier(resolution)
                 except ImportError:
                     raise SystemExit("the deploy benchmark's reference is timm: pip install 'mobilenet-suite[dev]'")
                 rows.append(_bench_model(f"timm-1.0-{resolution}", timm_model, 1.0, Path(tmp), batch_size, rounds,

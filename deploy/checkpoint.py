@@ -28,7 +28,7 @@ from mobilenets.deploy.export import export_onnx, inference_model
 from mobilenets.deploy.runtimes import runtime
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.export import export_batches
-from mobilenets.tasks.loading import load_datamodule
+from mobilenets.tasks.data.loading import load_datamodule
 
 __all__ = ["export_checkpoint", "export_program", "report_markdown"]
 

@@ -71,7 +71,7 @@ def export_onnx(task: BaseTask, path: str | Path, dynamic_size: bool = False) ->
     export's ``metadata`` under the ``mobilenets`` key.
 
     Args:
-        task: a trained task (``mobilenets.tasks.loading.load_task`` reads one from a checkpoint).
+        task: a trained task (``mobilenets.tasks.data.loading.load_task`` reads one from a checkpoint).
         path: the ``.onnx`` file to write.
         dynamic_size: let height and width vary too (where the export allows: not SSD, whose anchors fix it).
     """

@@ -285,15 +285,15 @@ def bench_serve(requests: int = 64, clients: Sequence[int] = (1, 8, 32), threads
     import tempfile
     import urllib.request
 
-    from mobilenets.backbone import BackboneConfig
     from mobilenets.deploy.export import export_onnx
-    from mobilenets.tasks.classification import ClassificationTask
-    from mobilenets.tasks.detection import DetectionTask
+    from mobilenets.tasks.data.loading import build_from_config
 
     torch.manual_seed(0)
-    models = {"0.25 MobileNet-224": ClassificationTask(num_classes=1000, backbone=BackboneConfig(alpha=0.25)),
-              "1.0 MobileNet-224": ClassificationTask(num_classes=1000, backbone=BackboneConfig(alpha=1.0)),
-              "SSD300, 1.0 MobileNet": DetectionTask(num_classes=90, resolution=300)}
+    models = {"0.25 MobileNet-224": build_from_config("paper/imagenet.yaml", "model", num_classes=1000,
+                                                      backbone={"alpha": 0.25}, resolution=224),
+              "1.0 MobileNet-224": build_from_config("paper/imagenet.yaml", "model", num_classes=1000,
+                                                     backbone={"alpha": 1.0}, resolution=224),
+              "SSD300, 1.0 MobileNet": build_from_config("paper/coco_ssd300.yaml", "model", num_classes=90)}
     photo = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(photo, "JPEG")
     rows = []

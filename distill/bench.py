@@ -16,13 +16,15 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from mobilenets.backbone import BackboneConfig
 from mobilenets.core.tables import Table
 from mobilenets.distill.task import DistillationTask
-from mobilenets.distill.teachers import TeacherConfig
-from mobilenets.tasks.classification import ClassificationTask, DogsDataModule, write_stanford_dogs
+from mobilenets.tasks.distillation.teachers import TeacherConfig
+from mobilenets.tasks.data.loading import build_from_config
 
 __all__ = ["bench_teacher_cache"]
+
+#: the config whose model and data the benchmark distils (the demo's dogs, a 1.0 teacher, a 0.25 student)
+CONFIG = "demo/dogs.yaml"
 
 
 class _EpochSpeed(pl.Callback):
@@ -45,20 +47,20 @@ def bench_teacher_cache(epochs: int = 3, batches: int = 6, batch_size: int = 32,
     """Images per second of distillation epochs without and with ``teacher_cache``."""
     torch.set_num_threads(threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    student = {"class_path": "mobilenets.tasks.classification.ClassificationTask",
-               "init_args": {"num_classes": 6, "backbone": {"alpha": 0.25}, "resolution": 128}}
     rows, baseline = [], None
     with tempfile.TemporaryDirectory() as scratch:
-        root = write_stanford_dogs(Path(scratch) / "dogs", num_classes=6, train_per_class=60, test_per_class=1)
-        teacher_task = ClassificationTask(num_classes=6, backbone=BackboneConfig(alpha=1.0), resolution=224)
+        teacher_task = build_from_config(CONFIG, "model", num_classes=6, backbone={"alpha": 1.0}, resolution=224)
         checkpoint = Path(scratch) / "teacher.ckpt"
         torch.save({"state_dict": teacher_task.state_dict(), "hyper_parameters": dict(teacher_task.hparams),
                     "pytorch-lightning_version": pl.__version__}, checkpoint)
         for cached in (False, True):
+            student = build_from_config(CONFIG, "model", num_classes=6, backbone={"alpha": 0.25}, resolution=128)
             task = DistillationTask(student, TeacherConfig(checkpoint=str(checkpoint)), resolution=224,
                                     teacher_cache=str(Path(scratch) / "cache") if cached else None)
-            data = DogsDataModule(str(root), resolution=224, batch_size=batch_size, num_workers=2, val_fraction=0,
-                                  label_fraction=0.2)
+            data = build_from_config(CONFIG, "data", root=str(Path(scratch) / "dogs"), synthetic=True,
+                                     synthetic_options={"num_classes": 6, "train_per_class": 60, "test_per_class": 1},
+                                     resolution=224, batch_size=batch_size, num_workers=2, val_fraction=0,
+                                     label_fraction=0.2)
             speed = _EpochSpeed()
             trainer = pl.Trainer(max_epochs=epochs, limit_train_batches=batches, limit_val_batches=0,
                                  num_sanity_val_steps=0, logger=False, enable_checkpointing=False,

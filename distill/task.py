@@ -23,9 +23,9 @@ from mobilenets.core.errors import SettingError
 from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
-from mobilenets.distill.teachers import TeacherConfig, load_teacher
+from mobilenets.tasks.distillation import TeacherConfig, hard_soft_mix, load_teacher
 from mobilenets.tasks.base import BaseTask, concat_outputs, monitored_checkpoint
-from mobilenets.tasks.loading import build_from_spec
+from mobilenets.tasks.data.loading import build_from_spec
 
 __all__ = ["DistillationTask", "HintConfig", "save_student", "trained_task"]
 
@@ -150,7 +150,7 @@ class DistillationTask(pl.LightningModule):
     def student_input(self, images: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
         """Images in [0, 1] at the loaded size -> the student's resolution and normalisation (a detection
         student's list of images goes as it is: its SSD transform does both)."""
-        if isinstance(images, list):
+        if not self.student.batched_images:
             return images
         size = self.student.hparams.resolution
         if images.shape[-2:] != (size, size):
@@ -221,10 +221,8 @@ class DistillationTask(pl.LightningModule):
             teacher_outs.append(self.teacher_outputs(part["image"], part["index"], source))
         distill = self.distill_modules["criterion"](concat_outputs(student_outs), concat_outputs(teacher_outs))
         size = sum(len(part["image"]) for _, part in self._parts(batch))
-        if own_loss is None:
-            loss = distill
-        else:
-            loss = self.hparams.hard_weight * own_loss + (1 - self.hparams.hard_weight) * distill
+        loss = hard_soft_mix(own_loss, distill, self.hparams.hard_weight)
+        if own_loss is not None:
             self.log("train/own_loss", own_loss, batch_size=size)
         if self._student_maps is not None:
             hint = self.distill_modules["hint"](self._student_maps.take(), self._teacher_maps.take())

@@ -15,9 +15,10 @@ API_SOURCE = "build/docs-api"  # mkdocs.yml's mkdocstrings paths
 PACKAGES = ("core", "backbone", "tasks", "distill", "deploy", "cli")
 
 
-def on_config(config):  # noqa: ANN001, ANN201 (MkDocs' hook signature)
+def on_startup(command: str, dirty: bool) -> None:
     """Let mkdocstrings find ``mobilenets``: the code folders install under that name through setuptools'
-    package-dir mapping, which griffe cannot follow, so a folder under build/ links them under it."""
+    package-dir mapping, which griffe cannot follow, so a folder under build/ links them under it (made before
+    any plugin reads its configuration)."""
     namespace = ROOT / API_SOURCE / "mobilenets"
     namespace.mkdir(parents=True, exist_ok=True)
     # a regular package there, or griffe takes the `mobilenets` console script for part of a namespace package
@@ -26,7 +27,6 @@ def on_config(config):  # noqa: ANN001, ANN201 (MkDocs' hook signature)
         link = namespace / package
         if not link.is_symlink():
             link.symlink_to(ROOT / package, target_is_directory=True)
-    return config
 
 
 def readme() -> str:

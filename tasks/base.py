@@ -26,7 +26,7 @@ from mobilenets.backbone.profile import profile_model
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.export import export_batches
-from mobilenets.tasks.loading import initialize_from
+from mobilenets.tasks.data.loading import initialize_from
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 
 if TYPE_CHECKING:

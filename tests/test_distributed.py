@@ -102,7 +102,7 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
     import pytorch_lightning as pl
 
     from mobilenets.backbone import BackboneConfig
-    from mobilenets.distill import TeacherConfig, load_teacher
+    from mobilenets.tasks.distillation import TeacherConfig, load_teacher
     from mobilenets.tasks.classification import ClassificationTask
 
     monkeypatch.chdir(tmp_path)
@@ -137,7 +137,7 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
 def test_two_processes_train_from_shards_with_equal_shares(tmp_path, monkeypatch):
     """Under DDP each process draws the same number of samples from the shards (resampled), so no rank waits
     for another at the epoch's end."""
-    from mobilenets.tasks.shards import write_shards
+    from mobilenets.tasks.data.shards import write_shards
 
     monkeypatch.chdir(tmp_path)
     data = DogsDataModule("dogs", synthetic=True, resolution=32, num_workers=0,

@@ -21,7 +21,7 @@ from mobilenets.tasks.detection import CocoDataModule
 from mobilenets.tasks.face_attributes import CelebADataModule
 from mobilenets.tasks.face_embedding import FaceIdentityDataModule
 from mobilenets.tasks.geolocation import GeoDataModule
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 DATA = {
     "classification": (DogsDataModule, dict(synthetic_options=dict(num_classes=2, train_per_class=3,
@@ -119,9 +119,9 @@ def test_a_worker_dying_mid_epoch_stops_the_fit_and_the_last_checkpoint_remains(
     import pytorch_lightning as pl
 
     from mobilenets.backbone import BackboneConfig
-    from mobilenets.tasks import images as images_module
+    from mobilenets.tasks.data import images as images_module
     from mobilenets.tasks.classification import ClassificationTask
-    from mobilenets.tasks.resume import ExactResume, find_last_checkpoint
+    from mobilenets.tasks.data.resume import ExactResume, find_last_checkpoint
 
     marker = tmp_path / "crash"
     real_read = images_module.read_image

@@ -2,13 +2,17 @@
 
 Every module's imports of the suite, at module level and inside functions, are read with ``ast``: an import of a
 higher layer, of the sibling layer (distill <-> deploy), or of another task's package fails, as does an import cycle
-between modules.
+between modules. A task's package is what the task registry registers; the shared modules of ``tasks`` (the
+``data`` and ``faces`` packages, ``base``, ``registry`` ...) and the layers above import no task's package: what
+differs per task reaches them through the task protocol, the registry and configs.
 """
 
 import ast
 from pathlib import Path
 
 import pytest
+
+from mobilenets.tasks.registry import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"core": 0, "configs": 0, "backbone": 1, "tasks": 2, "distill": 3, "deploy": 3, "cli": 4}
@@ -36,12 +40,13 @@ SOURCES = sorted(path for layer in LAYERS for path in (ROOT / layer).rglob("*.py
 EDGES = {module_name(path): suite_imports(path) for path in SOURCES}
 
 
+TASK_PACKAGES = {entry.package for entry in TASKS.values()}
+
+
 def task_package(module: str) -> str | None:
-    """``mobilenets.tasks.<task>`` for a module inside a task's package, else None (shared tasks modules)."""
-    parts = module.split(".")
-    if len(parts) >= 3 and parts[1] == "tasks" and (ROOT / "tasks" / parts[2]).is_dir():
-        return ".".join(parts[:3])
-    return None
+    """The registered task package a module belongs to, else None (shared modules, other layers)."""
+    return next((package for package in TASK_PACKAGES if module == package or module.startswith(package + ".")),
+                None)
 
 
 def test_the_walk_sees_every_layer():
@@ -66,6 +71,21 @@ def test_no_task_imports_another_task(module):
     for imported in EDGES[module]:
         other = task_package(imported)
         assert other is None or other == own, f"{module} imports {imported}: tasks share code through tasks/*.py"
+
+
+SHARED = sorted(m for m in EDGES if m.split(".")[1] in ("tasks", "distill", "deploy", "cli") and not task_package(m))
+
+
+def test_the_task_packages_are_the_registered_ones():
+    assert {package.rsplit(".", 1)[1] for package in TASK_PACKAGES} == {
+        "classification", "detection", "face_attributes", "face_embedding", "geolocation", "multitask"}
+    assert "mobilenets.tasks.data.datamodule" in SHARED and "mobilenets.tasks.faces.alignment" in SHARED
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_shared_modules_and_the_layers_above_name_no_task(module):
+    named = sorted(i for i in EDGES[module] if task_package(i))
+    assert not named, f"{module} imports {named}: reach a task through the protocol, the registry or a config"
 
 
 def test_no_import_cycles():

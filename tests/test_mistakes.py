@@ -77,7 +77,7 @@ def test_pretrained_weights_of_another_width_name_the_width_to_set(checkpoints, 
 def test_a_teacher_of_another_task_or_other_outputs_is_refused_naming_it(checkpoints):
     from mobilenets.backbone import BackboneConfig
     from mobilenets.distill import DistillationTask
-    from mobilenets.distill.teachers import TeacherConfig
+    from mobilenets.tasks.distillation.teachers import TeacherConfig
     from mobilenets.tasks.classification import ClassificationTask
 
     def student(num_classes):
@@ -108,7 +108,7 @@ def test_an_image_damaged_during_training_ends_in_one_line_and_the_last_checkpoi
     """Met in a loader worker or in the main process, without ``skip_bad``: the record's own line with the hint,
     no worker traceback; ``last.ckpt`` of the finished epoch is whole and loads."""
     from mobilenets.core.checkpoint import read_checkpoint
-    from mobilenets.tasks.loading import load_task
+    from mobilenets.tasks.data.loading import load_task
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stopped:

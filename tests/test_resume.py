@@ -13,7 +13,7 @@ import torch
 from helpers import logged_metrics
 
 from mobilenets.cli import main
-from mobilenets.tasks.resume import AtomicCheckpointIO, find_last_checkpoint
+from mobilenets.tasks.data.resume import AtomicCheckpointIO, find_last_checkpoint
 
 TESTS = Path(__file__).resolve().parent
 

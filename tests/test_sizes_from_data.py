@@ -10,7 +10,7 @@ import torch
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.tasks.classification import ClassificationTask
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--model.init_args.backbone.alpha", "0.25", "--data.init_args.num_workers", "0", "--trainer.precision",

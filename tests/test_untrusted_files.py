@@ -10,7 +10,7 @@ from mobilenets.backbone import BackboneConfig, MobileNetV1, save_backbone
 from mobilenets.backbone.weights import load_pretrained, read_weights
 from mobilenets.cli import main
 from mobilenets.core.checkpoint import TRUST_ENV, UntrustedFileError, read_checkpoint
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 
 
 class _CreatesAFile:

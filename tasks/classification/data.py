@@ -16,8 +16,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from mobilenets.tasks.classification.imagenet import ImageNetDataModule  # noqa: F401 (configs' short name)
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.images import BadRecordError, ImageRecord, class_folder_samples, record_errors, visible_folders
+from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.data.images import BadRecordError, ImageRecord, class_folder_samples, record_errors, visible_folders
 
 __all__ = ["DogsDataModule", "read_image_folder", "read_stanford_dogs", "stanford_dogs_classes"]
 

@@ -25,8 +25,8 @@ import scipy.io
 
 from mobilenets.core.io import read_text
 from mobilenets.tasks.classification.synthetic import write_imagenet
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.images import BadRecordError, ImageRecord, image_files, record_errors, visible_folders
+from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.data.images import BadRecordError, ImageRecord, image_files, record_errors, visible_folders
 
 __all__ = ["ImageNetDataModule", "find_imagenet", "read_devkit_val_labels", "read_imagenet",
            "read_kaggle_val_labels"]

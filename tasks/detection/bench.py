@@ -1,4 +1,5 @@
-"""``mobilenets bench detection-train``: how fast our SSDs learn beside torchvision's SSDLite recipe.
+"""Detection benchmarks: ``mobilenets bench detection`` (end-to-end latency beside torchvision's SSDLite) and
+``mobilenets bench detection-train``: how fast our SSDs learn beside torchvision's SSDLite recipe.
 
 In one process, on the same synthetic COCO data, every entry trains for the same number of optimizer steps at
 the same batch size and is scored with the same COCOeval on the same validation images. The references are
@@ -31,13 +32,14 @@ from torchvision.transforms import v2
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1
 from mobilenets.core.tables import Table
+from mobilenets.core.timing import interleaved_medians
 from mobilenets.tasks.detection.data import CocoDetectionDataset, collate_detection, load_coco, ssd_augmentation
 from mobilenets.tasks.detection.metrics import coco_evaluate, coco_results
-from mobilenets.tasks.detection.model import FEATURE_LAYERS
+from mobilenets.tasks.detection.model import FEATURE_LAYERS, ssd_mobilenet
 from mobilenets.tasks.detection.synthetic import write_coco
 from mobilenets.tasks.detection.task import DetectionTask
 
-__all__ = ["TrainingEntry", "bench_detection_training", "default_entries", "training_table"]
+__all__ = ["TrainingEntry", "bench_detection", "bench_detection_training", "default_entries", "training_table"]
 
 #: torchvision's documented SSDLite recipe (references/detection/README.md): lr 0.15 at 8 GPUs x 24 images
 TORCHVISION_LR, TORCHVISION_BATCH = 0.15, 192
@@ -236,4 +238,29 @@ def training_table(rows: list[dict[str, Any]]) -> Table:
         columns=["model", "steps", "seconds", "mAP", "mAP50", "mAP50 / recipe on v1"],
         rows=[[r["name"], r["steps"], r["seconds"], f"{r['mAP']:.3f}", f"{r['mAP50']:.3f}",
                f"{r['mAP50'] / reference:.2f}" if reference else "-"] for r in rows],
+    )
+
+
+def bench_detection(resolution: int = 300, rounds: int = 20, warmup: int = 3, threads: int = 2) -> Table:
+    """End-to-end detection latency at batch 1 (preprocess + network + box decoding + NMS): our SSD300 and
+    SSDLite on 1.0 MobileNet beside torchvision's ``ssdlite320_mobilenet_v3_large``, random weights, interleaved."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    models = {
+        "SSD300 MobileNet (ours)": ssd_mobilenet(MobileNetV1(num_classes=0), 91, size=resolution),
+        "SSDLite MobileNet (ours)": ssd_mobilenet(MobileNetV1(num_classes=0), 91, size=resolution, lite=True),
+        "torchvision ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=91),
+    }
+    images = [torch.rand(3, resolution, resolution)]
+    with torch.inference_mode():
+        seconds = interleaved_medians({name: partial(model.eval(), images) for name, model in models.items()},
+                                      rounds, warmup)
+    reference = seconds["torchvision ssdlite320_mobilenet_v3_large"]
+    rows = [[name, f"{median * 1000:.1f}", f"{reference / median:.2f}"] for name, median in seconds.items()]
+    return Table(
+        key="bench_detection",
+        title=f"Detection latency, batch 1, {resolution} px input, {threads} threads (median of {rounds})",
+        columns=["model", "ms", "torchvision ms / this ms"],
+        rows=rows,
     )

@@ -23,12 +23,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from mobilenets.core.io import read_text
-from mobilenets.tasks.augmentation import Augmentation
-from mobilenets.tasks.datamodule import BaseDataModule
+from mobilenets.tasks.data.augmentation import Augmentation
+from mobilenets.tasks.data.datamodule import BaseDataModule
 from mobilenets.tasks.detection.metrics import voc07_map50
 from mobilenets.tasks.detection.synthetic import write_coco, write_voc
 from mobilenets.tasks.detection.voc import read_voc
-from mobilenets.tasks.images import BadRecordError, ImageRecord, read_image, record_errors
+from mobilenets.tasks.data.images import BadRecordError, ImageRecord, read_image, record_errors
 
 __all__ = ["CocoDataModule", "CocoDetectionDataset", "VOCDataModule", "collate_detection", "load_coco",
            "ssd_augmentation"]

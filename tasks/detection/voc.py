@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from pycocotools.coco import COCO
 
 from mobilenets.core.io import read_text
-from mobilenets.tasks.images import BadRecordError, record_errors
+from mobilenets.tasks.data.images import BadRecordError, record_errors
 
 __all__ = ["VOC_CLASSES", "read_voc", "read_voc_xml"]
 

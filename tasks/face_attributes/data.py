@@ -16,10 +16,10 @@ from typing import Any, Literal
 import numpy as np
 
 from mobilenets.core.io import read_text
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.face_alignment import AlignedFaces, Alignment, AlignsFaces
+from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.faces.alignment import AlignedFaces, Alignment, AlignsFaces
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
-from mobilenets.tasks.images import BadRecordError, ImageRecord, record_errors
+from mobilenets.tasks.data.images import BadRecordError, ImageRecord, record_errors
 
 __all__ = ["CelebADataModule", "read_celeba_attributes", "read_celeba_partition", "read_attribute_csv"]
 
@@ -135,7 +135,7 @@ class CelebADataModule(AlignsFaces, BaseDataModule):
         image_dir: CelebA's image folder under the root: ``img_align_celeba`` (its aligned crops) or
             ``img_celeba`` (its in-the-wild photos, for ``align: true`` or ``crop_to_box``); the same file names.
         align: read every image as its aligned face crop, found by MTCNN and cut as ``alignment`` says
-            (``mobilenets.tasks.face_alignment``), cached under ``root/.aligned/`` and made again when a source
+            (``mobilenets.tasks.faces.alignment``), cached under ``root/.aligned/`` and made again when a source
             file changes; for photos that are not face crops (CelebA's in-the-wild ``img_celeba/``, your own). An
             image without a face is an error naming it, or with ``skip_bad`` is left out and counted.
         alignment: the crop: ``size``, ``margin``, ``method`` (``similarity`` or ``box``), ``min_face_size``.

@@ -17,10 +17,10 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
 
 from mobilenets.core.io import read_text
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.face_alignment import AlignedFaces, Alignment, AlignsFaces
+from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.faces.alignment import AlignedFaces, Alignment, AlignsFaces
 from mobilenets.tasks.face_embedding.synthetic import write_faces
-from mobilenets.tasks.images import BadRecordError, ImageRecord, class_folder_samples, record_errors
+from mobilenets.tasks.data.images import BadRecordError, ImageRecord, class_folder_samples, record_errors
 
 __all__ = ["FaceIdentityDataModule", "IdentificationSet", "Pair", "PairSet", "read_identity_folders", "read_pairs"]
 
@@ -144,7 +144,7 @@ class FaceIdentityDataModule(AlignsFaces, BaseDataModule):
             accuracy, DIR at each FAR of the task's ``identification_fars``).
         probe_dir: identity folders of the probes, read as ``gallery_dir``.
         align: read every image (training, pairs, gallery, probes, ``predict_dir``) as its aligned face crop,
-            found by MTCNN and cut as ``alignment`` says (``mobilenets.tasks.face_alignment``), cached under
+            found by MTCNN and cut as ``alignment`` says (``mobilenets.tasks.faces.alignment``), cached under
             ``root/.aligned/`` and made again when a source file changes. An image without a face is an error
             naming it, or with ``skip_bad`` is left out and counted (its pairs then drop out of the metrics).
         alignment: the crop: ``size``, ``margin``, ``method`` (``similarity`` or ``box``), ``min_face_size``.

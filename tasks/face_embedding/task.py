@@ -9,7 +9,7 @@ import torch
 from pytorch_metric_learning import distances, losses, miners
 
 from mobilenets.core.distributed import gather_objects
-from mobilenets.tasks.augmentation import Augmentation
+from mobilenets.tasks.data.augmentation import Augmentation
 from mobilenets.tasks.base import BaseTask
 from mobilenets.tasks.distillation import EmbeddingDistillation
 from mobilenets.tasks.face_embedding.data import IdentificationSet, PairSet

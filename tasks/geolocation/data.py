@@ -14,7 +14,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 from torchvision.transforms import v2
 
 from mobilenets.core.io import read_text
-from mobilenets.tasks.datamodule import BaseDataModule
+from mobilenets.tasks.data.datamodule import BaseDataModule
 from mobilenets.tasks.geolocation.partition import (
     Partition,
     build_partition,
@@ -24,7 +24,7 @@ from mobilenets.tasks.geolocation.partition import (
     write_partition,
 )
 from mobilenets.tasks.geolocation.synthetic import write_geotagged
-from mobilenets.tasks.images import BadRecordError, ImageRecord, five_crop_transform
+from mobilenets.tasks.data.images import BadRecordError, ImageRecord, five_crop_transform
 
 __all__ = ["GeoDataModule", "read_geotagged_csv"]
 

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.loading import build_from_spec
+from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.data.loading import build_from_spec
 from mobilenets.tasks.registry import import_tasks
 
 __all__ = ["MultiTaskDataModule"]

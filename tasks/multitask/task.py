@@ -18,11 +18,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from mobilenets.core.errors import SettingError
 from mobilenets.tasks.base import BaseTask, concat_outputs
-from mobilenets.tasks.loading import build_from_spec, load_task
+from mobilenets.tasks.data.loading import build_from_spec
+from mobilenets.tasks.distillation import Teacher, TeacherConfig, hard_soft_mix, load_teacher
 from mobilenets.tasks.multitask.export import MultiTaskExport
 from mobilenets.tasks.multitask.model import MultiHeadNetwork, UncertaintyWeighting
 from mobilenets.tasks.registry import import_tasks
@@ -67,6 +67,17 @@ def _aggregator(name: str) -> Any:
                        f"PCGrad, MGDA, DualProj, IMTLG, CAGrad ...), got {name!r}")
 
 
+def _teacher_config(head: str, value: dict[str, Any] | str) -> TeacherConfig:
+    """A head's teacher as ``TeacherConfig`` takes it (a path alone: a checkpoint), refused in one line naming the
+    head where it does not fit."""
+    try:
+        return TeacherConfig(checkpoint=value) if isinstance(value, str) else TeacherConfig(**value)
+    except (TypeError, ValueError) as error:
+        fields = ", ".join(TeacherConfig.__dataclass_fields__)
+        raise SettingError(f"MultiTask teachers.{head}: {error}; a teacher takes {fields} (or a checkpoint's path "
+                           f"alone)") from None
+
+
 class _SharedBody(nn.Module):
     """The body every head holds, as the multi-task model's ``model.backbone``."""
 
@@ -85,12 +96,13 @@ class MultiTask(BaseTask):
         loss_weights: name -> a fixed weight of that head's loss (1 where not given), or ``"uncertainty"`` to learn
             them (Kendall et al. 2018: each head's loss scaled by exp(-s) plus s, s learned).
         monitor_head: the head whose validation metric picks the best checkpoint (the first head by default).
-        teachers: head name -> a trained checkpoint of that head's task, which teaches it (the paper's face results
-            come from distillation): that head's loss becomes ``hard_weight`` x its own + (1 - ``hard_weight``) x
-            its task's distillation loss (``distillation_criterion``) against the teacher's outputs on the same
-            images, and on the head's unlabeled images too (its data module's ``label_fraction`` or
-            ``unlabeled``), as the distiller does. Teachers are loaded when ``fit`` starts and are not saved in
-            checkpoints.
+        teachers: head name -> the teacher of that head (the paper's face results come from distillation): any
+            teacher the distiller takes (``TeacherConfig``: a checkpoint of that head's task, a timm or torchvision
+            architecture, any importable model; a plain path is short for ``{checkpoint: PATH}``). That head's
+            loss becomes ``hard_weight`` x its own + (1 - ``hard_weight``) x its task's distillation loss
+            (``distillation_criterion``) against the teacher's outputs on the same images, and on the head's
+            unlabeled images too (its data module's ``label_fraction`` or ``unlabeled``), as the distiller does.
+            Teachers are loaded when ``fit`` starts and are not saved in checkpoints.
         temperature: softmax temperature of the soft-target losses.
         hard_weight: weight of a taught head's own loss.
         gradient_aggregation: how the heads' (weighted) losses move the shared body: ``sum`` (the gradient of their
@@ -109,7 +121,8 @@ class MultiTask(BaseTask):
         return tuple(sorted({layer for head in self.heads.values() for layer in head.body_taps}))
 
     def __init__(self, heads: dict[str, dict[str, Any]], loss_weights: dict[str, float] | str | None = None,
-                 monitor_head: str | None = None, teachers: dict[str, str] | None = None, temperature: float = 4.0,
+                 monitor_head: str | None = None, teachers: dict[str, dict[str, Any] | str] | None = None,
+                 temperature: float = 4.0,
                  hard_weight: float = 0.5, gradient_aggregation: str = "sum", **kwargs: Any) -> None:
         if not heads:
             raise SettingError("MultiTask needs at least one head (model.init_args.heads: {name: task config})")
@@ -133,10 +146,12 @@ class MultiTask(BaseTask):
             raise SettingError(f"hard_weight must be in [0, 1], got {hard_weight}")
         if gradient_aggregation != "sum":
             _aggregator(gradient_aggregation)  # a bad name or a missing solver: an error now, not at the first step
+        teacher_configs = {name: _teacher_config(name, value) for name, value in (teachers or {}).items()}
         super().__init__(**kwargs)
+        self.teacher_configs = teacher_configs
         # Frozen teachers and the losses that compare with them: built when fit starts, kept out of the module tree
         # (so out of checkpoints); the losses' own parameters, if any, train with the rest (configure_optimizers).
-        self._teachers: dict[str, BaseTask] = {}
+        self._teachers: dict[str, Teacher] = {}
         self._criteria: dict[str, nn.Module] = {}
         self._terms: dict[str, torch.Tensor] = {}  # the last training step's weighted loss per head
 
@@ -218,34 +233,23 @@ class MultiTask(BaseTask):
                                    f"0 or its list is empty); give it labels or a teacher (model.init_args.teachers)")
 
     def _load_teachers(self) -> None:
-        for name, path in self.hparams.teachers.items():
-            head, teacher = self.heads[name], load_task(path)
-            if type(teacher) is not type(head):
-                raise SettingError(f"{path}: a {type(teacher).__name__} checkpoint cannot teach the {name!r} head, a "
-                                   f"{type(head).__name__}; give a checkpoint of that task")
-            teacher.requires_grad_(False).to(self.device)
-            teacher.log_to(lambda *args, **kwargs: None)  # what a teacher logs while answering is not the student's
+        for name, config in self.teacher_configs.items():
+            head = self.heads[name]
+            try:
+                teacher = load_teacher(config, default_task=type(head)).to(self.device)
+            except SettingError as error:
+                raise SettingError(f"the teacher of the {name!r} head: {error}") from None
             self._teachers[name] = teacher
             images = torch.rand(2, 3, self.hparams.resolution, self.hparams.resolution, device=self.device)
             was_training = head.training
             head.eval()
             with torch.no_grad():
-                probe = head.distill_outputs(self.backbone.normalize(images)), self._teach(name, images)
+                probe = head.distill_outputs(self.backbone.normalize(images)), teacher(images)
             head.train(was_training)
-            self._criteria[name] = head.distillation_criterion(*probe, self.hparams.temperature).to(self.device)
-
-    def _teach(self, name: str, images: torch.Tensor) -> Any:
-        """Teacher ``name``'s outputs for images in [0, 1] (as loaded, before the body's normalisation), at the
-        teacher's own resolution and normalisation."""
-        teacher = self._teachers[name]
-        size = teacher.hparams.resolution
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        images = teacher.backbone.normalize(images)
-        if teacher.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            return teacher.eval().distill_outputs(images)
+            try:
+                self._criteria[name] = head.distillation_criterion(*probe, self.hparams.temperature).to(self.device)
+            except ValueError as error:  # outputs that do not line up: say which teacher
+                raise SettingError(f"the teacher of the {name!r} head, {config.source}: {error}") from None
 
     def _loaders(self, stage: str) -> list[tuple[str, int, int]]:
         """(head, the head's own loader index, how many loaders it has) for each of ``stage``'s loaders."""
@@ -310,11 +314,9 @@ class MultiTask(BaseTask):
             student.append(head.distill_outputs(part["unlabeled"]["image"]))
             images.append(part["unlabeled"]["teacher_image"])
         images = torch.cat(images)
-        distill = self._criteria[name](concat_outputs(student), self._teach(name, images))
+        distill = self._criteria[name](concat_outputs(student), self._teachers[name](images))
         self.log(f"train/{name}/distill_loss", distill, batch_size=len(images))
-        if own is None:
-            return distill, outputs
-        return self.hparams.hard_weight * own + (1 - self.hparams.hard_weight) * distill, outputs
+        return hard_soft_mix(own, distill, self.hparams.hard_weight), outputs
 
     def on_fit_start(self) -> None:
         aggregated = self.hparams.gradient_aggregation != "sum"
@@ -324,6 +326,8 @@ class MultiTask(BaseTask):
         if aggregated and "16" in str(self.trainer.precision) and "bf16" not in str(self.trainer.precision):
             raise SettingError("gradient_aggregation other than 'sum' needs 32-bit or bf16 precision (fp16's loss "
                                f"scaling is not applied to each head's loss); got precision {self.trainer.precision}")
+        for module in (*self._teachers.values(), *self._criteria.values()):  # kept out of the module tree, so
+            module.to(self.device)  # not moved with it (set up before the model reaches its device)
         super().on_fit_start()
 
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:

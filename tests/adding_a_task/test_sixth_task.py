@@ -1,5 +1,6 @@
-"""A sixth task (``scenes``, in this folder) runs synth, fit, test, export, serve and distill through the suite's
-shared code without any package of the suite knowing it: docs/design.md, proven."""
+"""A sixth task (``scenes``, in this folder) runs synth, fit, test, export, serve, a subcommand of its own,
+distillation and a multi-task head taught by its checkpoint through the suite's shared code, without any package of
+the suite knowing it: docs/design.md, proven."""
 
 import json
 
@@ -14,7 +15,7 @@ from mobilenets.tasks.registry import TASKS, register_task
 
 @pytest.fixture
 def scenes_registered():
-    register_task("scenes", "scenes", "write_scenes")
+    register_task("scenes", "scenes", "write_scenes", commands=True)
     yield
     TASKS.pop("scenes")
 
@@ -62,3 +63,23 @@ def test_a_sixth_task_runs_through_the_shared_code(tmp_path, scenes_registered, 
     config = write_config(tmp_path / "distill.yaml", student, data, tmp_path / "distill", epochs=1)
     main(["fit", "--config", config])
     assert list((tmp_path / "distill").rglob("best-epoch=*.ckpt"))
+
+    capsys.readouterr()
+    assert main(["scenes-count", str(data)]) == 0  # its own subcommand, from its commands room
+    assert capsys.readouterr().out.splitlines() == ["train: day 30, night 30", "test: day 30, night 30"]
+
+    head = {**SCENE_TASK, "init_args": {"lr": 0.05}}  # a head takes the multi-task model's body and resolution
+    multitask = {"class_path": "MultiTask",
+                 "init_args": {"heads": {"scenes": head}, "backbone": {"alpha": 0.25}, "resolution": 32,
+                               "teachers": {"scenes": {"checkpoint": str(best)}}}}
+    config = write_config(tmp_path / "multitask.yaml", multitask, data, tmp_path / "multitask", epochs=1)
+    settings = yaml.safe_load(open(config))
+    settings["data"] = {"class_path": "MultiTaskDataModule", "init_args": {"datamodules": {"scenes": {
+        "class_path": "scenes.data.ScenesDataModule",
+        "init_args": {"root": str(data), "batch_size": 8, "num_workers": 0, "val_fraction": 0.25}}}}}
+    del settings["trainer"]["logger"]  # the command's default loggers: metrics.csv beside TensorBoard's events
+    settings["trainer"]["log_every_n_steps"] = 1
+    open(config, "w").write(yaml.safe_dump(settings))
+    main(["fit", "--config", config])
+    logged = open(next((tmp_path / "multitask").rglob("metrics.csv"))).readline().strip().split(",")
+    assert {"train/scenes/distill_loss", "val/scenes/accuracy"} <= set(logged)

@@ -15,7 +15,7 @@ from mobilenets.core.errors import SettingError
 from mobilenets.deploy.qat import QuantizationAwareTraining, float_state, prepare_body
 from mobilenets.tasks.classification import ClassificationTask
 from mobilenets.tasks.detection import DetectionTask
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 
 TINY = BackboneConfig(alpha=0.25)
 

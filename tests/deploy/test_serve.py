@@ -24,7 +24,7 @@ from mobilenets.deploy import export_onnx, inference_model
 from mobilenets.deploy.runtimes import runtime
 from mobilenets.deploy.serve import ServeSettings, create_app, load_test
 from mobilenets.tasks.face_embedding.gallery import Gallery
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 from mobilenets.tasks.multitask import MultiTask
 
 

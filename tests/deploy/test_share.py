@@ -13,7 +13,7 @@ from mobilenets.cli import main
 from mobilenets.core.errors import SettingError
 from mobilenets.deploy.share import export_transformers
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from tiny_task import TinyTask
 
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
-from mobilenets.distill import DistillationTask, HintConfig, TeacherConfig, load_teacher
+from mobilenets.distill import DistillationTask, HintConfig
+from mobilenets.tasks.distillation import TeacherConfig, load_teacher
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
 from mobilenets.tasks.detection import DetectionTask
 from mobilenets.tasks.face_attributes import FaceAttributesTask

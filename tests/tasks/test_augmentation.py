@@ -8,7 +8,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from mobilenets.backbone import BackboneConfig
-from mobilenets.tasks.augmentation import Augmentation
+from mobilenets.tasks.data.augmentation import Augmentation
 from mobilenets.tasks.classification import ClassificationTask
 
 

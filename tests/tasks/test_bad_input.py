@@ -15,7 +15,7 @@ from mobilenets.tasks.detection import CocoDataModule
 from mobilenets.tasks.face_attributes import CelebADataModule
 from mobilenets.tasks.face_embedding import FaceIdentityDataModule
 from mobilenets.tasks.geolocation import GeoDataModule
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 #: per reader: a small synthetic dataset in its published layout, and the text file it reads first
 READERS = {

@@ -114,7 +114,7 @@ def test_a_task_loads_without_its_pretrained_file(tmp_path):
     """The backbone's weights are in the checkpoint; the file it started from may be gone by then."""
     import pytorch_lightning as pl
 
-    from mobilenets.tasks.loading import load_task
+    from mobilenets.tasks.data.loading import load_task
 
     save_backbone(MobileNetV1(alpha=0.25), tmp_path / "b.pth")
     task = TinyTask(backbone=BackboneConfig(alpha=0.25, pretrained=str(tmp_path / "b.pth")))

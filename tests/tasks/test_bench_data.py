@@ -1,6 +1,6 @@
 """``mobilenets bench data``: every decoder, the loader and the training step get a row (rates, never asserted)."""
 
-from mobilenets.tasks.bench import bench_data
+from mobilenets.tasks.classification.bench import bench_data
 
 
 def test_bench_data_rows(tmp_path):

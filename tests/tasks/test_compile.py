@@ -9,11 +9,11 @@ from helpers import DOGS, QUICK
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.core.errors import SettingError
-from mobilenets.distill.teachers import TeacherConfig, load_teacher
+from mobilenets.tasks.distillation.teachers import TeacherConfig, load_teacher
 from mobilenets.tasks.classification import ClassificationTask
 from mobilenets.tasks.detection import DetectionTask
-from mobilenets.tasks.loading import load_task
-from mobilenets.tasks.resume import find_last_checkpoint
+from mobilenets.tasks.data.loading import load_task
+from mobilenets.tasks.data.resume import find_last_checkpoint
 
 TRACED = {"backend": "aot_eager"}
 
@@ -73,7 +73,7 @@ def test_bench_gpu_without_a_gpu_says_so_and_succeeds(monkeypatch, capsys):
 def test_the_gpu_check_runs_its_plumbing_small_on_a_cpu():
     """The same code ``mobilenets bench gpu`` runs, on the CPU at toy sizes (the compiled rows traced by dynamo
     and run eagerly)."""
-    from mobilenets.tasks.bench_gpu import bench_gpu
+    from mobilenets.tasks.detection.bench_gpu import bench_gpu
 
     classification, detection, pipeline = bench_gpu(batch_size=2, steps=1, warmup=0, detection_batch=2, images=4,
                                                     device="cpu", compile_options={"backend": "eager"}, workers=0,

@@ -16,11 +16,11 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 from mobilenets.cli.main import main
-from mobilenets.tasks.face_alignment import AlignedFaces, Alignment, FaceAligner, align_tree
+from mobilenets.tasks.faces.alignment import AlignedFaces, Alignment, FaceAligner, align_tree
 from mobilenets.tasks.face_attributes.data import CelebADataModule
 from mobilenets.tasks.face_attributes.synthetic import write_celeba
-from mobilenets.tasks.face_detection import FaceDetector
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.faces.detection import FaceDetector
+from mobilenets.tasks.data.images import BadRecordError
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -13,9 +13,9 @@ from mobilenets.tasks.classification import DogsDataModule
 from mobilenets.tasks.classification.data import read_image_folder
 from mobilenets.tasks.classification.imagenet import read_imagenet
 from mobilenets.tasks.classification.synthetic import write_imagenet
-from mobilenets.tasks.face_alignment import align_tree
+from mobilenets.tasks.faces.alignment import align_tree
 from mobilenets.tasks.face_embedding.data import read_identity_folders
-from mobilenets.tasks.images import image_files
+from mobilenets.tasks.data.images import image_files
 
 
 def _image(path: Path, colour: tuple = (200, 40, 40)) -> None:

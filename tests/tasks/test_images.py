@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from mobilenets.tasks.images import BadRecordError, decode_image_file, read_image
+from mobilenets.tasks.data.images import BadRecordError, decode_image_file, read_image
 
 
 def _photo(size=(40, 24)) -> Image.Image:
@@ -52,7 +52,7 @@ def test_damaged_files_are_named(tmp_path):
 
 
 def test_pil_fallback_turns_photos_upright_too(tmp_path, monkeypatch):
-    import mobilenets.tasks.images as images
+    import mobilenets.tasks.data.images as images
 
     monkeypatch.setattr(images, "_TORCHCODEC", False)  # where TorchCodec cannot be imported
     path = tmp_path / "phone.jpg"

@@ -13,7 +13,7 @@ from mobilenets.core.checkpoint import read_checkpoint
 from mobilenets.core.errors import SettingError
 from mobilenets.tasks.classification import ClassificationTask
 from mobilenets.tasks.face_attributes import FaceAttributesTask
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 
 SMALL = dict(backbone=BackboneConfig(alpha=0.25), resolution=48)
 

@@ -20,9 +20,10 @@ from mobilenets.cli import main
 from mobilenets.core.errors import SettingError
 from mobilenets.deploy import inference_model
 from mobilenets.deploy.checkpoint import export_checkpoint
-from mobilenets.distill import DistillationTask, TeacherConfig
+from mobilenets.distill import DistillationTask
+from mobilenets.tasks.distillation import Teacher, TeacherConfig
 from mobilenets.tasks.face_attributes import CelebADataModule
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 from mobilenets.tasks.multitask import MultiTask, MultiTaskDataModule, UncertaintyWeighting, write_multitask
 from mobilenets.tasks.optim import parameter_groups
 
@@ -246,7 +247,8 @@ def test_each_head_distils_from_its_own_teacher(tmp_path, monkeypatch):
     criteria = torch.load(checkpoint, weights_only=False)["distillation_criteria"]  # what a resumed fit restores
     assert criteria["face_attributes"] == {} and criteria["face_embedding"]["projection.weight"].shape == (32, 16)
     swapped = {"face_attributes": teachers["face_embedding"]}
-    with pytest.raises(SystemExit, match="cannot teach the 'face_attributes' head"):
+    with pytest.raises(SystemExit, match="the teacher of the 'face_attributes' head: .* cannot teach a "
+                                         "FaceAttributesTask student"):
         main(["fit", *ARGS, "--model.teachers", json.dumps(swapped), "--trainer.default_root_dir", "swapped"])
 
 
@@ -290,7 +292,7 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
     def record(name):
         return lambda module, args: seen[name].append(args[0].clone()) and None
 
-    hooks = [model._teachers["face_attributes"].model.register_forward_pre_hook(record("multitask")),
+    hooks = [model._teachers["face_attributes"].model.model.register_forward_pre_hook(record("multitask")),
              distiller.teacher.model.model.register_forward_pre_hook(record("distiller"))]
     with torch.no_grad():
         loss, _ = model.supervised_loss({"face_attributes": prepared})
@@ -304,9 +306,8 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
     assert not torch.allclose(loss, labeled_only, rtol=1e-2)
 
     taught = []
-    teach = MultiTask._teach
-    monkeypatch.setattr(MultiTask, "_teach", lambda self, name, images: taught.append(len(images)) or
-                        teach(self, name, images))
+    teach = Teacher.forward
+    monkeypatch.setattr(Teacher, "forward", lambda self, images: taught.append(len(images)) or teach(self, images))
     args = _with_data(ARGS, "face_attributes", label_fraction=0.5)
     main(["fit", *args, "--model.teachers", json.dumps({"face_attributes": teacher}), "--trainer.max_steps", "3",
           "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "runs"])

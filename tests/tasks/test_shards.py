@@ -17,8 +17,8 @@ from mobilenets.cli import main
 from mobilenets.tasks.classification import DogsDataModule
 from mobilenets.tasks.detection import CocoDataModule
 from mobilenets.tasks.geolocation import GeoDataModule
-from mobilenets.tasks.images import BadRecordError
-from mobilenets.tasks.shards import ShardedImages, write_shards
+from mobilenets.tasks.data.images import BadRecordError
+from mobilenets.tasks.data.shards import ShardedImages, write_shards
 
 DOGS = dict(num_classes=3, train_per_class=8, test_per_class=2)
 

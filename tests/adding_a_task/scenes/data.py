@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import Any
 
-from mobilenets.tasks.datamodule import BaseDataModule
-from mobilenets.tasks.images import ImageRecord
+from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.data.images import ImageRecord
 from scenes.synthetic import SCENES, write_scenes
 
 

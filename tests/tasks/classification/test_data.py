@@ -11,7 +11,7 @@ import torch
 
 from mobilenets.tasks.classification.data import DogsDataModule, read_stanford_dogs, stanford_dogs_classes
 from mobilenets.tasks.classification.synthetic import write_stanford_dogs
-from mobilenets.tasks.images import BadRecordError, ImageDataset
+from mobilenets.tasks.data.images import BadRecordError, ImageDataset
 
 SMALL = dict(num_classes=3, train_per_class=4, test_per_class=2)
 

@@ -12,7 +12,7 @@ from torchvision.datasets import ImageFolder
 from mobilenets.cli import main
 from mobilenets.tasks.classification import ImageNetDataModule, write_imagenet
 from mobilenets.tasks.classification.imagenet import read_devkit_val_labels, read_imagenet, read_kaggle_val_labels
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,7 @@ import torch
 
 from mobilenets.tasks.detection.data import CocoDataModule, load_coco
 from mobilenets.tasks.detection.synthetic import CATEGORIES, write_coco
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from torchvision.datasets import VOCDetection
 from mobilenets.cli import main
 from mobilenets.tasks.detection import VOCDataModule, write_voc
 from mobilenets.tasks.detection.voc import VOC_CLASSES, read_voc, read_voc_xml
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 # VOC2007's Annotations/000001.xml as the devkit ships it (tabs and all).
 VOC2007_000001 = """<annotation>

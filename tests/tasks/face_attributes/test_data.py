@@ -12,7 +12,7 @@ from mobilenets.tasks.face_attributes.data import (
     read_celeba_partition,
 )
 from mobilenets.tasks.face_attributes.synthetic import ATTRIBUTES, write_celeba
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 # The first lines of the real list_attr_celeba.txt, spacing as published (two spaces before a positive value,
 # one before a negative, a trailing space after the names), cut to 5 attributes, with one unknown (0).

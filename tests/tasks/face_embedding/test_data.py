@@ -7,7 +7,7 @@ import pytest
 
 from mobilenets.tasks.face_embedding.data import FaceIdentityDataModule, read_identity_folders, read_pairs
 from mobilenets.tasks.face_embedding.synthetic import write_faces
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 SMALL = dict(train_identities=6, train_images=4, test_identities=20, test_images=3, pairs_per_fold=2)
 

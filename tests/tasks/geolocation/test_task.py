@@ -13,7 +13,7 @@ from mobilenets.cli import main
 from mobilenets.tasks.geolocation import table11
 from mobilenets.tasks.geolocation.data import read_geotagged_csv
 from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy, haversine_km
-from mobilenets.tasks.images import BadRecordError
+from mobilenets.tasks.data.images import BadRecordError
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,5 +1,5 @@
 """BaseDataModule: the LightningDataModule base that owns splits, synthetic data, ``skip_bad`` accounting, shards
-and loaders for every task (records, decoding and transforms are in ``mobilenets.tasks.images``).
+and loaders for every task (records, decoding and transforms are in ``mobilenets.tasks.data.images``).
 
 Each task's ``data.py`` only reads its dataset's on-disk format into ``ImageRecord`` lists
 (``read_splits``) and names its synthetic writer (``write_synthetic``).
@@ -26,10 +26,10 @@ from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.io import read_text
-from mobilenets.tasks.augmentation import Augmentation
+from mobilenets.tasks.data.augmentation import Augmentation
 from mobilenets.tasks.export import export_batches
-from mobilenets.tasks.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable, image_files
-from mobilenets.tasks.shards import ShardedImages
+from mobilenets.tasks.data.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable, image_files
+from mobilenets.tasks.data.shards import ShardedImages
 
 __all__ = ["BaseDataModule"]
 
@@ -56,11 +56,11 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         unlabeled: more unlabeled training images for distillation: a folder (any tree) or a CSV file whose
             ``file`` column lists image paths (relative to the CSV's folder or absolute).
         persistent_workers: keep loader workers alive between epochs (faster); false makes a resumed fit repeat
-            an uninterrupted one exactly with ``num_workers > 0`` (``mobilenets.tasks.resume``).
+            an uninterrupted one exactly with ``num_workers > 0`` (``mobilenets.tasks.data.resume``).
         shards: a folder of WebDataset shards written by ``mobilenets shards``: training streams from it
-            (``mobilenets.tasks.shards``); validation and test still read the files.
+            (``mobilenets.tasks.data.shards``); validation and test still read the files.
         augmentation: the training augmentation and the evaluation crop (flip, crop scale and ratio, an automatic
-            policy, random erasing), see ``mobilenets.tasks.augmentation``; the defaults are the task's own.
+            policy, random erasing), see ``mobilenets.tasks.data.augmentation``; the defaults are the task's own.
         match_distillation_steps: where some training images are unlabeled (``label_fraction`` < 1 or
             ``unlabeled``), an epoch on the labeled images alone loops over them for as many samples as the
             unlabeled ones, so it takes as many optimizer steps as a distiller's epoch (which follows the longer
@@ -164,7 +164,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         return stored
 
     def shard_dataset(self) -> Dataset:
-        """The training split streamed from ``shards`` (``mobilenets.tasks.shards``)."""
+        """The training split streamed from ``shards`` (``mobilenets.tasks.data.shards``)."""
         return ShardedImages(self.hparams.shards, "train", self.train_transform(), self.shard_label,
                              skip_bad=self.hparams.skip_bad)
 

@@ -24,7 +24,7 @@ import torch
 from torchvision.transforms import v2
 
 from mobilenets.core.io import write_text
-from mobilenets.tasks.images import BadRecordError, ImageDataset, decode_image_file
+from mobilenets.tasks.data.images import BadRecordError, ImageDataset, decode_image_file
 
 __all__ = ["ShardedImages", "write_shards"]
 

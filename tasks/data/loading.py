@@ -15,7 +15,7 @@ from mobilenets.core.checkpoint import read_checkpoint, weights_only_for
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 
-__all__ = ["build_from_spec", "initialize_from", "load_datamodule", "load_task"]
+__all__ = ["build_from_config", "build_from_spec", "initialize_from", "load_datamodule", "load_task"]
 
 
 def build_from_spec(spec: dict[str, Any], base: type) -> Any:
@@ -33,6 +33,22 @@ def build_from_spec(spec: dict[str, Any], base: type) -> Any:
         return parser.instantiate(parser.parse_object({"built": spec})).built
 
     return contextvars.Context().run(build)
+
+
+def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:
+    """The ``model`` or ``data`` (``part``) a Lightning config describes, ``init_args`` replacing its arguments of
+    those names: how the layers above build a task for a benchmark by config, without naming the task."""
+    import yaml
+
+    from mobilenets.configs import config_path
+    from mobilenets.tasks.registry import import_tasks
+
+    spec = (yaml.safe_load(config_path(config).read_text()) or {}).get(part)
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise SettingError(f"{config}: no {part} with a class_path to build")
+    import_tasks()  # the configs' short class names
+    base = pl.LightningModule if part == "model" else pl.LightningDataModule
+    return build_from_spec({**spec, "init_args": {**(spec.get("init_args") or {}), **init_args}}, base)
 
 
 def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningModule:

@@ -1,6 +1,6 @@
-"""The face commands: ``align`` (a folder of photos into aligned face crops), ``verify`` (1:1), ``gallery build``
-and ``identify`` (1:N against a gallery). ``--align`` finds and aligns the face in each photo first (MTCNN,
-``mobilenets.tasks.face_alignment``); without it images are taken as face crops."""
+"""The face embedding package's subcommands: ``verify`` (1:1), ``gallery build`` and ``identify`` (1:N against a
+gallery). ``--align`` finds and aligns the face in each photo first (MTCNN, ``mobilenets.tasks.faces``); without
+it images are taken as face crops. Imports nothing heavy until a command runs."""
 
 from __future__ import annotations
 
@@ -9,55 +9,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_align", "add_gallery", "add_identify", "add_verify"]
+from mobilenets.tasks.faces.commands import alignment_arguments, alignment_from
 
-
-def _alignment_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=160, help="crop side in pixels (default 160, FaceNet's)")
-    parser.add_argument("--margin", type=int, default=32, help="context around the face, pixels over both sides")
-    parser.add_argument("--method", choices=["similarity", "box"], default="similarity",
-                        help="similarity: five landmarks onto a canonical template; box: MTCNN's box plus margin")
-    parser.add_argument("--min-face-size", type=int, default=20, help="smallest face side the detector looks for")
-
-
-def _alignment(args: argparse.Namespace) -> Any:
-    from mobilenets.tasks.face_alignment import Alignment
-
-    return Alignment(size=args.size, margin=args.margin, method=args.method, min_face_size=args.min_face_size)
-
-
-def run_align(args: argparse.Namespace) -> int:
-    from mobilenets.tasks.face_alignment import align_tree
-
-    summary = align_tree(Path(args.source), Path(args.destination), _alignment(args), all_faces=args.all_faces,
-                         skip_bad=args.skip_bad, draw=Path(args.draw) if args.draw else None)
-    print(f"{summary.images} images, {summary.crops} face crops written to {args.destination} (faces.csv lists "
-          f"boxes, landmarks and scores); {len(summary.no_face)} without a face (listed in no_face.txt)"
-          + (f"; {len(summary.skipped)} unreadable skipped, e.g. {summary.skipped[0]}" if summary.skipped else ""))
-    return 0
-
-
-def add_align(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("align", help="detect and align the faces in a folder tree of photos (MTCNN)")
-    parser.add_argument("source", help="a folder tree of photos")
-    parser.add_argument("destination", help="the same tree of aligned crops, with faces.csv and no_face.txt")
-    _alignment_arguments(parser)
-    parser.add_argument("--all-faces", action="store_true",
-                        help="a crop per face (<stem>_<k>); default: the photo's main face only")
-    parser.add_argument("--skip-bad", action="store_true", help="skip and count unreadable images instead of stopping")
-    parser.add_argument("--draw", help="a folder for each photo with its faces' boxes, scores and landmarks drawn")
-    parser.set_defaults(handler=run_align)
+__all__ = ["add_commands"]
 
 
 class _Embedder:
     """A face_embedding checkpoint embedding photos, aligning them first where asked."""
 
     def __init__(self, checkpoint: str, args: argparse.Namespace) -> None:
-        from mobilenets.tasks.face_alignment import FaceAligner
+        from mobilenets.tasks.faces.alignment import FaceAligner
         from mobilenets.tasks.face_embedding import FaceEmbeddingTask
 
         self.task = FaceEmbeddingTask.load_from_checkpoint(checkpoint, map_location="cpu").eval()
-        self.alignment = _alignment(args) if args.align else None
+        self.alignment = alignment_from(args) if args.align else None
         self.aligner = FaceAligner(self.alignment) if args.align else None
 
     def images(self, paths: list[Path], sources: list[str]) -> tuple[list[Any], list[int]]:
@@ -65,8 +30,8 @@ class _Embedder:
         import numpy as np
         import torch
 
-        from mobilenets.tasks.face_alignment import read_photo
-        from mobilenets.tasks.images import read_image
+        from mobilenets.tasks.faces.alignment import read_photo
+        from mobilenets.tasks.data.images import read_image
 
         images, faceless = [], []
         for index, (path, source) in enumerate(zip(paths, sources)):
@@ -104,7 +69,7 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_verify(subparsers: argparse._SubParsersAction) -> None:
+def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("verify", help="face verification of two images with a face_embedding checkpoint")
     parser.add_argument("image_a")
     parser.add_argument("image_b")
@@ -112,7 +77,7 @@ def add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, help="squared-distance threshold (default: the checkpoint's, "
                         "chosen on the verification pairs in its last evaluation)")
     parser.add_argument("--align", action="store_true", help="find and align each photo's face first (MTCNN)")
-    _alignment_arguments(parser)
+    alignment_arguments(parser)
     parser.set_defaults(handler=run_verify)
 
 
@@ -139,7 +104,7 @@ def run_gallery_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_gallery(subparsers: argparse._SubParsersAction) -> None:
+def _add_gallery(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("gallery", help="enrol identity folders into a face gallery for identify")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = actions.add_parser("build", help="embed DIR/<identity>/<image> and write a gallery file")
@@ -149,7 +114,7 @@ def add_gallery(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--per-image", action="store_true",
                        help="one template per image (default: the mean embedding per identity)")
     build.add_argument("--align", action="store_true", help="find and align each photo's face first (MTCNN)")
-    _alignment_arguments(build)
+    alignment_arguments(build)
     build.set_defaults(handler=run_gallery_build)
 
 
@@ -188,7 +153,7 @@ def run_identify(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_identify(subparsers: argparse._SubParsersAction) -> None:
+def _add_identify(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("identify", help="nearest identities of face photos in a gallery (1:N)")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--gallery", required=True, help="a file written by mobilenets gallery build")
@@ -199,6 +164,13 @@ def add_identify(subparsers: argparse._SubParsersAction) -> None:
                         "checkpoint's verification threshold, recorded in the gallery); above it: unknown")
     parser.add_argument("--align", action="store_true",
                         help="find and align each photo's face first (default: as the gallery was built)")
-    _alignment_arguments(parser)
+    alignment_arguments(parser)
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.set_defaults(handler=run_identify)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``mobilenets verify``, ``gallery build`` and ``identify``."""
+    _add_verify(subparsers)
+    _add_gallery(subparsers)
+    _add_identify(subparsers)

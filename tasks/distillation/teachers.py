@@ -1,4 +1,5 @@
-"""Teachers: frozen models that see the student's images at their own resolution and normalisation.
+"""Teachers: frozen models that see the student's images at their own resolution and normalisation, for the
+distiller and for a taught multi-task head alike.
 
 A teacher is a checkpoint of any task in this suite, a torchvision or timm architecture by name with a local
 weights file, or any importable ``nn.Module`` class. It stays in eval mode without gradients whatever the
@@ -20,7 +21,7 @@ from mobilenets.core.checkpoint import checkpoint_type, read_checkpoint
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import BaseTask
-from mobilenets.tasks.loading import load_task
+from mobilenets.tasks.data.loading import load_task
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "load_teacher"]
 
@@ -80,8 +81,9 @@ class TeacherConfig:
 class Teacher(nn.Module):
     """A frozen model behind its own preprocessing: images in [0, 1] at any size in, outputs out.
 
-    ``prepare`` resizes (antialiased) to ``resolution`` and normalises, so a 224-px teacher and a 128-px student
-    are taught from one loaded image.
+    ``prepare`` resizes (antialiased) to ``resolution``, normalises, and lays the images out channels-last where
+    the teacher trains so, so a 224-px teacher and a 128-px student are taught from one loaded image. A suite
+    task answers with what its students are compared with (``BaseTask.distill_outputs``).
     """
 
     def __init__(self, model: nn.Module, resolution: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
@@ -90,6 +92,10 @@ class Teacher(nn.Module):
         self.resolution = resolution
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.suite_task = isinstance(model, BaseTask)
+        #: False for a teacher that takes a list of images at their own sizes (an SSD: its transform resizes them)
+        self.batched_images = not self.suite_task or model.batched_images
+        self.channels_last = self.suite_task and bool(model.hparams.get("channels_last"))
 
     def train(self, mode: bool = True) -> Teacher:
         """Always eval: the trainer's ``train()`` must not switch the teacher's BN or dropout on."""
@@ -99,15 +105,17 @@ class Teacher(nn.Module):
         if images.shape[-2:] != (self.resolution, self.resolution):
             images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear",
                                    antialias=True, align_corners=False)
-        return (images - self.mean) / self.std
+        images = (images - self.mean) / self.std
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     @torch.no_grad()
     def forward(self, images: Tensor | list[Tensor]) -> Any:
-        """The teacher's outputs; a detection teacher takes a list of images (its SSD transform resizes and
-        normalises) and gives its head's per-anchor outputs."""
-        if isinstance(images, list):
+        """The teacher's outputs for images in [0, 1] (a list of them for a teacher that takes images at their
+        own sizes, which prepares them itself)."""
+        if not self.batched_images:
             return self.model.distill_outputs(images)
-        return self.model(self.prepare(images))
+        prepared = self.prepare(images)
+        return self.model.distill_outputs(prepared) if self.suite_task else self.model(prepared)
 
 
 def _suite_teacher(config: TeacherConfig, default_task: type | None) -> Teacher:

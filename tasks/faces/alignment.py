@@ -21,8 +21,8 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from mobilenets.core.io import write_bytes, write_text
-from mobilenets.tasks.face_detection import LANDMARK_NAMES, Face, FaceDetector
-from mobilenets.tasks.images import BadRecordError, ImageRecord, image_files, read_image, record_errors
+from mobilenets.tasks.faces.detection import LANDMARK_NAMES, Face, FaceDetector
+from mobilenets.tasks.data.images import BadRecordError, ImageRecord, image_files, read_image, record_errors
 
 __all__ = ["TEMPLATE_112", "AlignedFaces", "AlignsFaces", "Alignment", "AlignmentSummary", "FaceAligner", "align_tree",
            "draw_faces", "main_face", "read_photo"]

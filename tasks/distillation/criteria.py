@@ -1,5 +1,6 @@
 """What a student is asked to match of its teacher's outputs (paper Sections 4.4 and 4.5), one criterion per kind
-of output. Each task picks its own in ``BaseTask.distillation_criterion``; ``mobilenets.distill`` only calls it.
+of output, and how a labeled batch mixes that with the student's own loss. Each task picks its criterion in
+``BaseTask.distillation_criterion``; the distiller and a taught multi-task head only call it.
 
 torch has the pieces (``kl_div``, ``binary_cross_entropy_with_logits``); these fix the recipes: Hinton's
 temperature scaling, the paper's multi-label and embedding targets, and SSD's per-anchor targets.
@@ -17,6 +18,7 @@ __all__ = [
     "SoftTargets",
     "check_same_shape",
     "detection_distillation",
+    "hard_soft_mix",
     "multilabel_distillation",
     "soft_target_distillation",
 ]
@@ -28,6 +30,12 @@ def check_same_shape(student: Tensor, teacher: Tensor, what: str = "outputs",
     if student.shape != teacher.shape:
         raise ValueError(f"the teacher gives {what} of shape {tuple(teacher.shape[1:])}, the student "
                          f"{tuple(student.shape[1:])}: {requirement}")
+
+
+def hard_soft_mix(own: Tensor | None, distill: Tensor, hard_weight: float) -> Tensor:
+    """``hard_weight * own + (1 - hard_weight) * distill`` on a batch with labels; the distillation term alone on
+    one without (``own`` None)."""
+    return distill if own is None else hard_weight * own + (1 - hard_weight) * distill
 
 
 def soft_target_distillation(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0,

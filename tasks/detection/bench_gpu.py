@@ -1,4 +1,5 @@
-"""``mobilenets bench gpu``: the suite's training paths on one GPU, beside the references, in one run.
+"""``mobilenets bench gpu``: the suite's training paths on one GPU, beside the references, in one run (in the
+detection package, whose SSD training it times beside the classifier's, which it builds from the shared head).
 
 - 1.0 MobileNet-224 classification training, bf16 autocast and channels-last: images/s, eager and
   ``torch.compile``d, ours and timm's ``mobilenetv1_100`` under the same settings, and the compile time;
@@ -27,9 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from mobilenets.backbone import MobileNetV1
 from mobilenets.core.tables import Table
-from mobilenets.tasks.augmentation import Augmentation
+from mobilenets.tasks.data.augmentation import Augmentation
+from mobilenets.tasks.data.images import decode_image_file
+from mobilenets.tasks.detection.model import ssd_mobilenet
 from mobilenets.tasks.heads import MobileNetClassifier
-from mobilenets.tasks.images import decode_image_file
 
 __all__ = ["bench_gpu"]
 
@@ -94,8 +96,6 @@ def _classifier_rows(batch_size: int, warmup: int, steps: int, device: torch.dev
 
 def _detection_rows(batch_size: int, warmup: int, steps: int, device: torch.device, size: int) -> list[list[Any]]:
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
-
-    from mobilenets.tasks.detection.model import ssd_mobilenet
 
     rows = []
     models = {"SSD300, 1.0 MobileNet (ours)": lambda: ssd_mobilenet(MobileNetV1(num_classes=0), 91, size=300),
