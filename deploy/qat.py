@@ -6,7 +6,8 @@ PyTorch's PT2E flow does the fake quantization (torchao's ``prepare_qat_pt2e`` w
 symmetric per-channel int8 weights with batch norm folded in, as every export here folds it, and per-tensor
 int8 activations, the scheme the runtimes execute). Heads stay float. The body is exported and prepared as few
 graphs as the task allows (preparing costs about 5 s a graph): one, or one per stretch between the layers the task
-reads (its ``body_taps``: SSD reads layer 11, so two).
+reads (``body_taps``: the layers its network asks the backbone's ``forward_endpoints`` for; SSD reads layer 11, so
+two).
 
 Why the float weights and not PT2E's converted graph are the product: that graph's ONNX export constant-folds the
 int8 weights back to float and puts quantize / dequantize pairs on both sides of every ReLU6, which onnxruntime
@@ -27,7 +28,29 @@ from torch import nn
 
 from mobilenets.core.errors import SettingError
 
-__all__ = ["QuantizationAwareTraining", "float_state", "prepare_body"]
+__all__ = ["QuantizationAwareTraining", "body_taps", "float_state", "prepare_body"]
+
+
+def body_taps(pl_module: pl.LightningModule, size: int) -> tuple[int, ...]:
+    """The body layers (paper numbers) a task's network reads besides its last: those it asks the backbone's
+    ``forward_endpoints`` for, seen on one probe image."""
+    backbone = pl_module.backbone
+    asked: set[int] = set()
+    endpoints = backbone.forward_endpoints
+
+    def recording(images: torch.Tensor, layers: Sequence[int]) -> dict[str, torch.Tensor]:
+        asked.update(layers)
+        return endpoints(images, layers)
+
+    backbone.forward_endpoints = recording
+    try:
+        with torch.no_grad():
+            pl_module.inference_network().eval()(torch.rand(1, 3, size, size, device=pl_module.device))
+    finally:
+        del backbone.forward_endpoints
+    pl_module.train()
+    last = backbone.layer_numbers[-1]
+    return tuple(sorted(asked - {last}, key=backbone.layer_numbers.index))
 
 
 def prepare_body(features: nn.Sequential, resolution: int, taps: Sequence[str] = ()) -> nn.Sequential:
@@ -112,23 +135,23 @@ class QuantizationAwareTraining(pl.Callback):
         backbone.to(memory_format=torch.contiguous_format)  # PT2E's patterns match NCHW weights
         self._float_body = copy.deepcopy(backbone.features)
         size = int(pl_module.hparams.resolution)
-        declared = tuple(getattr(pl_module, "body_taps", ()))  # any LightningModule with a backbone; BaseTask's
+        taps = body_taps(pl_module, size)  # any LightningModule with a backbone and an inference network
         backbone.features = prepare_body(backbone.features, size,
-                                         [backbone.endpoint_info(layer)["name"] for layer in declared])
+                                         [backbone.endpoint_info(layer)["name"] for layer in taps])
         observed = copy.deepcopy(backbone.features.state_dict())  # the probe below must not set any range
         try:  # one random image through the task's network: does it read only the graphs' ends?
             with torch.no_grad():
                 pl_module.inference_network().eval()(torch.rand(1, 3, size, size, device=pl_module.device))
             undeclared = None
-        except (NotImplementedError, KeyError) as error:  # a layer inside a graph was called or looked up
-            undeclared = error
+        except (NotImplementedError, KeyError, AttributeError) as error:  # a layer inside a graph was called or
+            undeclared = error  # looked up
         backbone.features.load_state_dict(observed)
         pl_module.train()
         if undeclared is not None:
             backbone.features = self._float_body
             raise SettingError(f"QuantizationAwareTraining: {type(pl_module).__name__} reads body layers other "
-                               f"than its body_taps {declared} and the last; "
-                               "declare them in the task's body_taps") from undeclared
+                               f"than the last without the backbone's forward_endpoints (it asked it for {taps}); "
+                               "read them with backbone.forward_endpoints") from undeclared
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

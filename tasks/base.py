@@ -113,9 +113,6 @@ class BaseTask(pl.LightningModule, ABC):
     #: the constructor arguments that size the model's output (classes, attributes, cells); left None (the first
     #: of them), they are read from the data module when a Trainer sets the task up (``sizes_from``)
     size_arguments: tuple[str, ...] = ()
-    #: the body's layers (the paper's numbers) whose maps the task reads besides its last one (SSD: 11); a
-    #: quantization-aware fit cuts the body's graph there (``mobilenets.deploy.qat``)
-    body_taps: tuple[int, ...] = ()
 
     def __init__(
         self,

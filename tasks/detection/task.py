@@ -24,7 +24,6 @@ from mobilenets.tasks.detection.export import DetectionExport
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, coco_results, per_category_ap, run_cocoeval
 from mobilenets.tasks.detection.model import (
     EXTRA_DEPTHS,
-    FEATURE_LAYERS,
     AnchorConfig,
     SSDNetwork,
     match_anchors,
@@ -60,7 +59,6 @@ class DetectionTask(BaseTask):
     prediction_format = "json"
     checkpoint_attributes = ("category_ids", "class_names")
     batched_images = False
-    body_taps = FEATURE_LAYERS
 
     size_arguments = ("num_classes",)
 

@@ -3,13 +3,14 @@ files against WebDataset shards (``mobilenets bench shards``). Benchmarks only: 
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from mobilenets.core.tables import Table
+from mobilenets.core.timing import interleaved_medians
 
 __all__ = ["bench_s2", "bench_shards"]
 
@@ -23,16 +24,14 @@ def bench_s2(points: int = 1_000_000, reference_points: int = 50_000, rounds: in
 
     rng = np.random.default_rng(0)
     lat, lon = np.degrees(np.arcsin(rng.uniform(-1, 1, points))), rng.uniform(-180, 180, points)
-    ours = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        cell_ids(lat, lon)
-        ours.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    for a, b in zip(lat[:reference_points], lon[:reference_points]):
-        s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(a, b))
-    reference_rate = reference_points / (time.perf_counter() - start)
-    our_rate = points / statistics.median(ours)
+
+    def reference() -> None:
+        for a, b in zip(lat[:reference_points], lon[:reference_points]):
+            s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(a, b))
+
+    ours = interleaved_medians({"ours": partial(cell_ids, lat, lon)}, rounds, warmup=0)["ours"]
+    reference_rate = reference_points / interleaved_medians({"s2sphere": reference}, 1, warmup=0)["s2sphere"]
+    our_rate = points / ours
     return Table(
         key="bench_s2",
         title=f"S2 cell ids of {points:,} random points (ours: median of {rounds}; s2sphere: {reference_points:,} points)",

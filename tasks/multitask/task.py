@@ -115,11 +115,6 @@ class MultiTask(BaseTask):
 
     batched_images = True
 
-    @property
-    def body_taps(self) -> tuple[int, ...]:  # type: ignore[override]
-        """Every head's taps of the shared body."""
-        return tuple(sorted({layer for head in self.heads.values() for layer in head.body_taps}))
-
     def __init__(self, heads: dict[str, dict[str, Any]], loss_weights: dict[str, float] | str | None = None,
                  monitor_head: str | None = None, teachers: dict[str, dict[str, Any] | str] | None = None,
                  temperature: float = 4.0,

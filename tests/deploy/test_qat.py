@@ -12,7 +12,7 @@ import torch
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.core.errors import SettingError
-from mobilenets.deploy.qat import QuantizationAwareTraining, float_state, prepare_body
+from mobilenets.deploy.qat import QuantizationAwareTraining, body_taps, float_state, prepare_body
 from mobilenets.tasks.classification import ClassificationTask
 from mobilenets.tasks.detection import DetectionTask
 from mobilenets.tasks.data.loading import load_task
@@ -96,15 +96,34 @@ def test_detection_body_is_cut_at_its_tap_and_trains():
     assert torch.equal(task.backbone.features.layer13.pw.conv.weight, trained)
 
 
-class _UndeclaredTaps(DetectionTask):
-    body_taps = ()
+class _FirstLayer(torch.nn.Module):
+    def __init__(self, backbone: torch.nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.features.layer0(images)
 
 
-def test_refuses_undeclared_taps_and_ddp():
-    task = _UndeclaredTaps(num_classes=3, backbone=TINY, resolution=96, extra_depths=(32, 16, 16, 8))
+class _ReadsALayerDirectly(ClassificationTask):
+    """Reads layer 0's map through the module, not through the backbone's ``forward_endpoints``."""
+
+    def inference_network(self) -> torch.nn.Module:
+        return _FirstLayer(self.backbone)
+
+
+def test_the_taps_are_the_layers_a_task_asks_the_backbone_for():
+    detector = DetectionTask(num_classes=3, backbone=TINY, resolution=96, extra_depths=(32, 16, 16, 8))
+    assert body_taps(detector, 96) == (11,)  # SSD reads layers 11 and 13; the last is no tap
+    assert body_taps(ClassificationTask(num_classes=2, backbone=TINY), 64) == ()
+    assert "forward_endpoints" not in vars(detector.backbone)  # the recording is gone
+
+
+def test_refuses_a_layer_read_past_the_endpoints_and_ddp():
+    task = _ReadsALayerDirectly(num_classes=2, backbone=TINY, resolution=64)
     callback = QuantizationAwareTraining()
-    with pytest.raises(SettingError, match=r"^QuantizationAwareTraining: _UndeclaredTaps reads body layers other "
-                                           r"than its body_taps \(\) and the last"):
+    with pytest.raises(SettingError, match=r"^QuantizationAwareTraining: _ReadsALayerDirectly reads body layers other "
+                                           r"than the last without the backbone's forward_endpoints"):
         callback.on_fit_start(types.SimpleNamespace(world_size=1), task)
     assert isinstance(task.backbone.features.layer0, torch.nn.Module)  # the float body is back
     with pytest.raises(SettingError, match="runs in one process"):
