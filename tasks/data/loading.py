@@ -64,14 +64,29 @@ def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningM
         raise ValueError(f"{path}: {task_class.__name__} is not a LightningModule")
     # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
     # Lightning would otherwise give this task the outer module's hyperparameters.
-    # The backbone's weights are in the checkpoint: its pretrained file is not read again (it may be gone).
-    backbone = hparams.get("backbone")
-    overrides = {"backbone": replace(backbone, pretrained=None)} if isinstance(backbone, BackboneConfig) else {}
-    if hparams.get("init_from"):  # likewise the file it started from
-        overrides["init_from"] = None
+    # The weights are in the checkpoint: the files the fit started from are not read again (they may be gone).
+    cleared = _without_start_files(hparams)
+    overrides = {key: value for key, value in cleared.items() if value != hparams[key]}
     task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu",
                                      weights_only=weights_only_for(path), **overrides)
     return task.eval()
+
+
+def _without_start_files(settings: dict[str, Any]) -> dict[str, Any]:
+    """Task settings with the files a fit started from left out (``backbone.pretrained``, ``init_from``), also in
+    a nested task's settings (a distiller's ``student``), recorded as objects or as the config's mappings."""
+    cleared = dict(settings)
+    backbone = cleared.get("backbone")
+    if isinstance(backbone, BackboneConfig):
+        cleared["backbone"] = replace(backbone, pretrained=None)
+    elif isinstance(backbone, dict) and backbone.get("pretrained"):
+        cleared["backbone"] = {**backbone, "pretrained": None}
+    if cleared.get("init_from"):
+        cleared["init_from"] = None
+    student = cleared.get("student")
+    if isinstance(student, dict) and isinstance(student.get("init_args"), dict):
+        cleared["student"] = {**student, "init_args": _without_start_files(student["init_args"])}
+    return cleared
 
 
 def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModule:

@@ -1,5 +1,8 @@
 """BaseTask: the paper's optimizer, weight-decay groups, freezing, schedules, normalisation."""
 
+import json
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -140,3 +143,26 @@ def test_channels_last_layout():
     assert batch["image"].is_contiguous(memory_format=torch.channels_last)
     plain = TinyTask(backbone=SMALL, channels_last=False)
     assert plain.on_after_batch_transfer({"image": torch.rand(2, 3, 32, 32)}, 0)["image"].is_contiguous()
+
+
+def test_a_cli_checkpoint_loads_without_the_files_its_fit_started_from(tmp_path, monkeypatch):
+    """A fit through the command records its settings as the config's mappings; loading its checkpoint for export
+    or serving reads neither ``backbone.pretrained`` nor a distiller's student's, so both may be gone (and a
+    relative path may name nothing from another folder)."""
+    from helpers import DOGS, QUICK
+
+    from mobilenets.cli import main
+    from mobilenets.tasks.data.loading import load_task
+
+    monkeypatch.chdir(tmp_path)
+    save_backbone(MobileNetV1(alpha=0.25), "b.pth")
+    main(["fit", *DOGS, *QUICK, "--model.init_args.backbone.pretrained", "b.pth", "--trainer.default_root_dir", "a"])
+    student = {"class_path": "mobilenets.tasks.classification.ClassificationTask",
+               "init_args": {"backbone": {"alpha": 0.25, "pretrained": "b.pth"}, "resolution": 48}}
+    teacher = str(next(Path("a").rglob("*.ckpt")))
+    main(["fit", *DOGS, *QUICK[4:], "--model", "DistillationTask", "--model.student", json.dumps(student),
+          "--model.teacher.checkpoint", teacher, "--model.resolution", "48", "--trainer.default_root_dir", "d"])
+    Path("b.pth").unlink()
+    assert load_task(teacher).backbone_config.pretrained is None
+    distilled = load_task(next(Path("d").rglob("*.ckpt")))
+    assert distilled.student.backbone_config.pretrained is None

@@ -133,6 +133,10 @@ def test_jacobian_descent_gives_the_body_the_aggregate_of_the_heads_gradients():
     ({"heads": HEADS, "loss_weights": {"faces": 1.0}}, "no head 'faces'"),
     ({"heads": HEADS, "loss_weights": "equal"}, "or 'uncertainty'"),
     ({"heads": {"det": {"class_path": "DetectionTask", "init_args": {"num_classes": 3}}}}, "own sizes"),
+    ({"heads": HEADS, "teachers": {"face_attributes": {"checkpiont": "a.ckpt"}}},
+     r"^MultiTask teachers.face_attributes: .*'checkpiont'; a teacher takes checkpoint, task, arch"),
+    ({"heads": HEADS, "teachers": {"face_attributes": {"checkpoint": "a.ckpt", "arch": "timm:x"}}},
+     "teachers.face_attributes: a teacher needs exactly one of checkpoint, arch, class_path"),
 ])
 def test_bad_settings_say_what_to_change(kwargs, message):
     with pytest.raises(SettingError, match=message):
