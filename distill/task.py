@@ -1,8 +1,8 @@
 """DistillationTask: a student task of this suite trained to imitate a frozen teacher (paper Sections 4.4-4.5).
 
 The student keeps its own evaluation (``val/mAP``, ``val/top1`` ... stay comparable with its supervised run);
-training adds the teacher's targets on labeled and unlabeled images. Lightning drives only this module, so
-it hands the student its hooks (setup, evaluation steps, epoch ends, checkpoints) and its optimizer.
+training adds the teacher's targets on labeled and unlabeled images. The student is used through the task protocol
+(its data setup, loss, evaluation steps and ends, optimizer), whose values this module logs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
 from mobilenets.tasks.distillation import TeacherConfig, hard_soft_mix, load_teacher
-from mobilenets.tasks.base import BaseTask, concat_outputs, monitored_checkpoint
+from mobilenets.tasks.base import BaseTask, concat_outputs, log_values, monitored_checkpoint, run_context
 from mobilenets.tasks.data.loading import build_from_spec
 
 __all__ = ["DistillationTask", "HintConfig", "save_student", "trained_task"]
@@ -106,7 +106,6 @@ class DistillationTask(pl.LightningModule):
                                  f"init_args")
             task.build(**{name: given[name] for name in task.size_arguments})
         self.student = task
-        self.student.log_to(self.log)  # the student's own logging goes through the module Lightning drives
         self.distill_modules = nn.ModuleDict()
         student_out, teacher_out = self._probe()
         try:
@@ -166,7 +165,7 @@ class DistillationTask(pl.LightningModule):
             datamodule.enable_distillation(deterministic=bool(self.hparams.teacher_cache))
             if self.hparams.teacher_cache:
                 self._open_caches(datamodule)
-        self.student.setup(stage)
+        self.student.setup_run(run_context(self.trainer, stage))
 
     def _open_caches(self, datamodule: pl.LightningDataModule) -> None:
         fingerprint = hashlib.sha256(repr((self.hparams.teacher, self.hparams.resolution)).encode()).hexdigest()
@@ -214,7 +213,8 @@ class DistillationTask(pl.LightningModule):
         for source, part in self._parts(batch):
             inputs = self.student_input(part["image"])
             if source == "labeled":
-                own_loss, outputs = student.supervised_loss({**part, "image": inputs})
+                own_loss, outputs, own_logs = student.supervised_loss({**part, "image": inputs})
+                log_values(self, own_logs)
             else:
                 outputs = student.distill_outputs(inputs)
             student_outs.append(outputs)
@@ -232,20 +232,20 @@ class DistillationTask(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.student.validation_step(batch, batch_idx)
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        log_values(self, self.student.evaluation_step(batch, "val", dataloader_idx))
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.student.test_step(batch, batch_idx)
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        log_values(self, self.student.evaluation_step(batch, "test", dataloader_idx))
 
     def predict_step(self, batch: dict, batch_idx: int) -> Any:
         return self.student.predict_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
-        self.student.on_validation_epoch_end()
+        log_values(self, self.student.evaluation_end("val", run_context(self.trainer, "validate")))
 
     def on_test_epoch_end(self) -> None:
-        self.student.on_test_epoch_end()
+        log_values(self, self.student.evaluation_end("test", run_context(self.trainer, "test")))
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return monitored_checkpoint(self.trainer, self.monitor, self.mode)

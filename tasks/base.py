@@ -2,9 +2,12 @@
 
 Follows torchgeo's BaseTask: the base owns the hyperparameters, model building, the optimizer, the training step,
 checkpointed attributes and the monitored checkpoint; each task subclass says only what is particular to it. The
-*task protocol* (``supervised_loss``, ``distill_outputs``, ``distillation_criterion``, ``inference_network``,
-``export_module``, ``evaluate_outputs``, ``draw``) is how the layers above reach a task's behaviour without knowing
-which task it is: adding a task means adding its package (docs/design.md).
+*task protocol* (``setup_data``, ``supervised_loss``, ``evaluation_step``, ``evaluation_end``, ``distill_outputs``,
+``distillation_criterion``, ``inference_network``, ``export_module``, ``evaluate_outputs``, ``draw``) is how the
+layers above reach a task's behaviour without knowing which task it is. Its methods take what they read of the run
+as arguments (the data module, a ``RunContext``) and return what they report (``Logged`` values) instead of
+logging: the LightningModule that Lightning drives (the task itself, a distiller, a multi-task model) logs them,
+under its own names. Adding a task means adding its package (docs/design.md).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -32,7 +36,8 @@ from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 if TYPE_CHECKING:
     from mobilenets.tasks.export import TaskExport
 
-__all__ = ["BaseTask", "ModelNotBuiltError", "concat_outputs", "monitored_checkpoint"]
+__all__ = ["BaseTask", "Logged", "ModelNotBuiltError", "RunContext", "TaskLoss", "concat_outputs", "log_values",
+           "monitored_checkpoint", "run_context"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,66 @@ def monitored_checkpoint(trainer: pl.Trainer, monitor: str, mode: str) -> list[C
     if not default or trainer.limit_val_batches == 0:
         return []
     return [ModelCheckpoint(monitor=monitor, mode=mode, filename="best-{epoch}")]
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A value a task reports, and how it is to be logged (``LightningModule.log``'s options).
+
+    ``value`` is a tensor, a number, or a torchmetrics ``Metric`` (Lightning computes and resets it at epoch end).
+    """
+
+    value: Any
+    batch_size: int | None = None
+    prog_bar: bool = False
+    sync_dist: bool = False
+
+
+class TaskLoss(NamedTuple):
+    """A task's training loss on a labeled batch (``supervised_loss``)."""
+
+    loss: torch.Tensor
+    #: what a teacher's outputs are compared with (``distill_outputs``'s, on these images)
+    outputs: Any
+    #: the loss's parts or diagnostics worth a curve (``train/loss_box`` ...), by their full names
+    logs: dict[str, Logged] = {}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a task reads of the run it is in, given by the LightningModule that Lightning drives.
+
+    Args:
+        datamodule: the task's own data module (a multi-task model's head gets its head's); None in plain use.
+        stage: ``fit``, ``validate``, ``test`` or ``predict``.
+        resuming: a fit that continues from a checkpoint (whose weights replace whatever the task loads).
+        output_dir: where the task may write files of its evaluation (detections, per-class tables); None where it
+            writes none (another DDP rank than the first, Lightning's sanity check, plain use).
+    """
+
+    datamodule: Any = None
+    stage: str = "fit"
+    resuming: bool = False
+    output_dir: Path | None = None
+
+
+def run_context(trainer: pl.Trainer | None, stage: str, datamodule: Any = None) -> RunContext:
+    """The ``RunContext`` of a Lightning run (``datamodule``: the trainer's, unless given)."""
+    if trainer is None:
+        return RunContext(datamodule=datamodule, stage=stage)
+    log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+    writes = trainer.is_global_zero and not trainer.sanity_checking
+    return RunContext(datamodule=datamodule if datamodule is not None else getattr(trainer, "datamodule", None),
+                      stage=stage, resuming=trainer.ckpt_path is not None,
+                      output_dir=Path(log_dir or trainer.default_root_dir) if writes else None)
+
+
+def log_values(module: pl.LightningModule, values: dict[str, Logged], rename: Callable[[str], str] = str) -> None:
+    """Log a task's reported values through ``module`` (the LightningModule Lightning drives), each name through
+    ``rename`` (a multi-task model puts its head's name in)."""
+    for name, logged in values.items():
+        module.log(rename(name), logged.value, batch_size=logged.batch_size, prog_bar=logged.prog_bar,
+                   sync_dist=logged.sync_dist, add_dataloader_idx=False)
 
 
 class ModelNotBuiltError(AttributeError):
@@ -184,17 +249,24 @@ class BaseTask(pl.LightningModule, ABC):
         self._build()
 
     def setup(self, stage: str) -> None:
-        """Where the config left the model's size to the data, read it from the data module and build the model."""
-        if not self.sizes_left_to_data():
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
-            raise ValueError(f"{type(self).__name__}: {self.size_arguments[0]} is not given and there is no data "
-                             f"module to read it from; pass {self.size_arguments[0]}")
-        sizes = self.sizes_from(datamodule)
-        log.info("%s: %s from the data", type(self).__name__,
-                 ", ".join(f"{name}={value}" for name, value in sizes.items()))
-        self.build(**sizes)
+        self.setup_run(run_context(self.trainer, stage))
+
+    def setup_run(self, context: RunContext) -> None:
+        """Where the config left the model's size to the data, read it from the data module and build the model;
+        then ``setup_data``. A composition calls this with each task's own context (a head's data module)."""
+        if self.sizes_left_to_data():
+            if context.datamodule is None:
+                raise ValueError(f"{type(self).__name__}: {self.size_arguments[0]} is not given and there is no "
+                                 f"data module to read it from; pass {self.size_arguments[0]}")
+            sizes = self.sizes_from(context.datamodule)
+            log.info("%s: %s from the data", type(self).__name__,
+                     ", ".join(f"{name}={value}" for name, value in sizes.items()))
+            self.build(**sizes)
+        self.test_names = list(getattr(context.datamodule, "test_names", None) or ["test"])
+        self.setup_data(context)
+
+    def setup_data(self, context: RunContext) -> None:
+        """Take from the data what the task keeps (label names, partitions, label balance); nothing by default."""
 
     def __getattr__(self, name: str) -> Any:
         if name == "model" and self.sizes_left_to_data():
@@ -202,10 +274,10 @@ class BaseTask(pl.LightningModule, ABC):
                                  f"data, which a Trainer reads at setup; pass {self.size_arguments[0]} to build it now")
         return super().__getattr__(name)
 
-    def names_from_data(self, names_attribute: str, size_argument: str, what: str) -> list | None:
+    def names_from_data(self, datamodule: Any, names_attribute: str, size_argument: str, what: str) -> list | None:
         """The data module's label names (``class_names``, ``attribute_names`` ...), refused if their number
-        differs from the model's ``size_argument``; None when the data module has none (plain Python use)."""
-        names = getattr(getattr(self.trainer, "datamodule", None), names_attribute, None)
+        differs from the model's ``size_argument``; None when there is no data module or it has none."""
+        names = getattr(datamodule, names_attribute, None)
         if not names:
             return None
         expected = self.hparams[size_argument]
@@ -218,8 +290,8 @@ class BaseTask(pl.LightningModule, ABC):
 
     def test_prefixes(self) -> list[str]:
         """The metric prefix of each test loader: ``test``, or ``test/<name>`` per set where the data module
-        has several test sets (its ``test_names``)."""
-        names = getattr(getattr(self.trainer, "datamodule", None), "test_names", None) or ["test"]
+        has several test sets (its ``test_names``, read at ``setup_run``)."""
+        names = getattr(self, "test_names", None) or ["test"]
         return ["test"] if len(names) == 1 else [f"test/{name}" for name in names]
 
     def build_backbone(self, num_classes: int = 0) -> MobileNetV1:
@@ -294,20 +366,23 @@ class BaseTask(pl.LightningModule, ABC):
 
     # ---- shared Lightning boilerplate -------------------------------------------------------------------------
 
-    def log_to(self, log: Callable[..., None] | None) -> None:
-        """Send this task's ``self.log`` calls to ``log`` (the ``log`` of a module that holds this task and that
-        Lightning drives, such as a distiller), or back to Lightning's own with None."""
-        self._log_to = log
-
-    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
-        if getattr(self, "_log_to", None) is not None:
-            return self._log_to(name, value, *args, **kwargs)
-        return super().log(name, value, *args, **kwargs)
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.supervised_loss(batch)
+        loss, _, logs = self.supervised_loss(batch)
+        log_values(self, logs)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         return loss
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        log_values(self, self.evaluation_step(batch, "val", dataloader_idx))
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        log_values(self, self.evaluation_step(batch, "test", dataloader_idx))
+
+    def on_validation_epoch_end(self) -> None:
+        log_values(self, self.evaluation_end("val", run_context(self.trainer, "validate")))
+
+    def on_test_epoch_end(self) -> None:
+        log_values(self, self.evaluation_end("test", run_context(self.trainer, "test")))
 
     def configure_callbacks(self) -> list[Callback]:
         return monitored_checkpoint(self.trainer, self.monitor, self.mode)
@@ -323,8 +398,20 @@ class BaseTask(pl.LightningModule, ABC):
     # ---- the task protocol ------------------------------------------------------------------------------------
 
     @abstractmethod
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, Any]:
-        """The training loss of a labeled batch, and the outputs a teacher teaches (``distill_outputs``'s)."""
+    def supervised_loss(self, batch: dict) -> TaskLoss:
+        """The training loss of a labeled batch, the outputs a teacher teaches (``distill_outputs``'s), and any
+        parts of the loss worth logging."""
+
+    @abstractmethod
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        """Evaluate one batch of ``stage`` (``val`` or ``test``; the test loader ``dataloader_idx`` where the data
+        has several test sets, ``test_prefixes``): update the metrics, and return what to log now (the loss, and
+        metrics Lightning computes at epoch end), by full name (``val/top1``)."""
+
+    def evaluation_end(self, stage: str, context: RunContext) -> dict[str, Logged]:
+        """The metrics of ``stage`` (``val`` or ``test``) computed once the epoch's batches are in, whose files, if
+        any, go to ``context.output_dir``; nothing by default (metrics logged per step)."""
+        return {}
 
     def distill_outputs(self, images: Any) -> Any:
         """What a teacher's outputs are compared with: ``forward``'s, unless a task says otherwise."""

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mobilenets.backbone import BackboneConfig
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, Logged, TaskLoss
 
 
 class BrightnessDataset(Dataset):
@@ -57,9 +57,9 @@ class TinyTask(BaseTask):
     def configure_models(self) -> None:
         self.model = TinyModel(self.build_backbone(), self.num_classes)
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_loss(self, batch: dict) -> TaskLoss:
         logits = self.model(batch["image"])
-        return F.cross_entropy(logits, batch["label"]), logits
+        return TaskLoss(F.cross_entropy(logits, batch["label"]), logits)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("val/loss", F.cross_entropy(self.model(batch["image"]), batch["label"]))
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        return {f"{stage}/loss": Logged(self.supervised_loss(batch).loss, batch_size=len(batch["label"]))}

@@ -11,7 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
 
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
 from mobilenets.tasks.classification.export import ClassifierExport
 from mobilenets.tasks.classification.model import MobileNetClassifier
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
@@ -67,11 +67,9 @@ class ClassificationTask(BaseTask):
     def sizes_from(self, datamodule: Any) -> dict[str, Any]:
         return {"num_classes": len(datamodule.class_names)}
 
-    def setup(self, stage: str) -> None:
-        """Take the class names from the data (and the number of classes, where the config left it out); refuse
-        data with another number of classes."""
-        super().setup(stage)
-        names = self.names_from_data("class_names", "num_classes", "classes")
+    def setup_data(self, context: RunContext) -> None:
+        """Take the class names from the data; refuse data with another number of classes."""
+        names = self.names_from_data(context.datamodule, "class_names", "num_classes", "classes")
         if names:
             self.class_names = names
 
@@ -85,22 +83,17 @@ class ClassificationTask(BaseTask):
             batch = {**batch, "image": images, "label": targets}
         return super().training_step(batch, batch_idx)
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_loss(self, batch: dict) -> TaskLoss:
         """Cross-entropy with class indices, or with label distributions (a mixed batch)."""
         logits = self.model(batch["image"])
-        return F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing), logits
+        return TaskLoss(F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing), logits)
 
-    def _evaluate(self, batch: dict, stage: str, metrics: MetricCollection) -> None:
-        loss, logits = self.supervised_loss(batch)
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        loss, logits, _ = self.supervised_loss(batch)
         metrics.update(logits, batch["label"])
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
-        self.log_dict(metrics, prog_bar=stage == "val")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+        return {f"{stage}/loss": Logged(loss, batch_size=len(batch["label"]), sync_dist=True),
+                **{name: Logged(metric, prog_bar=stage == "val") for name, metric in metrics.items()}}
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Per image: the file and the top-k class names with their probabilities."""

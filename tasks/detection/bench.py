@@ -121,12 +121,11 @@ def default_entries(task_args: dict[str, Any], batch_size: int, augment: str = "
         def build(num_classes: int) -> SSD:
             args = {**task_args, "backbone": BackboneConfig(**task_args.get("backbone", {})), "lite": lite}
             tasks[name] = DetectionTask(**{**args, "num_classes": num_classes - 1, "channels_last": False})
-            tasks[name].log_to(lambda *args, **kwargs: None)  # no trainer to log to
             return tasks[name].model
 
         return TrainingEntry(name, build, lambda model, steps, per_epoch: _task_optimizer(tasks[name], steps),
                              partial(ssd_augmentation, augment),
-                             lambda model, batch: tasks[name].supervised_loss(batch)[0])
+                             lambda model, batch: tasks[name].supervised_loss(batch).loss)
 
     def torchvision_head_with_our_training(num_classes: int) -> SSD:
         # the same head, init and anchors as (c), trained as our rows are: tells the head from the recipe

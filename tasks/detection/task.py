@@ -19,7 +19,7 @@ from mobilenets.backbone import MobileNetV1
 from mobilenets.core.checkpoint import read_checkpoint
 from mobilenets.core.distributed import gather_objects
 from mobilenets.core.io import write_csv, write_text
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
 from mobilenets.tasks.detection.export import DetectionExport
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, coco_results, per_category_ap, run_cocoeval
 from mobilenets.tasks.detection.model import (
@@ -91,14 +91,13 @@ class DetectionTask(BaseTask):
     def replace_backbone(self, body: MobileNetV1) -> None:
         self.model.backbone.body = body
 
-    def setup(self, stage: str) -> None:
+    def setup_data(self, context: RunContext) -> None:
         """Take category ids and names from the data; refuse a different number of classes. Starting ``fit``
         afresh, load ``fine_tune_checkpoint``."""
-        super().setup(stage)
-        ids = self.names_from_data("category_ids", "num_classes", "categories")
+        ids = self.names_from_data(context.datamodule, "category_ids", "num_classes", "categories")
         if ids:
-            self.category_ids, self.class_names = ids, list(self.trainer.datamodule.class_names)
-        if stage == "fit" and self.hparams.fine_tune_checkpoint and self.trainer.ckpt_path is None:
+            self.category_ids, self.class_names = ids, list(context.datamodule.class_names)
+        if context.stage == "fit" and self.hparams.fine_tune_checkpoint and not context.resuming:
             self.fine_tune_from(self.hparams.fine_tune_checkpoint)
 
     def fine_tune_from(self, path: str | Path) -> dict[str, list[str]]:
@@ -152,7 +151,7 @@ class DetectionTask(BaseTask):
         """The SSD head's per-anchor outputs: ``cls_logits`` (N, anchors, classes + 1), ``bbox_regression``."""
         return self._head(images)[3]
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def supervised_loss(self, batch: dict) -> TaskLoss:
         """SSD's training loss (matching, hard negatives; crowd regions ignored), keeping the head outputs for
         distillation. The steps of ``SSD.forward`` in training mode, which returns only the losses."""
         images = batch["image"]
@@ -163,9 +162,9 @@ class DetectionTask(BaseTask):
         anchors = self.model.anchor_generator(image_list, features)
         losses = ssd_loss(self.model, targets, head, anchors, match_anchors(self.model, targets, anchors))
         size = len(batch["image"])
-        self.log("train/loss_box", losses["bbox_regression"], batch_size=size)
-        self.log("train/loss_cls", losses["classification"], batch_size=size)
-        return losses["bbox_regression"] + losses["classification"], head
+        return TaskLoss(losses["bbox_regression"] + losses["classification"], head,
+                        {"train/loss_box": Logged(losses["bbox_regression"], batch_size=size),
+                         "train/loss_cls": Logged(losses["classification"], batch_size=size)})
 
     def _to_coco(self, detections: list[dict], image_ids: list[int]) -> list[dict[str, Any]]:
         return coco_results(detections, image_ids, self.category_ids)
@@ -174,40 +173,34 @@ class DetectionTask(BaseTask):
         self._detections += self._to_coco(self.model(batch["image"]), batch["image_id"])
         self._image_ids += list(batch["image_id"])
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        """Collect the batch's detections (COCOeval runs over all of them at ``evaluation_end``)."""
         self._collect(batch)
+        return {}
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect(batch)
-
-    def _evaluate(self, stage: str) -> None:
+    def evaluation_end(self, stage: str, context: RunContext) -> dict[str, Logged]:
+        """COCOeval of every rank's detections (and the data's own metrics, VOC's AP); the detections and, for
+        test, the per-category AP table written to ``context.output_dir``."""
         detections, image_ids = self._detections, self._image_ids
         self._detections, self._image_ids = [], []
         gathered = gather_objects((detections, image_ids))  # every rank's detections before evaluating
         detections = [d for part, _ in gathered for d in part]
         image_ids = [i for _, part in gathered for i in part]
-        datamodule = self.trainer.datamodule
+        datamodule = context.datamodule
         if not image_ids or datamodule is None:
-            return
+            return {}
         ground_truth = datamodule.coco_for(stage)
         evaluator = run_cocoeval(ground_truth, detections, image_ids)
         stats = dict(zip(STAT_NAMES, evaluator.stats)) if evaluator else dict.fromkeys(STAT_NAMES, 0.0)
-        for name in STAT_NAMES:
-            self.log(f"{stage}/{name}", float(stats[name]), prog_bar=name in ("mAP", "mAP50"))
-        for name, value in datamodule.dataset_metrics(stage, detections).items():
-            self.log(f"{stage}/{name}", value)
-        log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            folder = Path(log_dir or self.trainer.default_root_dir)
-            write_text(folder / f"detections_{stage}.json", json.dumps(detections))
+        logged = {f"{stage}/{name}": Logged(float(stats[name]), prog_bar=name in ("mAP", "mAP50"))
+                  for name in STAT_NAMES}
+        logged |= {f"{stage}/{name}": Logged(value)
+                   for name, value in datamodule.dataset_metrics(stage, detections).items()}
+        if context.output_dir is not None:
+            write_text(context.output_dir / f"detections_{stage}.json", json.dumps(detections))
             if stage == "test":
-                write_csv(folder / "per_category_ap.csv", per_category_ap(ground_truth, evaluator))
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluate("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate("test")
+                write_csv(context.output_dir / "per_category_ap.csv", per_category_ap(ground_truth, evaluator))
+        return logged
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """COCO results rows, with the file name and the category name added."""

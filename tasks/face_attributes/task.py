@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -16,7 +15,7 @@ from torchmetrics.classification import (
 )
 
 from mobilenets.core.io import write_csv
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
 from mobilenets.tasks.distillation import MultilabelTargets, check_same_shape
 from mobilenets.tasks.export import score_outputs
 from mobilenets.tasks.face_attributes.export import AttributesExport
@@ -75,51 +74,49 @@ class FaceAttributesTask(BaseTask):
     def sizes_from(self, datamodule: Any) -> dict[str, Any]:
         return {"num_attributes": len(datamodule.attribute_names)}
 
-    def setup(self, stage: str) -> None:
-        """Take attribute names (and, for ``pos_weight``, label balance) from the data, and their number where
-        the config left it out; refuse a mismatch."""
-        super().setup(stage)
-        names = self.names_from_data("attribute_names", "num_attributes", "attributes")
+    def setup_data(self, context: RunContext) -> None:
+        """Take attribute names (and, for ``pos_weight``, label balance) from the data; refuse a mismatch."""
+        names = self.names_from_data(context.datamodule, "attribute_names", "num_attributes", "attributes")
         if not names:
             return
         self.attribute_names = names
-        if self.hparams.pos_weight and stage == "fit":
-            positives, negatives = self.trainer.datamodule.label_counts("train")
+        if self.hparams.pos_weight and context.stage == "fit":
+            positives, negatives = context.datamodule.label_counts("train")
             weight = torch.as_tensor(negatives, dtype=torch.float32) / torch.as_tensor(positives).clamp(min=1)
             self.positive_weight.copy_(weight)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_loss(self, batch: dict) -> TaskLoss:
         logits = self.model(batch["image"])
         pos_weight = self.positive_weight if self.hparams.pos_weight else None
-        return masked_bce(logits, batch["label"], pos_weight), logits
+        return TaskLoss(masked_bce(logits, batch["label"], pos_weight), logits)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logits = self.supervised_loss(batch)
-        self.val_metrics.update(logits.sigmoid(), batch["label"].long())
-        self.log("val/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
-        self.log_dict(self.val_metrics, prog_bar=True)
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        """The loss; validation's mAP as a metric Lightning computes at epoch end (test's: ``evaluation_end``)."""
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        loss, logits, _ = self.supervised_loss(batch)
+        metrics.update(logits.sigmoid(), batch["label"].long())
+        logged = {f"{stage}/loss": Logged(loss, batch_size=len(batch["label"]), sync_dist=True)}
+        if stage == "val":
+            logged |= {name: Logged(metric, prog_bar=True) for name, metric in metrics.items()}
+        return logged
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logits = self.supervised_loss(batch)
-        self.test_metrics.update(logits.sigmoid(), batch["label"].long())
-        self.log("test/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
-
-    def on_test_epoch_end(self) -> None:
-        """Log test/mAP and test/balanced_accuracy; write the per-attribute table as ``attributes.csv``."""
+    def evaluation_end(self, stage: str, context: RunContext) -> dict[str, Logged]:
+        """test/mAP and test/balanced_accuracy; the per-attribute table written as ``attributes.csv``."""
+        if stage != "test":
+            return {}
         results = self.test_metrics.compute()
         balanced = (results["test/recall"] + results["test/specificity"]) / 2
-        self.log("test/mAP", results["test/mAP"])
-        self.log("test/balanced_accuracy", balanced.nanmean())
-        if self.trainer.is_global_zero:
+        if context.output_dir is not None:
             rows = [
                 {"attribute": name, "AP": round(float(ap), 6), "balanced_accuracy": round(float(acc), 6)}
                 for name, ap, acc in zip(self.attribute_names, results["test/AP"], balanced)
             ]
-            write_csv(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "attributes.csv", rows)
+            write_csv(context.output_dir / "attributes.csv", rows)
         self.test_metrics.reset()
+        return {"test/mAP": Logged(results["test/mAP"]), "test/balanced_accuracy": Logged(balanced.nanmean())}
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Per image: the file and every attribute's probability."""

@@ -10,7 +10,7 @@ from pytorch_metric_learning import distances, losses, miners
 
 from mobilenets.core.distributed import gather_objects
 from mobilenets.tasks.data.augmentation import Augmentation
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
 from mobilenets.tasks.distillation import EmbeddingDistillation
 from mobilenets.tasks.face_embedding.data import IdentificationSet, PairSet
 from mobilenets.tasks.face_embedding.export import EmbeddingExport
@@ -87,15 +87,15 @@ class FaceEmbeddingTask(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Triplet (or ArcFace) loss of a P x K batch; logs the share of valid triplets the miner kept."""
+    def supervised_loss(self, batch: dict) -> TaskLoss:
+        """Triplet (or ArcFace) loss of a P x K batch; with triplets, the share of valid ones the miner kept."""
         embeddings, labels = self.model(batch["image"]), batch["label"]
         if self.hparams.loss != "triplet":
-            return self.loss_fn(embeddings, labels), embeddings
+            return TaskLoss(self.loss_fn(embeddings, labels), embeddings)
         triplets = self.miner(embeddings, labels)
-        valid = count_valid_triplets(labels)
-        self.log("train/active_triplets", len(triplets[0]) / max(valid, 1), batch_size=len(labels))
-        return self.loss_fn(embeddings, labels, triplets), embeddings
+        active = len(triplets[0]) / max(count_valid_triplets(labels), 1)
+        return TaskLoss(self.loss_fn(embeddings, labels, triplets), embeddings,
+                        {"train/active_triplets": Logged(active, batch_size=len(labels))})
 
     def _collect(self, batch: dict, dataloader_idx: int = 0) -> None:
         embeddings = self.model(batch["image"])
@@ -103,11 +103,10 @@ class FaceEmbeddingTask(BaseTask):
         for index, embedding in zip(batch["label"].tolist(), embeddings.detach().float().cpu()):
             collected[index] = embedding
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect(batch)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        """Collect the batch's embeddings (the pairs are scored at ``evaluation_end``)."""
         self._collect(batch, dataloader_idx)
+        return {}
 
     def verification_results(self, embeddings: dict[int, np.ndarray], pair_set: PairSet) -> dict[str, Any] | None:
         """LFW-style verification over a pair set, from each image's embedding (by image index); None when no
@@ -126,15 +125,17 @@ class FaceEmbeddingTask(BaseTask):
             val_threshold_rule=self.hparams.val_threshold_rule,
         )
 
-    def _evaluate(self, prefixes: list[str]) -> None:
+    def evaluation_end(self, stage: str, context: RunContext) -> dict[str, Logged]:
+        """Verification over each pair set (and open-set identification where the data has a gallery), from
+        every rank's embeddings; validation's threshold is kept for ``verify``."""
         collected, self._embeddings = self._embeddings, {}
-        datamodule = self.trainer.datamodule
-        for loader_index, prefix in enumerate(prefixes):
+        datamodule, logged = context.datamodule, {}
+        for loader_index, prefix in enumerate(["val"] if stage == "val" else self.test_prefixes()):
             # every rank's embeddings, each image once (ranks may hold different numbers of images)
             local = {index: vector.numpy() for index, vector in collected.get(loader_index, {}).items()}
             embeddings = {index: vector for part in gather_objects(local) for index, vector in part.items()}
             if embeddings and datamodule and loader_index >= len(datamodule.pair_sets):  # the identification set
-                self._log_identification(prefix, embeddings, datamodule.identification)
+                logged |= self._identification(prefix, embeddings, datamodule.identification)
                 continue
             results = (self.verification_results(embeddings, datamodule.pair_sets[loader_index])
                        if embeddings and datamodule else None)
@@ -143,12 +144,13 @@ class FaceEmbeddingTask(BaseTask):
             if loader_index == 0:
                 self.verification_threshold = results["threshold"]
             for name in ("accuracy", "accuracy_std", "threshold", "val", "far", "auc", "pairs", "smallest_far"):
-                self.log(f"{prefix}/{name}", float(results[name]), prog_bar=name == "accuracy",
-                         add_dataloader_idx=False)
+                logged[f"{prefix}/{name}"] = Logged(float(results[name]), prog_bar=name == "accuracy")
             if results["tar_at_far"] is not None:  # only where the pair set can resolve tar_far
-                self.log(f"{prefix}/tar_at_far", results["tar_at_far"], add_dataloader_idx=False)
+                logged[f"{prefix}/tar_at_far"] = Logged(results["tar_at_far"])
+        return logged
 
-    def _log_identification(self, prefix: str, embeddings: dict[int, np.ndarray], images: IdentificationSet) -> None:
+    def _identification(self, prefix: str, embeddings: dict[int, np.ndarray],
+                        images: IdentificationSet) -> dict[str, Logged]:
         """Open-set identification metrics of the gallery and probe embeddings (by image index)."""
         enrolled = len(images.gallery_identities)
         gallery = [i for i in range(enrolled) if i in embeddings]
@@ -157,15 +159,8 @@ class FaceEmbeddingTask(BaseTask):
             np.stack([embeddings[i] for i in gallery]), [images.gallery_identities[i] for i in gallery],
             np.stack([embeddings[i] for i in probes]), [images.probe_identities[i - enrolled] for i in probes],
             self.hparams.identification_fars)
-        for name, value in results.items():
-            if value is not None:  # a DIR the impostors cannot resolve is left out
-                self.log(f"{prefix}/{name}", float(value), add_dataloader_idx=False)
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluate(["val"])
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate(self.test_prefixes())
+        # a DIR the impostors cannot resolve is left out
+        return {f"{prefix}/{name}": Logged(float(value)) for name, value in results.items() if value is not None}
 
     @torch.no_grad()
     def embed(self, images: list[torch.Tensor]) -> np.ndarray:

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from mobilenets.tasks.geolocation.export import GeolocationExport, hierarchical_scores
 from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy
@@ -76,12 +76,10 @@ class GeolocationTask(BaseTask):
             if prefix not in self.metrics:
                 self.metrics[prefix] = nn.ModuleList(GeolocationAccuracy() for _ in range(per_prefix))
 
-    def setup(self, stage: str) -> None:
-        """Take the partitions from the data (cells, coordinates, parents), and the cell counts where the config
-        left them out; refuse other cell counts."""
-        super().setup(stage)
+    def setup_data(self, context: RunContext) -> None:
+        """Take the partitions from the data (cells, coordinates, parents); refuse other cell counts."""
         self._build_metrics(self.test_prefixes())
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = context.datamodule
         if not getattr(datamodule, "partitions", None):
             return
         if datamodule.num_cells != self.level_sizes:
@@ -121,9 +119,9 @@ class GeolocationTask(BaseTask):
         return sum(F.cross_entropy(level, cells[:, k], ignore_index=-1)
                    for k, level in enumerate(logits.split(self.level_sizes, dim=1)))
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_loss(self, batch: dict) -> TaskLoss:
         logits = self.model(batch["image"])
-        return self._loss(logits, batch["label"][:, 2:].long()), self.finest_scores(logits)
+        return TaskLoss(self._loss(logits, batch["label"][:, 2:].long()), self.finest_scores(logits))
 
     def _crop_average(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of (N, crops, C, H, W) images: per level, the log of the crops' mean probabilities (whose
@@ -143,39 +141,34 @@ class GeolocationTask(BaseTask):
         finest = logits[:, -self.level_sizes[-1]:].argmax(dim=1)
         return [*predictions, (self.cell_lat[finest], self.cell_lon[finest])]
 
-    def _evaluate(self, batch: dict, prefix: str) -> None:
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        """Update the distance metrics of the batch's loader (the test set's, where there are several); the loss
+        where any photo lies in a cell (those outside every cell still count in the distance metrics)."""
+        prefix = "val" if stage == "val" else self.test_prefixes()[dataloader_idx]
         images = batch["image"]
         logits = self._crop_average(images) if images.ndim == 5 else self.model(images)
         lat, lon, cells = batch["label"][:, 0], batch["label"][:, 1], batch["label"][:, 2:].long()
-        if (cells[:, -1] >= 0).any():  # photos outside every cell still count in the distance metrics
-            self.log(f"{prefix}/loss", self._loss(logits, cells), batch_size=len(cells), add_dataloader_idx=False)
         predicted = self.finest_scores(logits).argmax(dim=1)
         hierarchical, *levels = self.metrics[prefix]
         hierarchical.update(self.cell_lat[predicted], self.cell_lon[predicted], lat, lon)
         for metric, (level_lat, level_lon) in zip(levels, self.level_coordinates(logits)):
             metric.update(level_lat, level_lon, lat, lon)
+        if (cells[:, -1] >= 0).any():
+            return {f"{prefix}/loss": Logged(self._loss(logits, cells), batch_size=len(cells))}
+        return {}
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, self.test_prefixes()[dataloader_idx])
-
-    def _log_metrics(self, prefixes: list[str]) -> None:
-        for prefix in prefixes:
+    def evaluation_end(self, stage: str, context: RunContext) -> dict[str, Logged]:
+        """Each loader's distance accuracies (and each level's own, where there are coarser levels)."""
+        logged = {}
+        for prefix in ["val"] if stage == "val" else self.test_prefixes():
             hierarchical, *levels = self.metrics[prefix]
             named = [(prefix, hierarchical)] + [(f"{prefix}/level_{k}", m) for k, m in enumerate(levels)]
             for name_prefix, metric in named:
                 for name, value in metric.compute().items():
-                    self.log(f"{name_prefix}/{name}", value.float(), add_dataloader_idx=False,
-                             prog_bar=name_prefix == prefix and name == "acc_2500km")
+                    logged[f"{name_prefix}/{name}"] = Logged(value.float(), prog_bar=name_prefix == prefix
+                                                             and name == "acc_2500km")
                 metric.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics(["val"])
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics(self.test_prefixes())
+        return logged
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Per image: the predicted coordinate and the top-k cells (S2 tokens) with probabilities."""

@@ -1,16 +1,15 @@
 """MultiTask: one MobileNet body feeding several of the suite's task heads, trained jointly, shipped as one graph.
 
 Each head is a task of the suite (``FaceAttributesTask``, ``FaceEmbeddingTask`` ...) built from its own config and
-used only through the task protocol: its loss (``supervised_loss``), its evaluation steps and epoch ends, its
-export. The heads' backbones are replaced by one shared body, each head sees its own data module as
-``trainer.datamodule``, and its logging goes out under its name (``val/face_attributes/mAP``).
+used only through the task protocol: its data setup (with its own data module), its loss, its evaluation steps and
+ends, its export. The heads' backbones are replaced by one shared body, and the values a head reports are logged
+under its name (``val/face_attributes/mAP``).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import inspect
 from dataclasses import asdict, replace
 from typing import Any, Callable
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.base import BaseTask, concat_outputs
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss, concat_outputs, log_values
 from mobilenets.tasks.data.loading import build_from_spec
 from mobilenets.tasks.distillation import Teacher, TeacherConfig, hard_soft_mix, load_teacher
 from mobilenets.tasks.multitask.export import MultiTaskExport
@@ -31,21 +30,6 @@ __all__ = ["MultiTask"]
 
 #: arguments every head takes from the multi-task model (one body, one input size); a head's own are refused
 SHARED_ARGUMENTS = ("backbone", "resolution")
-
-
-class _HeadTrainer:
-    """The trainer as one head sees it: the real one, except that its data module is the head's own."""
-
-    def __init__(self, trainer: pl.Trainer, head: str) -> None:
-        self._trainer, self._head = trainer, head
-
-    @property
-    def datamodule(self) -> Any:
-        datamodule = self._trainer.datamodule
-        return datamodule.datamodules[self._head] if hasattr(datamodule, "datamodules") else None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._trainer, name)
 
 
 def _aggregator(name: str) -> Any:
@@ -163,7 +147,6 @@ class MultiTask(BaseTask):
             if not head.batched_images:
                 raise SettingError(f"MultiTask head {name!r}: {type(head).__name__} takes images at their own sizes "
                                    f"and cannot share batches of one size")
-            head.log_to(self._head_logger(name))
             self.heads[name] = head
             if not head.sizes_left_to_data():
                 head.replace_backbone(backbone)
@@ -171,12 +154,6 @@ class MultiTask(BaseTask):
             self.uncertainty = UncertaintyWeighting(list(self.heads))
 
     # ---- what Lightning sees: one module, whose hooks hand each head its own part --------------------------------
-
-    @pl.LightningModule.trainer.setter
-    def trainer(self, trainer: pl.Trainer | None) -> None:
-        pl.LightningModule.trainer.fset(self, trainer)
-        for name, head in self.heads.items():
-            head._trainer = None if trainer is None else _HeadTrainer(trainer, name)
 
     @property
     def monitor(self) -> str:
@@ -193,34 +170,32 @@ class MultiTask(BaseTask):
         stage, _, rest = metric.partition("/")
         return f"{stage}/{head}/{rest}" if rest else f"{head}/{stage}"
 
-    def _head_logger(self, head: str) -> Any:
-        def log(name: str, value: Any, *args: Any, **kwargs: Any) -> None:
-            kwargs["add_dataloader_idx"] = False  # the head's name already tells its loaders apart
-            self.log(self._prefixed(name, head), value, *args, **kwargs)
-        return log
-
-    def setup(self, stage: str) -> None:
+    def setup_data(self, context: RunContext) -> None:
         """Each head reads its own data module (sizes, names, label balance); a head built only now (its size from
         the data) is put on the shared body, and its size recorded, so checkpoints rebuild the same model."""
         for name, head in self.heads.items():
             built_now = head.sizes_left_to_data()
-            head.setup(stage)
+            head.setup_run(replace(context, datamodule=self._head_data(context.datamodule, name)))
             if built_now:
                 head.replace_backbone(self.backbone)
                 sizes = {key: head.hparams[key] for key in head.size_arguments}
                 self.hparams.heads[name] = {**self.hparams.heads[name],
                                            "init_args": {**(self.hparams.heads[name].get("init_args") or {}),
                                                          **sizes}}
-        if stage == "fit":
+        if context.stage == "fit":
             if self.hparams.teachers and not self._teachers:
                 self._load_teachers()
-            self._set_up_training_data()
-        super().setup(stage)
+            self._set_up_training_data(context.datamodule)
 
-    def _set_up_training_data(self) -> None:
+    @staticmethod
+    def _head_data(datamodule: Any, head: str) -> Any:
+        """Head ``head``'s own data module (None without a multi-task one, as in plain use)."""
+        return datamodule.datamodules[head] if hasattr(datamodule, "datamodules") else None
+
+    def _set_up_training_data(self, datamodule: Any) -> None:
         """Put each taught head's data module in distilling mode (labeled and unlabeled batches, as for the
         distiller); refuse a head that has neither a teacher nor labeled images."""
-        for name, datamodule in getattr(self.trainer.datamodule, "datamodules", {}).items():
+        for name, datamodule in getattr(datamodule, "datamodules", {}).items():
             if name in self._teachers:
                 datamodule.enable_distillation()
             elif not len(datamodule.datasets["train"]):
@@ -268,7 +243,8 @@ class MultiTask(BaseTask):
         return "test" if self.trainer.testing else "predict" if self.trainer.predicting else "val"
 
     def training_step(self, batch: dict[str, dict], batch_idx: int) -> torch.Tensor:
-        loss, _ = self.supervised_loss(batch)
+        loss, _, logs = self.supervised_loss(batch)
+        log_values(self, logs)
         self.log("train/loss", loss, prog_bar=True, batch_size=sum(self._images(name, part)
                                                                   for name, part in batch.items()))
         return loss
@@ -277,32 +253,34 @@ class MultiTask(BaseTask):
         """How many images head ``name``'s training batch holds (a taught head's: labeled and unlabeled)."""
         return sum(len(images["image"]) for images in part.values()) if name in self._teachers else len(part["image"])
 
-    def supervised_loss(self, batch: dict[str, dict]) -> tuple[torch.Tensor, dict[str, Any]]:
+    def supervised_loss(self, batch: dict[str, dict]) -> TaskLoss:
         """Every head's loss on its own batch (a taught head's mixed with its teacher's), weighted (fixed or
-        learned) and summed; and each head's outputs on its labeled images, by head name."""
-        losses, outputs = {}, {}
+        learned) and summed; each head's outputs on its labeled images, by head name; and each head's loss (and
+        its parts, and learned weight), under the head's name."""
+        losses, outputs, logs = {}, {}, {}
         for name, part in batch.items():
             if name in self._teachers:
-                losses[name], outputs[name] = self._taught_loss(name, part)
+                head_loss = self._taught_loss(name, part)
             else:
-                losses[name], outputs[name] = self.heads[name].supervised_loss(part)
-            self.log(f"train/{name}/loss", losses[name], batch_size=self._images(name, part))
+                head_loss = self.heads[name].supervised_loss(part)
+            losses[name], outputs[name] = head_loss.loss, head_loss.outputs
+            logs |= {self._prefixed(key, name): value for key, value in head_loss.logs.items()}
+            logs[f"train/{name}/loss"] = Logged(losses[name], batch_size=self._images(name, part))
         if self.hparams.loss_weights == "uncertainty":
-            for name, weight in self.uncertainty.weights().items():
-                self.log(f"train/{name}/weight", weight)
+            logs |= {f"train/{name}/weight": Logged(weight) for name, weight in self.uncertainty.weights().items()}
             self._terms = self.uncertainty.terms(losses)
         else:
             weights = self.hparams.loss_weights or {}
             self._terms = {name: weights.get(name, 1.0) * value for name, value in losses.items()}
-        return sum(self._terms.values()), outputs
+        return TaskLoss(sum(self._terms.values()), outputs, logs)
 
-    def _taught_loss(self, name: str, part: dict[str, dict]) -> tuple[torch.Tensor, Any]:
+    def _taught_loss(self, name: str, part: dict[str, dict]) -> TaskLoss:
         """As the distiller's: ``hard_weight`` x the head's own loss on its labeled images + (1 - ``hard_weight``)
         x its distillation loss against the teacher on its labeled and unlabeled images (that term alone where a
         batch has no labeled images); and the head's outputs on the labeled ones (None without)."""
-        head, own, outputs, student, images = self.heads[name], None, None, [], []
+        head, own, outputs, student, images, logs = self.heads[name], None, None, [], [], {}
         if "labeled" in part:
-            own, outputs = head.supervised_loss(part["labeled"])
+            own, outputs, logs = head.supervised_loss(part["labeled"])
             student.append(outputs)
             images.append(part["labeled"]["teacher_image"])
         if "unlabeled" in part:
@@ -310,8 +288,8 @@ class MultiTask(BaseTask):
             images.append(part["unlabeled"]["teacher_image"])
         images = torch.cat(images)
         distill = self._criteria[name](concat_outputs(student), self._teachers[name](images))
-        self.log(f"train/{name}/distill_loss", distill, batch_size=len(images))
-        return hard_soft_mix(own, distill, self.hparams.hard_weight), outputs
+        logs = {**logs, "train/distill_loss": Logged(distill, batch_size=len(images))}
+        return TaskLoss(hard_soft_mix(own, distill, self.hparams.hard_weight), outputs, logs)
 
     def on_fit_start(self) -> None:
         aggregated = self.hparams.gradient_aggregation != "sum"
@@ -347,26 +325,19 @@ class MultiTask(BaseTask):
         """The torchjd aggregator (kept out of the module tree: it is not part of the model)."""
         return _aggregator(self.hparams.gradient_aggregation)
 
-    def _evaluation_step(self, step: str, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> Any:
-        head, index, count = self._loaders(self._evaluating())[dataloader_idx]
-        method = getattr(self.heads[head], step)
-        if count > 1 and "dataloader_idx" in inspect.signature(method).parameters:
-            return method(batch, batch_idx, index)
-        return method(batch, batch_idx)
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        """The step of the head whose loader this is (with its own loader index), its values under its name."""
+        head, index, _ = self._loaders(stage)[dataloader_idx]
+        values = self.heads[head].evaluation_step(batch, stage, index)
+        return {self._prefixed(name, head): value for name, value in values.items()}
 
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluation_step("validation_step", batch, batch_idx, dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluation_step("test_step", batch, batch_idx, dataloader_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        for head in self.heads.values():
-            head.on_validation_epoch_end()
-
-    def on_test_epoch_end(self) -> None:
-        for head in self.heads.values():
-            head.on_test_epoch_end()
+    def evaluation_end(self, stage: str, context: RunContext) -> dict[str, Logged]:
+        """Every head's epoch end, with its own data module, its values under its name."""
+        logged = {}
+        for name, head in self.heads.items():
+            values = head.evaluation_end(stage, replace(context, datamodule=self._head_data(context.datamodule, name)))
+            logged |= {self._prefixed(key, name): value for key, value in values.items()}
+        return logged
 
     def configure_optimizers(self) -> dict[str, Any]:
         """One optimizer over the body, every head, the learned loss weights and the distillation losses' own

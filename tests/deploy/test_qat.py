@@ -79,8 +79,8 @@ def test_detection_body_is_cut_at_its_tap_and_trains():
     optimizer = torch.optim.Adam(task.parameters(), lr=1e-2)
     losses = []
     for _ in range(12):  # fresh targets each step: SSD's transform resizes them in place
-        loss, _ = task.supervised_loss({"image": images, "target": [{"boxes": boxes, "labels": torch.tensor([1])}
-                                                                    for _ in images]})
+        loss = task.supervised_loss({"image": images, "target": [{"boxes": boxes, "labels": torch.tensor([1])}
+                                                                    for _ in images]}).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

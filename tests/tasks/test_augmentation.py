@@ -9,6 +9,7 @@ from torchvision.transforms import v2
 
 from mobilenets.backbone import BackboneConfig
 from mobilenets.tasks.data.augmentation import Augmentation
+from mobilenets.tasks.base import TaskLoss
 from mobilenets.tasks.classification import ClassificationTask
 
 
@@ -107,7 +108,7 @@ def test_mixup_and_cutmix_mix_the_task_s_own_training_batches():
                               channels_last=False)
     images, labels = torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1])
     seen = []
-    task.supervised_loss = lambda batch: seen.append(batch) or (torch.zeros(()), None)
+    task.supervised_loss = lambda batch: seen.append(batch) or TaskLoss(torch.zeros(()), None)
     torch.manual_seed(0)
     task.training_step({"image": images, "label": labels}, 0)
     mixed = seen[0]
@@ -119,7 +120,7 @@ def test_mixup_and_cutmix_mix_the_task_s_own_training_batches():
     del task.supervised_loss
     task.eval()  # no dropout: the same logits twice
     logits = task.model(mixed["image"])
-    loss, _ = task.supervised_loss(mixed)
+    loss = task.supervised_loss(mixed).loss
     assert torch.allclose(loss, -(mixed["label"] * logits.log_softmax(dim=1)).sum(dim=1).mean(), atol=1e-6)
     assert ClassificationTask(num_classes=4, backbone=BackboneConfig(alpha=0.25)).batch_mix is None
     with pytest.raises(ValueError, match="mixup_alpha and cutmix_alpha must be >= 0"):

@@ -88,11 +88,12 @@ def test_fixed_loss_weights_scale_each_heads_loss():
     task = _model(loss_weights={"face_attributes": 2.0, "face_embedding": 0.0}).eval()  # no dropout, fixed BN
     batch = {"face_attributes": {"image": torch.rand(4, 3, 48, 48), "label": torch.randint(0, 2, (4, 10))},
              "face_embedding": {"image": torch.rand(4, 3, 48, 48), "label": torch.tensor([0, 0, 1, 1])}}
-    task.heads["face_embedding"].log_to(lambda *args, **kwargs: None)
-    loss, outputs = task.supervised_loss(batch)
-    own, _ = task.heads["face_attributes"].supervised_loss(batch["face_attributes"])
+    loss, outputs, logs = task.supervised_loss(batch)
+    own = task.heads["face_attributes"].supervised_loss(batch["face_attributes"]).loss
     assert loss.item() == pytest.approx(2.0 * own.item(), rel=1e-5)
     assert set(outputs) == set(HEADS)
+    # each head's loss and the parts it reports, under its name
+    assert {"train/face_attributes/loss", "train/face_embedding/loss", "train/face_embedding/active_triplets"} <= set(logs)
 
 
 def test_jacobian_descent_gives_the_body_the_aggregate_of_the_heads_gradients():
@@ -103,13 +104,10 @@ def test_jacobian_descent_gives_the_body_the_aggregate_of_the_heads_gradients():
 
     torch.manual_seed(0)
     task = _model(loss_weights="uncertainty", gradient_aggregation="UPGrad")
-    for head in task.heads.values():
-        head.log_to(lambda *args, **kwargs: None)
-    task.log = lambda *args, **kwargs: None
     batch = {"face_attributes": {"image": torch.rand(4, 3, 48, 48), "label": torch.randint(0, 2, (4, 10))},
              "face_embedding": {"image": torch.rand(4, 3, 48, 48), "label": torch.tensor([0, 0, 1, 1])}}
     body = [p for p in task.backbone.parameters() if p.requires_grad]
-    loss, _ = task.supervised_loss(batch)
+    loss = task.supervised_loss(batch).loss
     rows = [torch.cat([g.flatten() for g in torch.autograd.grad(term, body, retain_graph=True)])
             for term in task._terms.values()]
     own = {name: torch.autograd.grad(loss, [p], retain_graph=True)[0] for name, p in task.named_parameters()
@@ -299,8 +297,8 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
     hooks = [model._teachers["face_attributes"].model.model.register_forward_pre_hook(record("multitask")),
              distiller.teacher.model.model.register_forward_pre_hook(record("distiller"))]
     with torch.no_grad():
-        loss, _ = model.supervised_loss({"face_attributes": prepared})
-        labeled_only, _ = model.supervised_loss({"face_attributes": {"labeled": prepared["labeled"]}})
+        loss = model.supervised_loss({"face_attributes": prepared}).loss
+        labeled_only = model.supervised_loss({"face_attributes": {"labeled": prepared["labeled"]}}).loss
         expected = distiller.training_step(batch, 0)
     for hook in hooks:
         hook.remove()

@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from mobilenets.tasks.base import BaseTask
+from mobilenets.tasks.base import BaseTask, Logged, TaskLoss
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from mobilenets.tasks.export import score_outputs
 from scenes.export import SceneExport
@@ -28,17 +28,14 @@ class SceneTask(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def supervised_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_loss(self, batch: dict) -> TaskLoss:
         logits = self.model(batch["image"])
-        return F.cross_entropy(logits, batch["label"]), logits
+        return TaskLoss(F.cross_entropy(logits, batch["label"]), logits)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.val_accuracy.update(self.model(batch["image"]), batch["label"])
-        self.log("val/accuracy", self.val_accuracy)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.test_accuracy.update(self.model(batch["image"]), batch["label"])
-        self.log("test/accuracy", self.test_accuracy)
+    def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
+        accuracy = self.val_accuracy if stage == "val" else self.test_accuracy
+        accuracy.update(self.model(batch["image"]), batch["label"])
+        return {f"{stage}/accuracy": Logged(accuracy)}
 
     def distillation_criterion(self, student_outputs: torch.Tensor, teacher_outputs: torch.Tensor,
                                temperature: float) -> SoftTargets:
