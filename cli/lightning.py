@@ -102,18 +102,31 @@ def misspelt_key_message(message: str, parser: Any) -> str | None:
     """One line for jsonargparse's error ``message``: an unknown key named in full with the closest valid ones, or
     a bad value named by its key; None for other errors. ``parser``: the subcommand's parser (whose options are
     the candidates)."""
-    class_error = re.search(r'Parser key "([^"]+)":.*?Problem with given class_path \'([^\']+)\':\s*(.+)', message,
-                            re.DOTALL)
-    if class_error:
-        group, class_path, detail = class_error.groups()
+    # a class inside a class (a distiller's student, a multi-task head): each level's key and class, outermost first
+    classes = list(re.finditer(r'Parser key "([^"]+)":.*?Problem with given class_path \'([^\']+)\':', message,
+                               re.DOTALL))
+    if classes:
+        group = ".init_args.".join(found[1] for found in classes)
+        class_path, detail = classes[-1][2], message[classes[-1].end():]
         key = _unknown_key(detail)
         if key:
+            group = _with_entry_name(group, key, message)
             return (f"{group}.init_args.{key}: {class_path.rpartition('.')[2]} takes no such argument"
                     f"{_close_keys(key, _init_arg_keys(class_path))}")
         bad_value = re.search(r'Parser key "([^"]+)":\s*(.+)', detail)
         return f"{group}.init_args.{bad_value[1]}: {bad_value[2]}" if bad_value else None
     key = _unknown_key(message)
     return f"{key}: no such option{_close_keys(key, list(parser.get_defaults().keys()))}" if key else None
+
+
+def _with_entry_name(group: str, key: str, message: str) -> str:
+    """``group`` with the name of the mapping entry the class sits under (``heads.face_embedding``), which
+    jsonargparse's message gives only in the value: the command line's nested key, or the config's mapping."""
+    given = re.search(r"NestedArg\(key='([^']+)\.init_args\.[^']+'", message)
+    if given:
+        return f"{group.partition('.')[0]}.init_args.{given[1]}"
+    entry = re.search(r"'([^']+)': \{'class_path': '[^']+', 'init_args': \{[^{}]*'" + re.escape(key) + "':", message)
+    return f"{group}.{entry[1]}" if entry else group
 
 
 class MobileNetsCLI(LightningCLI):

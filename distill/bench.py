@@ -19,7 +19,7 @@ import torch
 from mobilenets.core.tables import Table
 from mobilenets.distill.task import DistillationTask
 from mobilenets.tasks.distillation.teachers import TeacherConfig
-from mobilenets.tasks.data.loading import build_from_config
+from mobilenets.tasks.data.loading import build_from_config, build_parts_from_config
 
 __all__ = ["bench_teacher_cache"]
 
@@ -54,7 +54,7 @@ def bench_teacher_cache(epochs: int = 3, batches: int = 6, batch_size: int = 32,
         torch.save({"state_dict": teacher_task.state_dict(), "hyper_parameters": dict(teacher_task.hparams),
                     "pytorch-lightning_version": pl.__version__}, checkpoint)
         for cached in (False, True):
-            student = build_from_config(CONFIG, "model", num_classes=6, backbone={"alpha": 0.25}, resolution=128)
+            student = build_parts_from_config(CONFIG, num_classes=6, backbone={"alpha": 0.25}, resolution=128)
             task = DistillationTask(student, TeacherConfig(checkpoint=str(checkpoint)), resolution=224,
                                     teacher_cache=str(Path(scratch) / "cache") if cached else None)
             data = build_from_config(CONFIG, "data", root=str(Path(scratch) / "dogs"), synthetic=True,

@@ -8,7 +8,7 @@ training adds the teacher's targets on labeled and unlabeled images. The student
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,8 +24,15 @@ from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
 from mobilenets.tasks.distillation import TeacherConfig, hard_soft_mix, load_teacher
-from mobilenets.tasks.base import BaseTask, concat_outputs, log_values, monitored_checkpoint, run_context
-from mobilenets.tasks.data.loading import build_from_spec
+from mobilenets.tasks.base import (
+    TaskParts,
+    concat_outputs,
+    lightning_class,
+    log_values,
+    monitored_checkpoint,
+    parts_class,
+    run_context,
+)
 
 __all__ = ["DistillationTask", "HintConfig", "save_student", "trained_task"]
 
@@ -57,7 +64,7 @@ class _Capture:
 class DistillationTask(pl.LightningModule):
     """Train ``student`` (any task of the suite) from a frozen ``teacher``.
 
-    The criterion is the student task's own (``BaseTask.distillation_criterion``): Hinton's soft targets for
+    The criterion is the student task's own (``TaskParts.distillation_criterion``): Hinton's soft targets for
     single-label tasks (dogs, geolocation cells), per-attribute BCE against the teacher's probabilities for
     attributes, the squared embedding distance for FaceNet, and per-anchor soft targets plus teacher-weighted box
     offsets for SSD detection (teacher and student SSDs at the same input size, so that they share anchors).
@@ -65,8 +72,8 @@ class DistillationTask(pl.LightningModule):
     batches give the distillation term alone.
 
     Args:
-        student: the student task (its backbone, resolution, optimizer, metrics): its ``class_path`` and
-            ``init_args``, as configs give them (Python may pass a built ``BaseTask`` instead).
+        student: the student task's parts (its backbone, resolution, optimizer, metrics): their ``class_path`` and
+            ``init_args``, as configs give them (``class_path: Classification``; Python passes the built parts).
         teacher: where the frozen teacher comes from and how it sees its input.
         resolution: the size images are loaded at (the larger of the two models' is best); each model gets its
             own resize and normalisation of the same image.
@@ -77,17 +84,17 @@ class DistillationTask(pl.LightningModule):
             images then get the evaluation transform (deterministic inputs). Not with ``hint``.
     """
 
-    def __init__(self, student: dict[str, str | dict[str, Any]], teacher: TeacherConfig, resolution: int = 224,
-                 temperature: float = 4.0,
-                 hard_weight: float = 0.5, hint: HintConfig | None = None,
-                 teacher_cache: str | None = None) -> None:
+    def __init__(self, student: TaskParts, teacher: TeacherConfig, resolution: int = 224, temperature: float = 4.0,
+                 hard_weight: float = 0.5, hint: HintConfig | None = None, teacher_cache: str | None = None) -> None:
         super().__init__()
         check_resolution(resolution)
-        built_by_caller = isinstance(student, BaseTask)
-        # Records the student's spec (a built module is not a setting: ignored then).
-        self.save_hyperparameters(ignore=["student"] if built_by_caller else None)
-        task = student if built_by_caller else build_from_spec(student, BaseTask)
-        if type(task).distillation_criterion is BaseTask.distillation_criterion:
+        if isinstance(student, pl.LightningModule):
+            parts = parts_class(type(student)).__name__
+            raise SettingError(f"the student is a {type(student).__name__}, a LightningModule: give the task's parts, "
+                               f"class_path: {parts} (the distiller is the module Lightning drives)")
+        task = student
+        self.save_hyperparameters(ignore=["student"])  # the student is recorded as the spec that rebuilds it
+        if type(task).distillation_criterion is TaskParts.distillation_criterion:
             raise ValueError(f"{type(task).__name__} cannot be distilled: it defines no distillation_criterion")
         if not 0 <= hard_weight <= 1:
             raise ValueError(f"hard_weight must be in [0, 1], got {hard_weight}")
@@ -106,6 +113,7 @@ class DistillationTask(pl.LightningModule):
                                  f"init_args")
             task.build(**{name: given[name] for name in task.size_arguments})
         self.student = task
+        self.hparams["student"] = task.spec()  # its sizes included, where the teacher gave them
         self.distill_modules = nn.ModuleDict()
         student_out, teacher_out = self._probe()
         try:
@@ -239,7 +247,7 @@ class DistillationTask(pl.LightningModule):
         log_values(self, self.student.evaluation_step(batch, "test", dataloader_idx))
 
     def predict_step(self, batch: dict, batch_idx: int) -> Any:
-        return self.student.predict_step(batch, batch_idx)
+        return self.student.predict(batch)
 
     def on_validation_epoch_end(self) -> None:
         log_values(self, self.student.evaluation_end("val", run_context(self.trainer, "validate")))
@@ -252,22 +260,24 @@ class DistillationTask(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The student's own optimizer and schedule, over the student and the distillation adapters only."""
-        return self.student.build_optimizers(extra_modules=[self.distill_modules])
+        return self.student.build_optimizers(self.trainer.estimated_stepping_batches, self.trainer.max_epochs,
+                                             extra_modules=[self.distill_modules])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Leave the teacher out (it is rebuilt from its source); keep what the student needs to stand alone."""
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
         student_checkpoint: dict[str, Any] = {}
-        self.student.on_save_checkpoint(student_checkpoint)
+        self.student.store_in_checkpoint(student_checkpoint)
+        task_class = lightning_class(type(self.student))
         checkpoint["student"] = {
-            "class_path": f"{type(self.student).__module__}.{type(self.student).__qualname__}",
-            "hyper_parameters": {k: asdict(v) if is_dataclass(v) else v for k, v in self.student.hparams.items()},
+            "class_path": f"{task_class.__module__}.{task_class.__qualname__}",
+            "hyper_parameters": self.student.spec()["init_args"],
             "extra": student_checkpoint,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"].update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
-        self.student.on_load_checkpoint(checkpoint.get("student", {}).get("extra", {}))
+        self.student.restore_from_checkpoint(checkpoint.get("student", {}).get("extra", {}))
 
 
 def save_student(checkpoint_path: str | Path, output_path: str | Path) -> Path:
@@ -292,6 +302,6 @@ def save_student(checkpoint_path: str | Path, output_path: str | Path) -> Path:
     return Path(output_path)
 
 
-def trained_task(module: pl.LightningModule) -> BaseTask:
+def trained_task(module: pl.LightningModule) -> TaskParts:
     """The task a trained module holds: a distiller's student (what it deploys and reports), or the task itself."""
     return module.student if isinstance(module, DistillationTask) else module

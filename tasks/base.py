@@ -1,21 +1,28 @@
-"""BaseTask: what every task shares, and the task protocol through which distill, deploy and the CLI use a task.
+"""TaskParts and BaseTask: what every task shares, and the task protocol through which distill, deploy and the CLI
+use a task.
 
-Follows torchgeo's BaseTask: the base owns the hyperparameters, model building, the optimizer, the training step,
-checkpointed attributes and the monitored checkpoint; each task subclass says only what is particular to it. The
-*task protocol* (``setup_data``, ``supervised_loss``, ``evaluation_step``, ``evaluation_end``, ``distill_outputs``,
-``distillation_criterion``, ``inference_network``, ``export_module``, ``evaluate_outputs``, ``draw``) is how the
-layers above reach a task's behaviour without knowing which task it is. Its methods take what they read of the run
-as arguments (the data module, a ``RunContext``) and return what they report (``Logged`` values) instead of
-logging: the LightningModule that Lightning drives (the task itself, a distiller, a multi-task model) logs them,
-under its own names. Adding a task means adding its package (docs/design.md).
+A task is its plain parts (``TaskParts``: the network, the loss, the metrics and evaluation, the export, an
+``nn.Module`` that needs no Lightning) and a thin ``LightningModule`` over them (``BaseTask``), which configs name
+(``class_path: ClassificationTask``). Compositions take the parts: a distiller's student and a multi-task model's
+heads are ``TaskParts`` (``class_path: Classification``), so no LightningModule holds another. Follows torchgeo's
+BaseTask: the base owns the hyperparameters, model building, the optimizer, checkpointed attributes and the
+monitored checkpoint; each task says only what is particular to it.
+
+The *task protocol* (``setup_data``, ``supervised_loss``, ``evaluation_step``, ``evaluation_end``,
+``distill_outputs``, ``distillation_criterion``, ``inference_network``, ``export_module``, ``evaluate_outputs``,
+``draw``) is how the layers above reach a task's behaviour without knowing which task it is. Its methods take what
+they read of the run as arguments (the data module, a ``RunContext``) and return what they report (``Logged``
+values) instead of logging: the LightningModule that Lightning drives (the task itself, a distiller, a multi-task
+model) logs them, under its own names. Adding a task means adding its package (docs/design.md).
 """
-
 from __future__ import annotations
 
+import inspect
 import logging
+import types
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
 
@@ -23,6 +30,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.core.mixins import HyperparametersMixin
+from pytorch_lightning.utilities.parsing import save_hyperparameters
 from torch import nn
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1, check_resolution
@@ -30,14 +39,14 @@ from mobilenets.backbone.profile import profile_model
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.export import export_batches
-from mobilenets.tasks.data.loading import initialize_from
+from mobilenets.tasks.data.initialization import initialize_from
 from mobilenets.tasks.optim import RMSPROP_DEFAULTS, parameter_groups
 
 if TYPE_CHECKING:
     from mobilenets.tasks.export import TaskExport
 
-__all__ = ["BaseTask", "Logged", "ModelNotBuiltError", "RunContext", "TaskLoss", "concat_outputs", "log_values",
-           "monitored_checkpoint", "run_context"]
+__all__ = ["BaseTask", "Logged", "ModelNotBuiltError", "RunContext", "TaskLoss", "TaskParts", "concat_outputs",
+           "lightning_class", "log_values", "monitored_checkpoint", "parts_class", "run_context"]
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +132,11 @@ def run_context(trainer: pl.Trainer | None, stage: str, datamodule: Any = None) 
                       output_dir=Path(log_dir or trainer.default_root_dir) if writes else None)
 
 
-def log_values(module: pl.LightningModule, values: dict[str, Logged], rename: Callable[[str], str] = str) -> None:
-    """Log a task's reported values through ``module`` (the LightningModule Lightning drives), each name through
-    ``rename`` (a multi-task model puts its head's name in)."""
+def log_values(module: pl.LightningModule, values: dict[str, Logged]) -> None:
+    """Log a task's reported values through ``module``, the LightningModule Lightning drives (names are unique
+    across a stage's loaders: several test sets' carry the set's name)."""
     for name, logged in values.items():
-        module.log(rename(name), logged.value, batch_size=logged.batch_size, prog_bar=logged.prog_bar,
+        module.log(name, logged.value, batch_size=logged.batch_size, prog_bar=logged.prog_bar,
                    sync_dist=logged.sync_dist, add_dataloader_idx=False)
 
 
@@ -135,8 +144,11 @@ class ModelNotBuiltError(AttributeError):
     """The task's model is asked for before it exists: its size is left to the data, read at ``setup``."""
 
 
-class BaseTask(pl.LightningModule, ABC):
-    """Base of every task: builds ``self.model`` (which has a ``backbone``) and its optimizer.
+class TaskParts(HyperparametersMixin, nn.Module, ABC):
+    """Base of every task's parts: builds ``self.model`` (which has a ``backbone``), and answers the task protocol.
+
+    A plain ``nn.Module`` (no trainer, no logging): a distiller's student, a multi-task head and a suite teacher are
+    these; the task's ``LightningModule`` (``BaseTask``) adds Lightning's hooks over the same parts.
 
     Args:
         backbone: the shared backbone block (alpha, pretrained path, variant, ...).
@@ -206,12 +218,31 @@ class BaseTask(pl.LightningModule, ABC):
                                f"backbone's weights: give one of them")
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
-        self.save_hyperparameters()
+        self.record_settings(inspect.currentframe())
         backbone.check()  # now, even where the model is built only once the data is known
         self.backbone_config = backbone
         self._frozen: list[nn.Module] = []
         if not self.sizes_left_to_data():
             self._build()
+
+    def record_settings(self, frame: types.FrameType | None) -> None:
+        """Record the constructor's arguments (those of every ``__init__`` up from ``frame``) as ``hparams``:
+        what the parts were built with, even where a Lightning CLI builds another module around them."""
+        save_hyperparameters(self, frame=frame)
+
+    @property
+    def lightning_class_path(self) -> str:
+        """The import path of the task's LightningModule (``...ClassificationTask``): what configs and
+        checkpoints name the task by."""
+        task_class = lightning_class(type(self))
+        return f"{task_class.__module__}.{task_class.__qualname__}"
+
+    def spec(self) -> dict[str, Any]:
+        """``class_path`` and ``init_args`` that rebuild these parts (as configs give them): how a composition
+        records its student or heads in its own hyperparameters and checkpoints."""
+        init_args = {name: asdict(value) if is_dataclass(value) else value for name, value in self.hparams.items()
+                     if not name.startswith("_")}
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
 
     @abstractmethod
     def configure_models(self) -> None:
@@ -247,9 +278,6 @@ class BaseTask(pl.LightningModule, ABC):
         in the hyperparameters, so checkpoints rebuild the same model."""
         self.hparams.update(sizes)
         self._build()
-
-    def setup(self, stage: str) -> None:
-        self.setup_run(run_context(self.trainer, stage))
 
     def setup_run(self, context: RunContext) -> None:
         """Where the config left the model's size to the data, read it from the data module and build the model;
@@ -302,6 +330,16 @@ class BaseTask(pl.LightningModule, ABC):
     def backbone(self) -> MobileNetV1:
         return self.model.backbone
 
+    def share_body(self, body: MobileNetV1, config: BackboneConfig, resolution: int, channels_last: bool) -> None:
+        """Run on a body another model holds (a multi-task model's), built from ``config``, at that model's input
+        size and memory layout: the network is built anew for that body's width and put on it (a network whose
+        size is left to the data, once built, is put on it by that model)."""
+        self.backbone_config = replace(config, pretrained=None)  # the weights are the body's
+        self.hparams.update(backbone=self.backbone_config, resolution=resolution, channels_last=channels_last)
+        if not self.sizes_left_to_data():
+            self._build()
+            self.replace_backbone(body)
+
     def replace_backbone(self, body: MobileNetV1) -> None:
         """Put ``body`` where the model holds its backbone (a multi-task model gives its heads one shared body);
         it must be the same architecture (alpha, depths) the model was built on."""
@@ -320,15 +358,16 @@ class BaseTask(pl.LightningModule, ABC):
                              f"layers), got {hparams.trainable_backbone_layers}")
         return layers[:len(layers) - hparams.trainable_backbone_layers]
 
-    def train(self, mode: bool = True) -> BaseTask:
+    def train(self, mode: bool = True) -> TaskParts:
         """Keep frozen backbone layers in eval mode, so their BN statistics do not drift while the rest trains."""
         super().train(mode)
         for module in self._frozen:
             module.eval()
         return self
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalise ``batch["image"]`` (floats in [0, 1]) with the statistics the backbone's weights expect."""
+    def prepare_batch(self, batch: Any) -> Any:
+        """Normalise ``batch["image"]`` (floats in [0, 1]) with the statistics the backbone's weights expect, on the
+        device, in the task's memory layout."""
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
             images = self.backbone.normalize(batch["image"])
             if self.hparams.channels_last and images.dim() == 4:
@@ -336,12 +375,10 @@ class BaseTask(pl.LightningModule, ABC):
             batch["image"] = images
         return batch
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        return self.build_optimizers()
-
-    def build_optimizers(self, extra_modules: Sequence[nn.Module] = ()) -> dict[str, Any]:
+    def build_optimizers(self, steps: int, epochs: int, extra_modules: Sequence[nn.Module] = ()) -> dict[str, Any]:
         """The optimizer and schedule of this task's arguments, over its parameters and those of
-        ``extra_modules`` (trained as head parameters: a distiller's projection or hint adapters)."""
+        ``extra_modules`` (trained as head parameters: a distiller's projection or hint adapters); ``steps`` and
+        ``epochs``: the run's length, for a schedule that spans it."""
         hparams = self.hparams
         optimizer_class = resolve_class(hparams.optimizer, torch.optim)
         kwargs = dict(RMSPROP_DEFAULTS) if optimizer_class is torch.optim.RMSprop else {}
@@ -355,45 +392,28 @@ class BaseTask(pl.LightningModule, ABC):
         scheduler_kwargs = dict(hparams.lr_scheduler_kwargs or {})
         if scheduler_class is torch.optim.lr_scheduler.CosineAnnealingLR and "T_max" not in scheduler_kwargs:
             by_step = hparams.lr_scheduler_interval == "step"
-            scheduler_kwargs["T_max"] = max(
-                1, int(self.trainer.estimated_stepping_batches) if by_step else self.trainer.max_epochs
-            )
+            scheduler_kwargs["T_max"] = max(1, int(steps) if by_step else epochs)
         scheduler = scheduler_class(optimizer, **scheduler_kwargs)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": hparams.lr_scheduler_interval, "monitor": self.monitor},
         }
 
-    # ---- shared Lightning boilerplate -------------------------------------------------------------------------
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _, logs = self.supervised_loss(batch)
-        log_values(self, logs)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        log_values(self, self.evaluation_step(batch, "val", dataloader_idx))
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        log_values(self, self.evaluation_step(batch, "test", dataloader_idx))
-
-    def on_validation_epoch_end(self) -> None:
-        log_values(self, self.evaluation_end("val", run_context(self.trainer, "validate")))
-
-    def on_test_epoch_end(self) -> None:
-        log_values(self, self.evaluation_end("test", run_context(self.trainer, "test")))
-
-    def configure_callbacks(self) -> list[Callback]:
-        return monitored_checkpoint(self.trainer, self.monitor, self.mode)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def store_in_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put what the task keeps beside its weights (``checkpoint_attributes``) into ``checkpoint``."""
         checkpoint.update({name: getattr(self, name) for name in self.checkpoint_attributes})
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def restore_from_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take back what ``store_in_checkpoint`` put in (before the weights load: a task may adapt an older
+        checkpoint's state dict here)."""
         for name in self.checkpoint_attributes:
             if name in checkpoint:
                 setattr(self, name, checkpoint[name])
+
+    def training_loss(self, batch: dict) -> TaskLoss:
+        """The loss of the task's own training step: ``supervised_loss``, unless the task trains on its batches
+        differently when it trains alone (mixed batches)."""
+        return self.supervised_loss(batch)
 
     # ---- the task protocol ------------------------------------------------------------------------------------
 
@@ -450,7 +470,87 @@ class BaseTask(pl.LightningModule, ABC):
         outputs = ((batch, run(batch["image"])) for batch in export_batches(loader, export.resolution))
         return self.evaluate_outputs(outputs, datamodule, stage)
 
+    def predict(self, batch: dict) -> list[dict[str, Any]]:
+        """One dict per image of a predict batch (``predict``'s rows: the file and the task's answer)."""
+        raise SettingError(f"{type(self).__name__} defines no predict, so mobilenets predict cannot run it")
+
     def draw(self, datamodule: Any, path: Path) -> Path | None:
         """A picture of the task's predictions on a few evaluation images (the demo's figures); None if the task
         has nothing to draw beyond its metrics."""
         return None
+
+
+class BaseTask(TaskParts, pl.LightningModule):
+    """A task's parts as the ``LightningModule`` that configs name: each hook a call of the task protocol, whose
+    reported values it logs. A task defines it beside its parts, with nothing of its own::
+
+        class ClassificationTask(Classification, BaseTask):
+            \"\"\"Classification as a LightningModule.\"\"\"
+    """
+
+    def record_settings(self, frame: types.FrameType | None) -> None:
+        """Lightning's record: the config the CLI built this module from (with its class), or the arguments."""
+        self.save_hyperparameters(frame=frame)
+
+    def setup(self, stage: str) -> None:
+        self.setup_run(run_context(self.trainer, stage))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.prepare_batch(batch)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return self.build_optimizers(self.trainer.estimated_stepping_batches, self.trainer.max_epochs)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _, logs = self.training_loss(batch)
+        log_values(self, logs)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        log_values(self, self.evaluation_step(batch, "val", dataloader_idx))
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        log_values(self, self.evaluation_step(batch, "test", dataloader_idx))
+
+    def on_validation_epoch_end(self) -> None:
+        log_values(self, self.evaluation_end("val", run_context(self.trainer, "validate")))
+
+    def on_test_epoch_end(self) -> None:
+        log_values(self, self.evaluation_end("test", run_context(self.trainer, "test")))
+
+    def configure_callbacks(self) -> list[Callback]:
+        return monitored_checkpoint(self.trainer, self.monitor, self.mode)
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        return self.predict(batch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.store_in_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.restore_from_checkpoint(checkpoint)
+
+
+def parts_class(task_class: type) -> type[TaskParts]:
+    """The plain parts of a task's ``LightningModule`` (``ClassificationTask`` -> ``Classification``); a parts class
+    is its own."""
+    if not issubclass(task_class, BaseTask):
+        return task_class
+    found = next((base for base in task_class.__mro__[1:]
+                  if issubclass(base, TaskParts) and not issubclass(base, BaseTask) and base is not TaskParts), None)
+    if found is None:
+        raise ValueError(f"{task_class.__name__} is a LightningModule of no task's parts")
+    return found
+
+
+def lightning_class(parts: type[TaskParts]) -> type[BaseTask]:
+    """The ``LightningModule`` of a task's parts, defined beside them (``Classification`` -> ``ClassificationTask``):
+    what its checkpoints name."""
+    if issubclass(parts, BaseTask):
+        return parts
+    shells = [cls for cls in parts.__subclasses__() if issubclass(cls, BaseTask)]
+    if len(shells) != 1:
+        raise ValueError(f"{parts.__name__}: expected one LightningModule defined over it (class "
+                         f"{parts.__name__}Task({parts.__name__}, BaseTask)), found {len(shells)}")
+    return shells[0]

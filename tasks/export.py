@@ -44,7 +44,7 @@ class TaskExport(nn.Module):
         self.register_buffer("std", backbone.input_std.detach().clone().float())
         self.network = fold_batchnorm(task.inference_network()).float()
         self.resolution = int(task.hparams.resolution)
-        self.task_class = f"{type(task).__module__}.{type(task).__qualname__}"
+        self.task_class = task.lightning_class_path  # the class its checkpoints and configs name
 
     @property
     def graph_outputs(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""``predict``'s output file: what every task's ``predict_step`` returns, one CSV or JSON per run."""
+"""``predict``'s output file: what every task's ``predict`` returns, one CSV or JSON per run."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes what every task's ``predict_step`` returns (one dict per row) as one CSV or JSON file.
+    """Writes what every task's ``predict`` returns (one dict per row) as one CSV or JSON file.
 
     The ``mobilenets`` command adds it to every run (``--predictions.output_file``); in plain Python, pass it
     in the trainer's callbacks.

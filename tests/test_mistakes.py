@@ -78,10 +78,10 @@ def test_a_teacher_of_another_task_or_other_outputs_is_refused_naming_it(checkpo
     from mobilenets.backbone import BackboneConfig
     from mobilenets.distill import DistillationTask
     from mobilenets.tasks.distillation.teachers import TeacherConfig
-    from mobilenets.tasks.classification import ClassificationTask
+    from mobilenets.tasks.classification import Classification
 
     def student(num_classes):
-        return ClassificationTask(num_classes=num_classes, backbone=BackboneConfig(alpha=0.25), resolution=48)
+        return Classification(num_classes=num_classes, backbone=BackboneConfig(alpha=0.25), resolution=48)
 
     faces, dogs = str(checkpoints / "faces" / "model.ckpt"), str(checkpoints / "dogs" / "model.ckpt")
     with pytest.raises(ValueError, match=f"^{faces} is a FaceAttributesTask checkpoint: it cannot teach a "

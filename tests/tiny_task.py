@@ -7,7 +7,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mobilenets.backbone import BackboneConfig
-from mobilenets.tasks.base import BaseTask, Logged, TaskLoss
+from mobilenets.tasks.base import BaseTask, Logged, TaskLoss, TaskParts
 
 
 class BrightnessDataset(Dataset):
@@ -48,7 +48,7 @@ class TinyModel(nn.Module):
         return self.head(self.backbone(images))
 
 
-class TinyTask(BaseTask):
+class Tiny(TaskParts):
     def __init__(self, num_classes: int = 2, backbone: BackboneConfig = BackboneConfig(), resolution: int = 32,
                  **kwargs) -> None:
         self.num_classes = num_classes
@@ -63,3 +63,7 @@ class TinyTask(BaseTask):
 
     def evaluation_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> dict[str, Logged]:
         return {f"{stage}/loss": Logged(self.supervised_loss(batch).loss, batch_size=len(batch["label"]))}
+
+
+class TinyTask(Tiny, BaseTask):
+    """Tiny as a LightningModule."""

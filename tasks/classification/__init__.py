@@ -4,6 +4,7 @@
 from mobilenets.core.lazy import lazy_exports
 
 __all__ = [
+    "Classification",
     "ClassificationTask",
     "DogsDataModule",
     "ImageNetDataModule",
@@ -16,5 +17,5 @@ __getattr__ = lazy_exports(__name__, {
     "DogsDataModule": "data", "ImageNetDataModule": "imagenet",
     "MobileNetClassifier": "model", "table10": "model",
     "write_imagenet": "synthetic", "write_stanford_dogs": "synthetic",
-    "ClassificationTask": "task",
+    "Classification": "task", "ClassificationTask": "task",
 })

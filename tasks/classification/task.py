@@ -11,16 +11,16 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
 
-from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss, TaskParts
 from mobilenets.tasks.classification.export import ClassifierExport
 from mobilenets.tasks.classification.model import MobileNetClassifier
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from mobilenets.tasks.export import score_outputs
 
-__all__ = ["ClassificationTask"]
+__all__ = ["Classification", "ClassificationTask"]
 
 
-class ClassificationTask(BaseTask):
+class Classification(TaskParts):
     """Single-label image classification on the MobileNet backbone.
 
     Args:
@@ -76,12 +76,13 @@ class ClassificationTask(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """The shared training step, on a mixed batch where mixup / cutmix are on."""
+    def training_loss(self, batch: dict) -> TaskLoss:
+        """The loss on a mixed batch where mixup / cutmix are on (training alone; a distiller or a multi-task model
+        trains the task on its batches as they are)."""
         if self.batch_mix is not None:
             images, targets = self.batch_mix(batch["image"], batch["label"])
             batch = {**batch, "image": images, "label": targets}
-        return super().training_step(batch, batch_idx)
+        return self.supervised_loss(batch)
 
     def supervised_loss(self, batch: dict) -> TaskLoss:
         """Cross-entropy with class indices, or with label distributions (a mixed batch)."""
@@ -95,7 +96,7 @@ class ClassificationTask(BaseTask):
         return {f"{stage}/loss": Logged(loss, batch_size=len(batch["label"]), sync_dist=True),
                 **{name: Logged(metric, prog_bar=stage == "val") for name, metric in metrics.items()}}
 
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+    def predict(self, batch: dict) -> list[dict[str, Any]]:
         """Per image: the file and the top-k class names with their probabilities."""
         probabilities = self.model(batch["image"]).softmax(dim=1)
         k = min(self.hparams.top_k, self.hparams.num_classes)
@@ -122,3 +123,8 @@ class ClassificationTask(BaseTask):
                          stage: str) -> dict[str, float]:
         """Top-1 / top-k of the exported probabilities (the same ranking as the logits)."""
         return score_outputs(self.val_metrics, outputs)
+
+
+class ClassificationTask(Classification, BaseTask):
+    """Classification as a LightningModule: what ``class_path: ClassificationTask`` builds (a distiller's student and a multi-task
+    head take ``Classification``)."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import inspect
 import io
 import logging
 import shutil
+import types
 from abc import ABC, abstractmethod
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
+from pytorch_lightning.utilities.parsing import save_hyperparameters
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
 from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
+from mobilenets.core.imports import resolve_class
 from mobilenets.core.io import read_text
 from mobilenets.tasks.data.augmentation import Augmentation
 from mobilenets.tasks.export import export_batches
@@ -34,6 +39,13 @@ from mobilenets.tasks.data.shards import ShardedImages
 __all__ = ["BaseDataModule"]
 
 log = logging.getLogger(__name__)
+
+
+def _resolved(class_path: str) -> Any:
+    try:
+        return resolve_class(class_path, None)
+    except ValueError:  # not importable: not this class
+        return None
 
 
 class BaseDataModule(pl.LightningDataModule, ABC):
@@ -96,6 +108,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             raise ValueError("shards stream the training split, so label_fraction and unlabeled (which split a listed "
                              "one) cannot be used with them")
         self.save_hyperparameters()
+        self._record_own_settings(inspect.currentframe())
         self.hparams.augmentation = Augmentation.of(augmentation)
         self.root = Path(root)
         self.skipped: list[str] = []
@@ -103,6 +116,29 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         self.distilling = False
         #: the test sets' names, one test loader each (several where the data lists several test files)
         self.test_names: list[str] = ["test"]
+
+    def _record_own_settings(self, frame: types.FrameType | None) -> None:
+        """Lightning's CLI gives the module it builds the config it was built from (recorded above); a data module
+        built inside another one (a multi-task data module's) is given the outer one's: it records its own
+        arguments instead."""
+        recorded = self.hparams.get("_class_path")
+        if recorded and _resolved(recorded) is not type(self):
+            self.hparams.clear()
+            save_hyperparameters(self, frame=frame)
+
+    def spec(self) -> dict[str, Any]:
+        """``class_path`` and ``init_args`` that rebuild this data module (as configs give them)."""
+        init_args = {name: asdict(value) if is_dataclass(value) else value for name, value in self.hparams.items()
+                     if not name.startswith("_")}
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
+
+    def rebuilt(self, **settings: Any) -> BaseDataModule:
+        """This data module built anew with ``settings`` in place of its own (a multi-task data module gives its
+        data modules its input size, its workers and a root per head); itself where they are its own already."""
+        own = {name: value for name, value in self.hparams.items() if not name.startswith("_")}
+        if all(own.get(name) == value for name, value in settings.items()):
+            return self
+        return type(self)(**{**own, **settings})
 
     @property
     def batch_size(self) -> int:

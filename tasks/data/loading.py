@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextvars
 import inspect
-from dataclasses import replace
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +13,20 @@ from mobilenets.backbone import BackboneConfig
 from mobilenets.core.checkpoint import read_checkpoint, weights_only_for
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
+from mobilenets.tasks.base import BaseTask, TaskParts, parts_class
+from mobilenets.tasks.registry import import_tasks
 
-__all__ = ["build_from_config", "build_from_spec", "initialize_from", "load_datamodule", "load_task"]
+__all__ = ["build_from_config", "build_from_spec", "build_parts_from_config", "load_datamodule", "load_parts", "load_task"]
 
 
 def build_from_spec(spec: dict[str, Any], base: type) -> Any:
-    """An object of a subclass of ``base`` from its ``class_path`` and ``init_args`` (short names as in configs).
-
-    Built by jsonargparse as LightningCLI builds configs, but in a fresh context: inside LightningCLI's
-    instantiation of another module (a distiller's student, a multi-task model's heads), Lightning would otherwise
-    give the inner module the outer one's hyperparameters.
-    """
+    """An object of a subclass of ``base`` from its ``class_path`` and ``init_args`` (short names as in configs),
+    built by jsonargparse as LightningCLI builds configs (nested classes too)."""
     from jsonargparse import ArgumentParser
 
-    def build() -> Any:
-        parser = ArgumentParser(exit_on_error=False)
-        parser.add_subclass_arguments(base, "built", fail_untyped=False)
-        return parser.instantiate(parser.parse_object({"built": spec})).built
-
-    return contextvars.Context().run(build)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(base, "built", fail_untyped=False)
+    return parser.instantiate(parser.parse_object({"built": spec})).built
 
 
 def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:
@@ -41,7 +35,6 @@ def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:
     import yaml
 
     from mobilenets.configs import config_path
-    from mobilenets.tasks.registry import import_tasks
 
     spec = (yaml.safe_load(config_path(config).read_text()) or {}).get(part)
     if not isinstance(spec, dict) or "class_path" not in spec:
@@ -51,30 +44,61 @@ def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:
     return build_from_spec({**spec, "init_args": {**(spec.get("init_args") or {}), **init_args}}, base)
 
 
+def build_parts_from_config(config: str | Path, **init_args: Any) -> Any:
+    """The parts (``TaskParts``) of the task a Lightning config's ``model`` names, ``init_args`` replacing its
+    arguments of those names: a student or head for a benchmark, by config."""
+    task = build_from_config(config, "model", **init_args)
+    parts = parts_class(type(task))
+    return build_from_spec({"class_path": f"{parts.__module__}.{parts.__qualname__}",
+                            "init_args": task.spec()["init_args"]}, TaskParts)
+
+
 def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningModule:
     """The task a checkpoint holds (any ``LightningModule``: a ``BaseTask``, a distiller), in eval mode, its class
     read from the checkpoint (``_class_path``, which the CLI records) unless ``task_class`` is given."""
     path = Path(path)
     hparams = read_checkpoint(path).get("hyper_parameters", {})
-    class_path = hparams.get("_class_path")
-    if task_class is None and not class_path:
-        raise ValueError(f"{path}: the checkpoint does not record its task class (no _class_path); pass it")
-    task_class = task_class or resolve_class(class_path, None)
+    task_class = _task_class(path, hparams, task_class)
     if not issubclass(task_class, pl.LightningModule):
         raise ValueError(f"{path}: {task_class.__name__} is not a LightningModule")
-    # A fresh context: inside LightningCLI's instantiation of another module (a distiller loading its teacher),
-    # Lightning would otherwise give this task the outer module's hyperparameters.
     # The weights are in the checkpoint: the files the fit started from are not read again (they may be gone).
-    cleared = _without_start_files(hparams)
+    cleared = _settings_to_load(hparams)
     overrides = {key: value for key, value in cleared.items() if value != hparams[key]}
-    task = contextvars.Context().run(task_class.load_from_checkpoint, path, map_location="cpu",
-                                     weights_only=weights_only_for(path), **overrides)
+    task = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=weights_only_for(path), **overrides)
     return task.eval()
 
 
-def _without_start_files(settings: dict[str, Any]) -> dict[str, Any]:
-    """Task settings with the files a fit started from left out (``backbone.pretrained``, ``init_from``), also in
-    a nested task's settings (a distiller's ``student``), recorded as objects or as the config's mappings."""
+def load_parts(path: str | Path, task_class: type | None = None) -> Any:
+    """The parts (``TaskParts``) of the task a checkpoint of a task holds, weights and attributes loaded, in eval
+    mode: what a suite teacher is. No LightningModule is built, so another module may load them while it is built."""
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters", {})
+    parts = parts_class(_task_class(path, hparams, task_class))
+    if not issubclass(parts, TaskParts) or parts is TaskParts:
+        raise ValueError(f"{path}: {parts.__name__} is not the task of one network (a task's checkpoint is)")
+    settings = {key: asdict(value) if is_dataclass(value) else value
+                for key, value in _settings_to_load(hparams).items() if not key.startswith("_")}
+    task = build_from_spec({"class_path": f"{parts.__module__}.{parts.__qualname__}", "init_args": settings},
+                           TaskParts)
+    task.restore_from_checkpoint(checkpoint)
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.eval()
+
+
+def _task_class(path: Path, hparams: dict[str, Any], task_class: type | None) -> type:
+    class_path = hparams.get("_class_path")
+    if task_class is None and not class_path:
+        raise ValueError(f"{path}: the checkpoint does not record its task class (no _class_path); pass it")
+    return task_class or resolve_class(class_path, None)
+
+
+def _settings_to_load(settings: dict[str, Any], nested: bool = False) -> dict[str, Any]:
+    """A checkpoint's task settings as they are loaded: without the files the fit started from
+    (``backbone.pretrained``, ``init_from``), recorded as objects or as the config's mappings; and the same in
+    the specs of the parts it holds (a distiller's ``student``, a multi-task model's ``heads``), where a spec
+    written before tasks had plain parts names the task's LightningModule (``ClassificationTask``) in place of
+    its parts (``Classification``)."""
     cleared = dict(settings)
     backbone = cleared.get("backbone")
     if isinstance(backbone, BackboneConfig):
@@ -83,10 +107,34 @@ def _without_start_files(settings: dict[str, Any]) -> dict[str, Any]:
         cleared["backbone"] = {**backbone, "pretrained": None}
     if cleared.get("init_from"):
         cleared["init_from"] = None
-    student = cleared.get("student")
-    if isinstance(student, dict) and isinstance(student.get("init_args"), dict):
-        cleared["student"] = {**student, "init_args": _without_start_files(student["init_args"])}
+    for key, value in cleared.items():
+        if _is_spec(value):
+            cleared[key] = _parts_spec(value)
+        elif isinstance(value, dict) and value and all(_is_spec(item) for item in value.values()):
+            cleared[key] = {name: _parts_spec(item) for name, item in value.items()}
     return cleared
+
+
+def _is_spec(value: Any) -> bool:
+    return isinstance(value, dict) and "class_path" in value and isinstance(value.get("init_args", {}), dict)
+
+
+def _parts_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A nested task spec as it loads: its settings cleared (``_settings_to_load``), its class the task's parts."""
+    import_tasks()  # the short class names of older specs
+    class_path = spec["class_path"]
+    if "." in class_path or ":" in class_path:
+        found = resolve_class(class_path, None)
+    else:  # a short name, as configs give it
+        found = next((cls for cls in _subclasses(BaseTask) if cls.__name__ == class_path), None)
+    if isinstance(found, type) and issubclass(found, BaseTask):
+        parts = parts_class(found)
+        class_path = f"{parts.__module__}.{parts.__qualname__}"
+    return {**spec, "class_path": class_path, "init_args": _settings_to_load(spec.get("init_args") or {})}
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
 
 
 def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModule:
@@ -105,53 +153,6 @@ def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModul
     if unknown:
         raise SettingError(f"{path}: its data module ({datamodule_class.__name__}) takes no {sorted(unknown)[0]}; "
                            f"change that in the data's config instead")
-    return datamodule_class(**{**hparams, **overrides})
-
-
-def _task_tensors(path: Path, own: dict[str, Any]) -> dict[str, Any] | None:
-    """A Lightning checkpoint's tensors keyed as ``own``'s (a distiller's ``student.`` prefix taken off where that
-    fits more of them); None when the file is not a Lightning checkpoint."""
-    from mobilenets.core.checkpoint import load_torch_file
-
-    try:
-        raw = load_torch_file(path)
-    except ValueError:  # TensorFlow, Keras, safetensors...: a backbone weights file
-        return None
-    if not (isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict) and "pytorch-lightning_version" in raw):
-        return None
-    tensors = raw["state_dict"]
-    unprefixed = {key.removeprefix("student."): value for key, value in tensors.items()}
-    return max(tensors, unprefixed, key=lambda candidate: len(set(candidate) & set(own)))
-
-
-def initialize_from(task: pl.LightningModule, path: str | Path, strict: bool = True) -> str:
-    """Load the weights of ``path`` into ``task`` (its ``init_from``): a suite checkpoint's tensors by name, or a
-    backbone weights file (any format ``backbone.pretrained`` reads) into the task's backbone. Returns the one
-    line that says what was loaded and what was left as built.
-
-    Raises:
-        SettingError: ``strict`` and some tensor left unset or of another shape, or nothing fits at all.
-    """
-    from mobilenets.backbone.weights import read_weights
-
-    path = Path(path)
-    own = task.state_dict()
-    source = _task_tensors(path, own)
-    target = own
-    if source is None:  # backbone weights: keyed as the backbone's own tensors, under the task's backbone
-        prefix = next(name for name, module in task.named_modules() if module is task.backbone) + "."
-        source = {prefix + key: value for key, value in read_weights(path).state_dict.items()}
-        target = {key: value for key, value in own.items() if key.startswith(prefix)}
-    fits = {key: value for key, value in source.items() if key in target and target[key].shape == value.shape}
-    left = sorted(set(target) - set(fits))
-    if not fits:
-        raise SettingError(f"init_from {path}: none of its {len(source)} tensors fits this {type(task).__name__} "
-                           f"(its keys start {sorted(source)[:2]}, the model's {sorted(target)[:2]})")
-    if strict and left:
-        raise SettingError(f"init_from {path}: {len(left)} of the model's {len(target)} tensors would stay as built "
-                           f"(missing or of another shape in the file, e.g. {left[:3]}); set init_strict: false to "
-                           f"load the {len(fits)} that fit")
-    task.load_state_dict(fits, strict=False)
-    parts = sorted({".".join(key.split(".")[:2]) for key in fits})
-    return (f"init_from {path}: loaded {len(fits)} of {len(own)} tensors ({', '.join(parts)}); left as built: "
-            f"{', '.join(left[:4]) + (f' and {len(left) - 4} more' if len(left) > 4 else '') if left else 'none'}")
+    import_tasks()  # the short class names of the data modules a multi-task data module names
+    settings = {key: asdict(value) if is_dataclass(value) else value for key, value in hparams.items()}
+    return build_from_spec({"class_path": class_path, "init_args": {**settings, **overrides}}, pl.LightningDataModule)

@@ -4,6 +4,7 @@ from mobilenets.core.lazy import lazy_exports
 
 __all__ = [
     "CocoDataModule",
+    "Detection",
     "DetectionTask",
     "DrawDetections",
     "VOCDataModule",
@@ -18,5 +19,5 @@ __getattr__ = lazy_exports(__name__, {
     "coco_evaluate": "metrics",
     "ssd_mobilenet": "model", "table13": "model",
     "write_coco": "synthetic", "write_voc": "synthetic",
-    "DetectionTask": "task", "DrawDetections": "task",
+    "Detection": "task", "DetectionTask": "task", "DrawDetections": "task",
 })

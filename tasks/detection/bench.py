@@ -71,7 +71,7 @@ def _torchvision_optimizer(model: SSD, steps: int, steps_per_epoch: int, batch_s
 def _task_optimizer(task: DetectionTask, steps: int) -> tuple:
     """The task's own optimizer and schedule, as ``mobilenets fit`` builds them, over ``steps`` steps."""
     task.hparams.lr_scheduler_kwargs = {**(task.hparams.lr_scheduler_kwargs or {}), "T_max": steps}
-    configured = task.build_optimizers()
+    configured = task.build_optimizers(steps, epochs=1)
     scheduler = configured.get("lr_scheduler", {}).get("scheduler")
     return configured["optimizer"], scheduler
 

@@ -19,7 +19,7 @@ from mobilenets.backbone import MobileNetV1
 from mobilenets.core.checkpoint import read_checkpoint
 from mobilenets.core.distributed import gather_objects
 from mobilenets.core.io import write_csv, write_text
-from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss, TaskParts
 from mobilenets.tasks.detection.export import DetectionExport
 from mobilenets.tasks.detection.metrics import STAT_NAMES, coco_evaluate, coco_results, per_category_ap, run_cocoeval
 from mobilenets.tasks.detection.model import (
@@ -32,12 +32,12 @@ from mobilenets.tasks.detection.model import (
 )
 from mobilenets.tasks.distillation import DetectionTargets, check_same_shape
 
-__all__ = ["DetectionTask", "DrawDetections"]
+__all__ = ["Detection", "DetectionTask", "DrawDetections"]
 
 log = logging.getLogger(__name__)
 
 
-class DetectionTask(BaseTask):
+class Detection(TaskParts):
     """Object detection with SSD on the MobileNet backbone (``resolution`` is the SSD input size, 300 in the paper).
 
     Args:
@@ -202,7 +202,7 @@ class DetectionTask(BaseTask):
                 write_csv(context.output_dir / "per_category_ap.csv", per_category_ap(ground_truth, evaluator))
         return logged
 
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+    def predict(self, batch: dict) -> list[dict[str, Any]]:
         """COCO results rows, with the file name and the category name added."""
         rows = []
         for file, image_id, detections in zip(batch["file"], batch["image_id"], self.model(batch["image"])):
@@ -297,3 +297,8 @@ class DrawDetections(BasePredictionWriter):
             if len(boxes):  # torchvision warns on an empty box list
                 drawn = draw_bounding_boxes(drawn, boxes, labels, colors="red", width=2)
             Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(self.output_dir / Path(file).name)
+
+
+class DetectionTask(Detection, BaseTask):
+    """Detection as a LightningModule: what ``class_path: DetectionTask`` builds (a distiller's student and a multi-task
+    head take ``Detection``)."""

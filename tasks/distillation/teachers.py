@@ -20,8 +20,8 @@ from mobilenets.backbone.weights import read_state_dict_file
 from mobilenets.core.checkpoint import checkpoint_type, read_checkpoint
 from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
-from mobilenets.tasks.base import BaseTask
-from mobilenets.tasks.data.loading import load_task
+from mobilenets.tasks.base import TaskParts, lightning_class
+from mobilenets.tasks.data.loading import load_parts
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "load_teacher"]
 
@@ -83,7 +83,7 @@ class Teacher(nn.Module):
 
     ``prepare`` resizes (antialiased) to ``resolution``, normalises, and lays the images out channels-last where
     the teacher trains so, so a 224-px teacher and a 128-px student are taught from one loaded image. A suite
-    task answers with what its students are compared with (``BaseTask.distill_outputs``).
+    task answers with what its students are compared with (``TaskParts.distill_outputs``).
     """
 
     def __init__(self, model: nn.Module, resolution: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
@@ -92,7 +92,7 @@ class Teacher(nn.Module):
         self.resolution = resolution
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.suite_task = isinstance(model, BaseTask)
+        self.suite_task = isinstance(model, TaskParts)
         #: False for a teacher that takes a list of images at their own sizes (an SSD: its transform resizes them)
         self.batched_images = not self.suite_task or model.batched_images
         self.channels_last = self.suite_task and bool(model.hparams.get("channels_last"))
@@ -123,13 +123,14 @@ def _suite_teacher(config: TeacherConfig, default_task: type | None) -> Teacher:
     hparams = read_checkpoint(path).get("hyper_parameters", {})
     task_path = config.task or hparams.get("_class_path")
     task_class = resolve_class(task_path) if task_path else default_task
-    if task_class is None or not issubclass(task_class, BaseTask):
+    if task_class is None or not issubclass(task_class, TaskParts):
         raise ValueError(f"{path}: cannot tell which task it holds; set teacher.task (e.g. ClassificationTask's "
                          f"import path)")
     if default_task is not None and not issubclass(task_class, default_task):
-        raise SettingError(f"{path} is a {task_class.__name__} checkpoint: it cannot teach a {default_task.__name__} "
-                           f"student; give a {default_task.__name__} checkpoint (or a timm / torchvision teacher)")
-    task = load_task(path, task_class)
+        expected = lightning_class(default_task).__name__
+        raise SettingError(f"{path} is a {task_class.__name__} checkpoint: it cannot teach a {expected} student; give "
+                           f"a {expected} checkpoint (or a timm / torchvision teacher)")
+    task = load_parts(path, task_class)
     backbone = task.backbone
     return Teacher(
         task,

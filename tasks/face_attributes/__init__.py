@@ -4,6 +4,7 @@ from mobilenets.core.lazy import lazy_exports
 
 __all__ = [
     "CelebADataModule",
+    "FaceAttributes",
     "FaceAttributesTask",
     "table12",
     "write_celeba",
@@ -12,5 +13,5 @@ __getattr__ = lazy_exports(__name__, {
     "CelebADataModule": "data",
     "table12": "model",
     "write_celeba": "synthetic",
-    "FaceAttributesTask": "task",
+    "FaceAttributes": "task", "FaceAttributesTask": "task",
 })

@@ -15,13 +15,13 @@ from torchmetrics.classification import (
 )
 
 from mobilenets.core.io import write_csv
-from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss, TaskParts
 from mobilenets.tasks.distillation import MultilabelTargets, check_same_shape
 from mobilenets.tasks.export import score_outputs
 from mobilenets.tasks.face_attributes.export import AttributesExport
 from mobilenets.tasks.face_attributes.model import MobileNetClassifier
 
-__all__ = ["FaceAttributesTask", "masked_bce"]
+__all__ = ["FaceAttributes", "FaceAttributesTask", "masked_bce"]
 
 UNKNOWN = -1
 
@@ -35,7 +35,7 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Te
     return (losses * known).sum() / known.sum().clamp(min=1)
 
 
-class FaceAttributesTask(BaseTask):
+class FaceAttributes(TaskParts):
     """One sigmoid per attribute on the MobileNet backbone.
 
     Args:
@@ -118,7 +118,7 @@ class FaceAttributesTask(BaseTask):
         self.test_metrics.reset()
         return {"test/mAP": Logged(results["test/mAP"]), "test/balanced_accuracy": Logged(balanced.nanmean())}
 
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+    def predict(self, batch: dict) -> list[dict[str, Any]]:
         """Per image: the file and every attribute's probability."""
         probabilities = self.model(batch["image"]).sigmoid().tolist()
         return [
@@ -139,3 +139,8 @@ class FaceAttributesTask(BaseTask):
                          stage: str) -> dict[str, float]:
         """Mean AP of the exported probabilities."""
         return score_outputs(self.val_metrics, outputs)
+
+
+class FaceAttributesTask(FaceAttributes, BaseTask):
+    """FaceAttributes as a LightningModule: what ``class_path: FaceAttributesTask`` builds (a distiller's student and a multi-task
+    head take ``FaceAttributes``)."""

@@ -4,6 +4,7 @@ from mobilenets.core.lazy import lazy_exports
 
 __all__ = [
     "EmbeddingNet",
+    "FaceEmbedding",
     "FaceEmbeddingTask",
     "FaceIdentityDataModule",
     "table14",
@@ -13,5 +14,5 @@ __getattr__ = lazy_exports(__name__, {
     "FaceIdentityDataModule": "data",
     "EmbeddingNet": "model", "table14": "model",
     "write_faces": "synthetic",
-    "FaceEmbeddingTask": "task",
+    "FaceEmbedding": "task", "FaceEmbeddingTask": "task",
 })

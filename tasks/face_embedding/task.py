@@ -10,7 +10,7 @@ from pytorch_metric_learning import distances, losses, miners
 
 from mobilenets.core.distributed import gather_objects
 from mobilenets.tasks.data.augmentation import Augmentation
-from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss, TaskParts
 from mobilenets.tasks.distillation import EmbeddingDistillation
 from mobilenets.tasks.face_embedding.data import IdentificationSet, PairSet
 from mobilenets.tasks.face_embedding.export import EmbeddingExport
@@ -22,7 +22,7 @@ from mobilenets.tasks.face_embedding.metrics import (
 )
 from mobilenets.tasks.face_embedding.model import EmbeddingNet
 
-__all__ = ["FaceEmbeddingTask", "count_valid_triplets"]
+__all__ = ["FaceEmbedding", "FaceEmbeddingTask", "count_valid_triplets"]
 
 
 def count_valid_triplets(labels: torch.Tensor) -> int:
@@ -33,7 +33,7 @@ def count_valid_triplets(labels: torch.Tensor) -> int:
     return int((positives * negatives).sum())
 
 
-class FaceEmbeddingTask(BaseTask):
+class FaceEmbedding(TaskParts):
     """Unit-length face embeddings on the MobileNet backbone.
 
     Args:
@@ -167,10 +167,10 @@ class FaceEmbeddingTask(BaseTask):
         """Unit embeddings of uint8 ``(3, H, W)`` images, each resized whole to the task's resolution as in
         training (no crop: the face fills the picture)."""
         transform = Augmentation().eval_transform(self.hparams.resolution, 1.0)
-        batch = torch.stack([transform(image) for image in images]).to(self.device)
+        batch = torch.stack([transform(image) for image in images]).to(self.backbone.input_mean.device)
         return self(self.backbone.normalize(batch)).float().cpu().numpy()
 
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+    def predict(self, batch: dict) -> list[dict[str, Any]]:
         """Per image: the file and its embedding, one column per dimension."""
         embeddings = self.model(batch["image"]).tolist()
         return [{"file": file, **{f"e{i}": round(v, 7) for i, v in enumerate(vector)}}
@@ -195,3 +195,8 @@ class FaceEmbeddingTask(BaseTask):
         if results is None:
             raise ValueError(f"no verification pair of the {stage} split has both its images")
         return {"accuracy": float(results["accuracy"]), "auc": float(results["auc"])}
+
+
+class FaceEmbeddingTask(FaceEmbedding, BaseTask):
+    """FaceEmbedding as a LightningModule: what ``class_path: FaceEmbeddingTask`` builds (a distiller's student and a multi-task
+    head take ``FaceEmbedding``)."""

@@ -8,6 +8,7 @@ from mobilenets.core.lazy import lazy_exports
 __all__ = [
     "DrawGeoPredictions",
     "GeoDataModule",
+    "Geolocation",
     "GeolocationTask",
     "build_partition",
     "cell_ids",
@@ -22,5 +23,5 @@ __getattr__ = lazy_exports(__name__, {
     "build_partition": "partition", "cell_ids": "partition", "read_partition": "partition",
     "write_partition": "partition",
     "write_geotagged": "synthetic",
-    "DrawGeoPredictions": "task", "GeolocationTask": "task",
+    "DrawGeoPredictions": "task", "Geolocation": "task", "GeolocationTask": "task",
 })

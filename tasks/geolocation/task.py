@@ -14,16 +14,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss
+from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss, TaskParts
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from mobilenets.tasks.geolocation.export import GeolocationExport, hierarchical_scores
 from mobilenets.tasks.geolocation.metrics import GeolocationAccuracy
 from mobilenets.tasks.geolocation.model import MobileNetClassifier
 
-__all__ = ["DrawGeoPredictions", "GeolocationTask"]
+__all__ = ["DrawGeoPredictions", "Geolocation", "GeolocationTask"]
 
 
-class GeolocationTask(BaseTask):
+class Geolocation(TaskParts):
     """Where was this photo taken: classification over the cells of an adaptive S2 partition.
 
     With a hierarchical multi-partition there is one softmax per level (one FC, split per level) and the
@@ -101,10 +101,13 @@ class GeolocationTask(BaseTask):
         """Each cell's predicted (lat, lon): its training photos' mean (PlaNet) or its centre (``location``)."""
         return (partition.lat_mean, partition.lon_mean) if self.hparams.location == "mean" else partition.centres()
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
+    def restore_from_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().restore_from_checkpoint(checkpoint)
         # Older checkpoints, without per-level metrics, lack the coarser cells' coordinates: those metrics are NaN.
-        checkpoint["state_dict"].setdefault("coarse_coordinates", torch.full_like(self.coarse_coordinates, torch.nan))
+        # (A distiller hands its student only the attributes: the state dict is the distiller's.)
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"].setdefault("coarse_coordinates",
+                                                torch.full_like(self.coarse_coordinates, torch.nan))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Log-scores of the finest cells (hierarchically combined when there are coarser levels)."""
@@ -170,7 +173,7 @@ class GeolocationTask(BaseTask):
                 metric.reset()
         return logged
 
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+    def predict(self, batch: dict) -> list[dict[str, Any]]:
         """Per image: the predicted coordinate and the top-k cells (S2 tokens) with probabilities."""
         probabilities = self(batch["image"]).softmax(dim=1)
         top_probs, top_cells = probabilities.topk(min(self.hparams.top_k, self.hparams.num_cells), dim=1)
@@ -268,3 +271,8 @@ class DrawGeoPredictions(BasePredictionWriter):
             axes.legend(loc="lower left", fontsize=7)
             figure.savefig(self.output_dir / f"{Path(row['file']).stem}.png", dpi=80)
             plt.close(figure)
+
+
+class GeolocationTask(Geolocation, BaseTask):
+    """Geolocation as a LightningModule: what ``class_path: GeolocationTask`` builds (a distiller's student and a multi-task
+    head take ``Geolocation``)."""

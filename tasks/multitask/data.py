@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,16 @@ from torch.utils.data import DataLoader
 from mobilenets.backbone import check_resolution
 from mobilenets.core.errors import SettingError
 from mobilenets.tasks.data.datamodule import BaseDataModule
-from mobilenets.tasks.data.loading import build_from_spec
-from mobilenets.tasks.registry import import_tasks
 
 __all__ = ["MultiTaskDataModule"]
 
 MODES = ("max_size_cycle", "min_size")
+_DEFAULT_RESOLUTION = inspect.signature(BaseDataModule.__init__).parameters["resolution"].default
+
+
+def _shared_removed(spec: dict[str, Any]) -> dict[str, Any]:
+    """A data module's spec without the input size it takes from the multi-task data module."""
+    return {**spec, "init_args": {key: value for key, value in spec["init_args"].items() if key != "resolution"}}
 
 
 class MultiTaskDataModule(pl.LightningDataModule):
@@ -29,8 +34,8 @@ class MultiTaskDataModule(pl.LightningDataModule):
     Validation and test run every data module's loaders one after another, each scored by its own head.
 
     Args:
-        datamodules: head name -> a data module config (``class_path``, ``init_args``); the input size is this
-            module's (``resolution``, which the CLI links to the model's), not set per data module.
+        datamodules: head name -> a data module of the suite (``class_path``, ``init_args``); the input size is
+            this module's (``resolution``, which the CLI links to the model's), not set per data module.
         resolution: the shared input size.
         mode: ``max_size_cycle`` or ``min_size``, see above.
         num_workers: loader workers of every data module (None: each its own), e.g. 0 to export or debug.
@@ -39,7 +44,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
             that ``--data-root`` of ``mobilenets experiment`` and ``mobilenets export`` moves them all.
     """
 
-    def __init__(self, datamodules: dict[str, dict[str, Any]], resolution: int = 224,
+    def __init__(self, datamodules: dict[str, BaseDataModule], resolution: int = 224,
                  mode: str = "max_size_cycle", num_workers: int | None = None, root: str | None = None) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -47,21 +52,21 @@ class MultiTaskDataModule(pl.LightningDataModule):
             raise SettingError(f"MultiTaskDataModule mode must be one of {list(MODES)}, got {mode!r}")
         if not datamodules:
             raise SettingError("MultiTaskDataModule needs a data module per head (data.init_args.datamodules)")
-        for name, spec in datamodules.items():
-            if not isinstance(spec, dict) or "class_path" not in spec:
-                raise SettingError(f"MultiTaskDataModule {name!r}: give a data module config (class_path, init_args)")
-            if "resolution" in (spec.get("init_args") or {}):
+        for name, datamodule in datamodules.items():
+            if not isinstance(datamodule, BaseDataModule):
+                raise SettingError(f"MultiTaskDataModule {name!r}: give a data module of the suite (class_path, "
+                                   f"init_args), not a {type(datamodule).__name__}")
+            if datamodule.hparams.resolution != _DEFAULT_RESOLUTION:
                 raise SettingError(f"MultiTaskDataModule {name!r} sets resolution: every head shares the model's; "
                                    f"set model.init_args.resolution instead")
-        self.save_hyperparameters()
-        import_tasks()  # the data modules' short class names
+        self.save_hyperparameters(ignore=["datamodules"])  # recorded below as the specs that rebuild them
         shared = {"resolution": resolution} | ({} if num_workers is None else {"num_workers": num_workers})
         self.datamodules: dict[str, BaseDataModule] = {
-            name: build_from_spec({**spec, "init_args": {**(spec.get("init_args") or {}), **shared,
-                                                         **({"root": str(Path(root) / name)} if root else {})}},
-                                  BaseDataModule)
-            for name, spec in datamodules.items()
+            name: datamodule.rebuilt(**shared, **({"root": str(Path(root) / name)} if root else {}))
+            for name, datamodule in datamodules.items()
         }
+        self.hparams["datamodules"] = {name: _shared_removed(datamodule.spec())
+                                       for name, datamodule in self.datamodules.items()}
 
     @property
     def batch_size(self) -> int:

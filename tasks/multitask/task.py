@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import asdict, replace
+import inspect
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -19,12 +20,19 @@ import torch
 from torch import nn
 
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.base import BaseTask, Logged, RunContext, TaskLoss, concat_outputs, log_values
-from mobilenets.tasks.data.loading import build_from_spec
+from mobilenets.tasks.base import (
+    BaseTask,
+    Logged,
+    RunContext,
+    TaskLoss,
+    TaskParts,
+    concat_outputs,
+    log_values,
+    parts_class,
+)
 from mobilenets.tasks.distillation import Teacher, TeacherConfig, hard_soft_mix, load_teacher
 from mobilenets.tasks.multitask.export import MultiTaskExport
 from mobilenets.tasks.multitask.model import MultiHeadNetwork, UncertaintyWeighting
-from mobilenets.tasks.registry import import_tasks
 
 __all__ = ["MultiTask"]
 
@@ -60,6 +68,31 @@ def _teacher_config(head: str, value: dict[str, Any] | str) -> TeacherConfig:
         fields = ", ".join(TeacherConfig.__dataclass_fields__)
         raise SettingError(f"MultiTask teachers.{head}: {error}; a teacher takes {fields} (or a checkpoint's path "
                            f"alone)") from None
+
+
+def _check_head(name: str, head: Any) -> None:
+    """Refuse, in one line naming the head, what cannot be a head: a name with '/', a LightningModule (a task's
+    parts are), images at their own sizes, settings every head takes from the multi-task model."""
+    if "/" in name:
+        raise SettingError(f"MultiTask head {name!r}: give a name without '/'")
+    if isinstance(head, pl.LightningModule) or not isinstance(head, TaskParts):
+        fix = f"class_path: {parts_class(type(head)).__name__}" if isinstance(head, BaseTask) else "a task's parts"
+        raise SettingError(f"MultiTask head {name!r} is a {type(head).__name__}: give {fix}")
+    if not head.batched_images:
+        raise SettingError(f"MultiTask head {name!r}: {type(head).__name__} takes images at their own sizes and "
+                           f"cannot share batches of one size")
+    defaults = inspect.signature(TaskParts.__init__).parameters
+    shared = [key for key in SHARED_ARGUMENTS if head.hparams.get(key, defaults[key].default) != defaults[key].default]
+    if shared:
+        raise SettingError(f"MultiTask head {name!r} sets {shared[0]}: every head shares the model's; set "
+                           f"model.init_args.{shared[0]} instead")
+
+
+def _shared_removed(spec: dict[str, Any]) -> dict[str, Any]:
+    """A head's spec without what it takes from the multi-task model (its body, input size, memory layout)."""
+    init_args = {key: value for key, value in spec["init_args"].items()
+                 if key not in (*SHARED_ARGUMENTS, "channels_last")}
+    return {**spec, "init_args": init_args}
 
 
 class _SharedBody(nn.Module):
@@ -99,20 +132,14 @@ class MultiTask(BaseTask):
 
     batched_images = True
 
-    def __init__(self, heads: dict[str, dict[str, Any]], loss_weights: dict[str, float] | str | None = None,
+    def __init__(self, heads: dict[str, TaskParts], loss_weights: dict[str, float] | str | None = None,
                  monitor_head: str | None = None, teachers: dict[str, dict[str, Any] | str] | None = None,
                  temperature: float = 4.0,
                  hard_weight: float = 0.5, gradient_aggregation: str = "sum", **kwargs: Any) -> None:
         if not heads:
             raise SettingError("MultiTask needs at least one head (model.init_args.heads: {name: task config})")
-        for name, spec in heads.items():
-            if "/" in name or not isinstance(spec, dict) or "class_path" not in spec:
-                raise SettingError(f"MultiTask head {name!r}: give a name without '/' and a task config "
-                                   f"(class_path and init_args)")
-            shared = [key for key in SHARED_ARGUMENTS if key in (spec.get("init_args") or {})]
-            if shared:
-                raise SettingError(f"MultiTask head {name!r} sets {shared[0]}: every head shares the model's; set "
-                                   f"model.init_args.{shared[0]} instead")
+        for name, head in heads.items():
+            _check_head(name, head)
         if isinstance(loss_weights, str) and loss_weights != "uncertainty":
             raise SettingError(f"loss_weights must be a mapping of head name to weight or 'uncertainty', got "
                                f"{loss_weights!r}")
@@ -126,7 +153,11 @@ class MultiTask(BaseTask):
         if gradient_aggregation != "sum":
             _aggregator(gradient_aggregation)  # a bad name or a missing solver: an error now, not at the first step
         teacher_configs = {name: _teacher_config(name, value) for name, value in (teachers or {}).items()}
+        # configure_models (called by the base's __init__) puts them on the body: nn.Module takes no attribute
+        # before its own __init__, so they wait in the instance's dict until then
+        object.__setattr__(self, "_given_heads", dict(heads))
         super().__init__(**kwargs)
+        self._record_heads()
         self.teacher_configs = teacher_configs
         # Frozen teachers and the losses that compare with them: built when fit starts, kept out of the module tree
         # (so out of checkpoints); the losses' own parameters, if any, train with the rest (configure_optimizers).
@@ -137,21 +168,16 @@ class MultiTask(BaseTask):
     def configure_models(self) -> None:
         backbone = self.build_backbone()
         self.model = _SharedBody(backbone)
-        head_backbone = asdict(replace(self.backbone_config, pretrained=None))  # the shared body has the weights
-        import_tasks()  # the heads' short class names
-        self.heads = nn.ModuleDict()
-        for name, spec in self.hparams.heads.items():
-            init_args = {**(spec.get("init_args") or {}), "backbone": head_backbone,
-                         "resolution": self.hparams.resolution, "channels_last": self.hparams.channels_last}
-            head = build_from_spec({**spec, "init_args": init_args}, BaseTask)
-            if not head.batched_images:
-                raise SettingError(f"MultiTask head {name!r}: {type(head).__name__} takes images at their own sizes "
-                                   f"and cannot share batches of one size")
-            self.heads[name] = head
-            if not head.sizes_left_to_data():
-                head.replace_backbone(backbone)
+        self.heads = nn.ModuleDict(self.__dict__.pop("_given_heads"))
+        for head in self.heads.values():
+            head.share_body(backbone, self.backbone_config, self.hparams.resolution, self.hparams.channels_last)
         if self.hparams.loss_weights == "uncertainty":
             self.uncertainty = UncertaintyWeighting(list(self.heads))
+
+    def _record_heads(self) -> None:
+        """Record each head as the spec that rebuilds it (its sizes included, once known), without the settings it
+        takes from this model, so that checkpoints rebuild the same model."""
+        self.hparams["heads"] = {name: _shared_removed(head.spec()) for name, head in self.heads.items()}
 
     # ---- what Lightning sees: one module, whose hooks hand each head its own part --------------------------------
 
@@ -178,10 +204,7 @@ class MultiTask(BaseTask):
             head.setup_run(replace(context, datamodule=self._head_data(context.datamodule, name)))
             if built_now:
                 head.replace_backbone(self.backbone)
-                sizes = {key: head.hparams[key] for key in head.size_arguments}
-                self.hparams.heads[name] = {**self.hparams.heads[name],
-                                           "init_args": {**(self.hparams.heads[name].get("init_args") or {}),
-                                                         **sizes}}
+        self._record_heads()
         if context.stage == "fit":
             if self.hparams.teachers and not self._teachers:
                 self._load_teachers()
@@ -229,15 +252,15 @@ class MultiTask(BaseTask):
         if self.trainer.training:
             return {name: self._prepared(name, part) for name, part in batch.items()}
         head, index, _ = self._loaders(self._evaluating())[dataloader_idx]
-        return self.heads[head].on_after_batch_transfer(batch, index)
+        return self.heads[head].prepare_batch(batch)
 
     def _prepared(self, name: str, part: dict) -> dict:
         """Head ``name``'s training batch as the head prepares its batches (a taught head's: each of its labeled
         and unlabeled parts, keeping the images as loaded for the teacher under ``teacher_image``)."""
-        prepare = self.heads[name].on_after_batch_transfer
+        prepare = self.heads[name].prepare_batch
         if name in self._teachers:
-            return {source: prepare({**images, "teacher_image": images["image"]}, 0) for source, images in part.items()}
-        return prepare(part, 0)
+            return {source: prepare({**images, "teacher_image": images["image"]}) for source, images in part.items()}
+        return prepare(part)
 
     def _evaluating(self) -> str:
         return "test" if self.trainer.testing else "predict" if self.trainer.predicting else "val"
@@ -342,20 +365,21 @@ class MultiTask(BaseTask):
     def configure_optimizers(self) -> dict[str, Any]:
         """One optimizer over the body, every head, the learned loss weights and the distillation losses' own
         parameters (as head parameters)."""
-        return self.build_optimizers(extra_modules=list(self._criteria.values()))
+        return self.build_optimizers(self.trainer.estimated_stepping_batches, self.trainer.max_epochs,
+                                     extra_modules=list(self._criteria.values()))
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def store_in_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Each head's attributes, and the distillation losses' learned parameters (a projection), kept beside
         the state dict so that a model loaded for inference needs no teacher, and a resumed fit continues them."""
         checkpoint["heads"] = {}
         for name, head in self.heads.items():
-            head.on_save_checkpoint(checkpoint["heads"].setdefault(name, {}))
+            head.store_in_checkpoint(checkpoint["heads"].setdefault(name, {}))
         checkpoint["distillation_criteria"] = {name: criterion.state_dict()
                                                for name, criterion in self._criteria.items()}
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def restore_from_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name, head in self.heads.items():
-            head.on_load_checkpoint(checkpoint.get("heads", {}).get(name, {}))
+            head.restore_from_checkpoint(checkpoint.get("heads", {}).get(name, {}))
         for name, state in checkpoint.get("distillation_criteria", {}).items():
             if name in self._criteria:  # a resumed fit (setup loaded the teachers); inference has none
                 self._criteria[name].load_state_dict(state)

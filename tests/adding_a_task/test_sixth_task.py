@@ -34,6 +34,7 @@ def write_config(path, model, data_root, run_dir, epochs):
 # The demo configs' recipe (RMSprop, lr 0.05): ten short epochs separate day from night.
 SCENE_TASK = {"class_path": "scenes.task.SceneTask",
               "init_args": {"backbone": {"alpha": 0.25}, "resolution": 32, "lr": 0.05}}
+SCENE_PARTS = {**SCENE_TASK, "class_path": "scenes.task.Scenes"}  # a student or a head: the task's parts
 
 
 @pytest.mark.slow
@@ -59,7 +60,7 @@ def test_a_sixth_task_runs_through_the_shared_code(tmp_path, scenes_registered, 
     assert len(answer["probabilities"]) == 2 and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-5)
 
     student = {"class_path": "DistillationTask",
-               "init_args": {"student": SCENE_TASK, "teacher": {"checkpoint": str(best)}, "resolution": 32}}
+               "init_args": {"student": SCENE_PARTS, "teacher": {"checkpoint": str(best)}, "resolution": 32}}
     config = write_config(tmp_path / "distill.yaml", student, data, tmp_path / "distill", epochs=1)
     main(["fit", "--config", config])
     assert list((tmp_path / "distill").rglob("best-epoch=*.ckpt"))
@@ -68,7 +69,7 @@ def test_a_sixth_task_runs_through_the_shared_code(tmp_path, scenes_registered, 
     assert main(["scenes-count", str(data)]) == 0  # its own subcommand, from its commands room
     assert capsys.readouterr().out.splitlines() == ["train: day 30, night 30", "test: day 30, night 30"]
 
-    head = {**SCENE_TASK, "init_args": {"lr": 0.05}}  # a head takes the multi-task model's body and resolution
+    head = {**SCENE_PARTS, "init_args": {"lr": 0.05}}  # a head takes the multi-task model's body and resolution
     multitask = {"class_path": "MultiTask",
                  "init_args": {"heads": {"scenes": head}, "backbone": {"alpha": 0.25}, "resolution": 32,
                                "teachers": {"scenes": {"checkpoint": str(best)}}}}

@@ -23,6 +23,8 @@ from mobilenets.backbone import BackboneConfig
 from mobilenets.deploy import export_onnx, inference_model
 from mobilenets.deploy.runtimes import runtime
 from mobilenets.deploy.serve import ServeSettings, create_app, load_test
+from mobilenets.tasks.face_attributes import FaceAttributes
+from mobilenets.tasks.face_embedding import FaceEmbedding
 from mobilenets.tasks.face_embedding.gallery import Gallery
 from mobilenets.tasks.data.loading import load_task
 from mobilenets.tasks.multitask import MultiTask
@@ -100,10 +102,8 @@ def test_a_checkpoint_an_openvino_file_a_multitask_model_and_a_face_gallery_are_
             answers.append(_post(client, _photo(data)).json()["attributes"])
     assert [a["probability"] for a in answers[1]] == pytest.approx([a["probability"] for a in answers[0]], abs=1e-4)
 
-    multitask = MultiTask(heads={"face_attributes": {"class_path": "FaceAttributesTask",
-                                                     "init_args": {"num_attributes": 4}},
-                                 "face_embedding": {"class_path": "FaceEmbeddingTask",
-                                                    "init_args": {"embedding_dim": 8}}},
+    multitask = MultiTask(heads={"face_attributes": FaceAttributes(num_attributes=4),
+                                 "face_embedding": FaceEmbedding(embedding_dim=8)},
                           resolution=48, backbone=BackboneConfig(alpha=0.25)).eval()
     export_onnx(multitask, tmp_path / "multitask.onnx")
     with TestClient(create_app(ServeSettings(str(tmp_path / "multitask.onnx")))) as client:

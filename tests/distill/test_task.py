@@ -7,20 +7,20 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from helpers import logged_metrics
-from tiny_task import TinyTask
+from tiny_task import Tiny
 
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
 from mobilenets.distill import DistillationTask, HintConfig
 from mobilenets.tasks.distillation import TeacherConfig, load_teacher
-from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
-from mobilenets.tasks.detection import DetectionTask
+from mobilenets.tasks.classification import Classification, ClassificationTask, DogsDataModule
+from mobilenets.tasks.detection import Detection
 from mobilenets.tasks.face_attributes import FaceAttributesTask
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask
 
 REPO = Path(__file__).resolve().parents[2]
-STUDENT = {"class_path": "mobilenets.tasks.classification.ClassificationTask",
-           "init_args": {"num_classes": 3, "backbone": {"alpha": 0.25}, "resolution": 64}}
+def _student() -> Classification:
+    return Classification(num_classes=3, backbone=BackboneConfig(alpha=0.25), resolution=64)
 
 
 def write_checkpoint(task: pl.LightningModule, path: Path) -> Path:
@@ -74,9 +74,9 @@ def test_students_without_a_distillation_loss_and_mismatched_teachers_are_refuse
     teacher = write_checkpoint(ClassificationTask(num_classes=5, backbone=BackboneConfig(alpha=0.25),
                                                   resolution=64), tmp_path / "t.ckpt")
     with pytest.raises(ValueError, match="cannot be distilled"):
-        DistillationTask(TinyTask(), TeacherConfig(checkpoint=str(teacher)))
+        DistillationTask(Tiny(), TeacherConfig(checkpoint=str(teacher)))
     with pytest.raises(ValueError, match="same labels"):
-        DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64)
+        DistillationTask(_student(), TeacherConfig(checkpoint=str(teacher)), resolution=64)
 
 
 def test_label_fraction_splits_training_images_into_labeled_and_unlabeled(dogs, tmp_path):
@@ -138,7 +138,7 @@ def test_the_labels_only_baseline_takes_as_many_steps_as_the_distilled_student(d
 def test_teacher_cache_fills_once_and_is_reused(dogs, tmp_path):
     teacher = write_checkpoint(ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25),
                                                   resolution=64), tmp_path / "t.ckpt")
-    task = DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64,
+    task = DistillationTask(_student(), TeacherConfig(checkpoint=str(teacher)), resolution=64,
                             teacher_cache=str(tmp_path / "cache"))
     calls = []
     task.teacher.register_forward_hook(lambda *args: calls.append(1))
@@ -193,7 +193,7 @@ def test_experiment_configs_fit_and_test_through_the_cli(name, teacher, tmp_path
 def test_hint_trains_an_adapter_from_the_teachers_map(dogs, tmp_path):
     teacher = write_checkpoint(ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.5),
                                                   resolution=64), tmp_path / "t.ckpt")
-    task = DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64,
+    task = DistillationTask(_student(), TeacherConfig(checkpoint=str(teacher)), resolution=64,
                             hint=HintConfig(student_layer=11, teacher_module="model.backbone.features.layer11"))
     adapter = task.distill_modules["hint"].adapter
     assert (adapter.in_channels, adapter.out_channels) == (128, 256)  # 0.25 and 0.5 widths of layer 11
@@ -205,12 +205,12 @@ def test_hint_trains_an_adapter_from_the_teachers_map(dogs, tmp_path):
     assert torch.isfinite(trainer.callback_metrics["train/hint_loss"])
     assert not torch.equal(before, adapter.weight)
     with pytest.raises(ValueError, match="hint"):
-        DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64, teacher_cache="c",
+        DistillationTask(_student(), TeacherConfig(checkpoint=str(teacher)), resolution=64, teacher_cache="c",
                          hint=HintConfig())
 
 
-def _ssd(alpha: float, resolution: int) -> DetectionTask:
-    return DetectionTask(num_classes=4, backbone=BackboneConfig(alpha=alpha), resolution=resolution,
+def _ssd(alpha: float, resolution: int) -> Detection:
+    return Detection(num_classes=4, backbone=BackboneConfig(alpha=alpha), resolution=resolution,
                          extra_depths=[64, 32, 32, 16])
 
 
@@ -243,7 +243,7 @@ def test_under_ddp_only_the_student_is_synchronised(dogs, tmp_path):
 
     teacher = write_checkpoint(ClassificationTask(num_classes=3, backbone=BackboneConfig(alpha=0.25),
                                                   resolution=64), tmp_path / "t.ckpt")
-    task = DistillationTask(STUDENT, TeacherConfig(checkpoint=str(teacher)), resolution=64)
+    task = DistillationTask(_student(), TeacherConfig(checkpoint=str(teacher)), resolution=64)
     teacher_before = {k: v.clone() for k, v in task.teacher.state_dict().items()}
     wrapped = []
 

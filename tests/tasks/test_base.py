@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from tiny_task import TinyDataModule, TinyTask
+from tiny_task import Tiny, TinyDataModule, TinyTask
 
 from mobilenets.backbone import BackboneConfig, MobileNetV1, save_backbone
 from mobilenets.tasks.optim import parameter_groups
@@ -56,7 +56,7 @@ def test_any_torch_optimizer_and_scheduler(tmp_path):
     assert isinstance(trainer.optimizers[0], torch.optim.SGD) and trainer.optimizers[0].defaults["momentum"] == 0.5
     assert isinstance(trainer.lr_scheduler_configs[0].scheduler, torch.optim.lr_scheduler.StepLR)
     with pytest.raises(ValueError, match="'Nadamax' is not in torch.optim"):
-        TinyTask(backbone=SMALL, optimizer="Nadamax").configure_optimizers()
+        Tiny(backbone=SMALL, optimizer="Nadamax").build_optimizers(steps=10, epochs=1)
 
 
 def test_training_lowers_the_loss(tmp_path):
@@ -157,7 +157,7 @@ def test_a_cli_checkpoint_loads_without_the_files_its_fit_started_from(tmp_path,
     monkeypatch.chdir(tmp_path)
     save_backbone(MobileNetV1(alpha=0.25), "b.pth")
     main(["fit", *DOGS, *QUICK, "--model.init_args.backbone.pretrained", "b.pth", "--trainer.default_root_dir", "a"])
-    student = {"class_path": "mobilenets.tasks.classification.ClassificationTask",
+    student = {"class_path": "mobilenets.tasks.classification.Classification",
                "init_args": {"backbone": {"alpha": 0.25, "pretrained": "b.pth"}, "resolution": 48}}
     teacher = str(next(Path("a").rglob("*.ckpt")))
     main(["fit", *DOGS, *QUICK[4:], "--model", "DistillationTask", "--model.student", json.dumps(student),

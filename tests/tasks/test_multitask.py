@@ -22,17 +22,19 @@ from mobilenets.deploy import inference_model
 from mobilenets.deploy.checkpoint import export_checkpoint
 from mobilenets.distill import DistillationTask
 from mobilenets.tasks.distillation import Teacher, TeacherConfig
-from mobilenets.tasks.face_attributes import CelebADataModule
+from mobilenets.tasks.detection import Detection
+from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributes
+from mobilenets.tasks.face_embedding import FaceEmbedding, FaceEmbeddingTask, FaceIdentityDataModule
 from mobilenets.tasks.data.loading import load_task
 from mobilenets.tasks.multitask import MultiTask, MultiTaskDataModule, UncertaintyWeighting, write_multitask
 from mobilenets.tasks.optim import parameter_groups
 
 HEADS = {
-    "face_attributes": {"class_path": "FaceAttributesTask", "init_args": {"num_attributes": 10}},
-    "face_embedding": {"class_path": "FaceEmbeddingTask", "init_args": {"embedding_dim": 16}},
+    "face_attributes": {"class_path": "FaceAttributes", "init_args": {"num_attributes": 10}},
+    "face_embedding": {"class_path": "FaceEmbedding", "init_args": {"embedding_dim": 16}},
 }
 ARGS = ["--model", "MultiTask", "--model.heads", json.dumps({**HEADS, "face_attributes": {
-            "class_path": "FaceAttributesTask"}}),  # its size from the data
+            "class_path": "FaceAttributes"}}),  # its size from the data
         "--model.backbone.alpha", "0.25", "--model.resolution", "48", "--model.lr", "0.05",
         "--model.loss_weights", "uncertainty",
         "--data", "MultiTaskDataModule", "--data.datamodules", json.dumps({
@@ -47,8 +49,14 @@ ARGS = ["--model", "MultiTask", "--model.heads", json.dumps({**HEADS, "face_attr
         "--trainer.log_every_n_steps", "1", "--seed_everything", "0"]
 
 
+def _heads(**settings):
+    """The two heads' parts, as Python builds them (configs give HEADS)."""
+    return {"face_attributes": FaceAttributes(num_attributes=10, **settings),
+            "face_embedding": FaceEmbedding(embedding_dim=16, **settings)}
+
+
 def _model(**kwargs):
-    return MultiTask(heads=HEADS, resolution=48, **kwargs)
+    return MultiTask(heads=_heads(), resolution=48, **kwargs)
 
 
 def test_heads_share_one_body_and_the_graph_runs_it_once():
@@ -123,29 +131,32 @@ def test_jacobian_descent_gives_the_body_the_aggregate_of_the_heads_gradients():
         _model(gradient_aggregation="Krum")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"heads": {}}, "at least one head"),
-    ({"heads": {"a/b": HEADS["face_embedding"]}}, "without '/'"),
-    ({"heads": {"emb": {"class_path": "FaceEmbeddingTask", "init_args": {"resolution": 96}}}},
-     "sets resolution: every head shares the model's"),
-    ({"heads": HEADS, "loss_weights": {"faces": 1.0}}, "no head 'faces'"),
-    ({"heads": HEADS, "loss_weights": "equal"}, "or 'uncertainty'"),
-    ({"heads": {"det": {"class_path": "DetectionTask", "init_args": {"num_classes": 3}}}}, "own sizes"),
-    ({"heads": HEADS, "teachers": {"face_attributes": {"checkpiont": "a.ckpt"}}},
+@pytest.mark.parametrize("settings, message", [
+    (lambda: {"heads": {}}, "at least one head"),
+    (lambda: {"heads": {"a/b": _heads()["face_embedding"]}}, "without '/'"),
+    (lambda: {"heads": {"emb": FaceEmbedding(resolution=96)}}, "sets resolution: every head shares the model's"),
+    (lambda: {"heads": {"emb": FaceEmbeddingTask()}}, r"head 'emb' is a FaceEmbeddingTask: give class_path: "
+                                                      r"FaceEmbedding"),
+    (lambda: {"heads": _heads(), "loss_weights": {"faces": 1.0}}, "no head 'faces'"),
+    (lambda: {"heads": _heads(), "loss_weights": "equal"}, "or 'uncertainty'"),
+    (lambda: {"heads": {"det": Detection(num_classes=3, resolution=96)}}, "own sizes"),
+    (lambda: {"heads": _heads(), "teachers": {"face_attributes": {"checkpiont": "a.ckpt"}}},
      r"^MultiTask teachers.face_attributes: .*'checkpiont'; a teacher takes checkpoint, task, arch"),
-    ({"heads": HEADS, "teachers": {"face_attributes": {"checkpoint": "a.ckpt", "arch": "timm:x"}}},
+    (lambda: {"heads": _heads(), "teachers": {"face_attributes": {"checkpoint": "a.ckpt", "arch": "timm:x"}}},
      "teachers.face_attributes: a teacher needs exactly one of checkpoint, arch, class_path"),
 ])
-def test_bad_settings_say_what_to_change(kwargs, message):
+def test_bad_settings_say_what_to_change(settings, message):
     with pytest.raises(SettingError, match=message):
-        MultiTask(resolution=96, **kwargs)
+        MultiTask(resolution=96, **settings())
 
 
 def test_bad_data_settings_say_what_to_change():
     with pytest.raises(SettingError, match="sets resolution"):
-        MultiTaskDataModule({"a": {"class_path": "CelebADataModule", "init_args": {"root": "x", "resolution": 64}}})
+        MultiTaskDataModule({"a": CelebADataModule("x", resolution=64)})
     with pytest.raises(SettingError, match="mode must be one of"):
-        MultiTaskDataModule({"a": {"class_path": "CelebADataModule", "init_args": {"root": "x"}}}, mode="cycle")
+        MultiTaskDataModule({"a": CelebADataModule("x")}, mode="cycle")
+    with pytest.raises(SettingError, match="'a': give a data module of the suite"):
+        MultiTaskDataModule({"a": {"class_path": "CelebADataModule", "init_args": {"root": "x"}}})
 
 
 @pytest.mark.slow
@@ -280,7 +291,7 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
     data.enable_distillation()
     batch = next(iter(data.train_dataloader()))[0]
     assert set(batch) == {"labeled", "unlabeled"} and (batch["unlabeled"]["label"] == -1).all()
-    model = MultiTask(heads={"face_attributes": HEADS["face_attributes"]}, resolution=48, hard_weight=0.3,
+    model = MultiTask(heads={"face_attributes": _heads()["face_attributes"]}, resolution=48, hard_weight=0.3,
                       backbone=BackboneConfig(alpha=0.25), teachers={"face_attributes": teacher})
     model._load_teachers()
     torch.nn.init.normal_(model.heads["face_attributes"].model.head.weight, std=1.0)  # logits away from 0
@@ -305,7 +316,7 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
     taught = torch.cat(seen["multitask"][:1])  # the first loss's: its labeled and unlabeled images together
     assert torch.equal(taught, torch.cat(seen["distiller"])), (taught - torch.cat(seen["distiller"])).abs().max()
     assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-6), (loss, expected)
-    assert not torch.allclose(loss, labeled_only, rtol=1e-2)
+    assert not torch.allclose(loss, labeled_only, rtol=1e-3)  # the unlabeled images count
 
     taught = []
     teach = Teacher.forward
@@ -320,19 +331,18 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
 
 def test_synth_writes_each_heads_data_in_its_own_layout_for_its_own_reader(tmp_path):
     assert main(["synth", "multitask", str(tmp_path / "mt"), "--option", "tasks=face_attributes+face_embedding"]) == 0
-    data = MultiTaskDataModule({
-        "face_attributes": {"class_path": "CelebADataModule", "init_args": {"root": str(tmp_path / "mt" /
-                                                                                         "face_attributes")}},
-        "face_embedding": {"class_path": "FaceIdentityDataModule", "init_args": {"root": str(tmp_path / "mt" /
-                                                                                             "face_embedding")}},
-    }, resolution=48, num_workers=0)
+    data = MultiTaskDataModule({"face_attributes": CelebADataModule(str(tmp_path / "mt" / "face_attributes")),
+                                "face_embedding": FaceIdentityDataModule(str(tmp_path / "mt" / "face_embedding"))},
+                               resolution=48, num_workers=0)
     data.setup("fit")
     celeba, faces = data.datamodules["face_attributes"], data.datamodules["face_embedding"]
     assert len(celeba.datasets["train"]) == 210 and len(celeba.attribute_names) == 10  # write_celeba's defaults
     assert len(faces.datasets["train"]) == 40 * 8 and len(faces.pair_sets[0].pairs) == 10 * 2 * 20  # same + different
-    moved = MultiTaskDataModule({name: {"class_path": spec["class_path"], "init_args": {"root": "elsewhere"}}
-                                 for name, spec in data.hparams.datamodules.items()},
+    moved = MultiTaskDataModule({"face_attributes": CelebADataModule("elsewhere"),
+                                 "face_embedding": FaceIdentityDataModule("elsewhere")},
                                 resolution=48, num_workers=0, root=str(tmp_path / "mt"))  # --data-root's override
+    assert moved.datamodules["face_embedding"].hparams.resolution == 48  # the shared input size
+    assert set(moved.hparams.datamodules["face_attributes"]) == {"class_path", "init_args"}  # what rebuilds it
     assert {name: datamodule.root for name, datamodule in moved.datamodules.items()} == {
         name: datamodule.root for name, datamodule in data.datamodules.items()}
     with pytest.raises(SettingError, match="no task 'faces'"):

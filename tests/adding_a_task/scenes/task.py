@@ -1,4 +1,4 @@
-"""SceneTask: what differs from BaseTask, and the task protocol; nothing else."""
+"""Scenes: what differs from TaskParts, and the task protocol; SceneTask, its LightningModule."""
 
 from typing import Any, Iterable
 
@@ -7,14 +7,14 @@ import torch
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from mobilenets.tasks.base import BaseTask, Logged, TaskLoss
+from mobilenets.tasks.base import BaseTask, Logged, TaskLoss, TaskParts
 from mobilenets.tasks.distillation import SoftTargets, check_same_shape
 from mobilenets.tasks.export import score_outputs
 from scenes.export import SceneExport
 from scenes.model import SceneNet
 
 
-class SceneTask(BaseTask):
+class Scenes(TaskParts):
     monitor, mode = "val/accuracy", "max"
 
     def __init__(self, num_classes: int = 2, **kwargs: Any) -> None:
@@ -48,3 +48,7 @@ class SceneTask(BaseTask):
     def evaluate_outputs(self, outputs: Iterable[tuple[dict, tuple[np.ndarray, ...]]], datamodule: Any,
                          stage: str) -> dict[str, float]:
         return {"accuracy": score_outputs(self.val_accuracy, outputs)["value"]}
+
+
+class SceneTask(Scenes, BaseTask):
+    """Scenes as a LightningModule."""
