@@ -23,6 +23,7 @@ from mobilenets.core.errors import SettingError
 from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
+from mobilenets.tasks.data.loading import built_part
 from mobilenets.tasks.distillation import TeacherConfig, hard_soft_mix, load_teacher
 from mobilenets.tasks.base import (
     TaskParts,
@@ -88,6 +89,7 @@ class DistillationTask(pl.LightningModule):
                  hard_weight: float = 0.5, hint: HintConfig | None = None, teacher_cache: str | None = None) -> None:
         super().__init__()
         check_resolution(resolution)
+        student = built_part(student, TaskParts)
         if isinstance(student, pl.LightningModule):
             parts = parts_class(type(student)).__name__
             raise SettingError(f"the student is a {type(student).__name__}, a LightningModule: give the task's parts, "

@@ -16,7 +16,7 @@ from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import BaseTask, TaskParts, parts_class
 from mobilenets.tasks.registry import import_tasks
 
-__all__ = ["build_from_config", "build_from_spec", "build_parts_from_config", "load_datamodule", "load_parts", "load_task"]
+__all__ = ["build_from_config", "build_from_spec", "build_parts_from_config", "built_part", "load_datamodule", "load_parts", "load_task"]
 
 
 def build_from_spec(spec: dict[str, Any], base: type) -> Any:
@@ -27,6 +27,16 @@ def build_from_spec(spec: dict[str, Any], base: type) -> Any:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(base, "built", fail_untyped=False)
     return parser.instantiate(parser.parse_object({"built": spec})).built
+
+
+def built_part(value: Any, base: type) -> Any:
+    """``value`` as given, or built from the spec a composition records for it (``spec()``: ``class_path`` and
+    ``init_args``): Lightning hands a checkpoint's recorded arguments back to the constructor as they are when the
+    composition was built in Python, not by the CLI."""
+    if isinstance(value, dict) and "class_path" in value:
+        import_tasks()  # the short class names of specs as configs give them
+        return build_from_spec(value, base)
+    return value
 
 
 def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from mobilenets.backbone import check_resolution
 from mobilenets.core.errors import SettingError
 from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.data.loading import built_part
 
 __all__ = ["MultiTaskDataModule"]
 
@@ -52,6 +53,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
             raise SettingError(f"MultiTaskDataModule mode must be one of {list(MODES)}, got {mode!r}")
         if not datamodules:
             raise SettingError("MultiTaskDataModule needs a data module per head (data.init_args.datamodules)")
+        datamodules = {name: built_part(datamodule, BaseDataModule) for name, datamodule in datamodules.items()}
         for name, datamodule in datamodules.items():
             if not isinstance(datamodule, BaseDataModule):
                 raise SettingError(f"MultiTaskDataModule {name!r}: give a data module of the suite (class_path, "

@@ -30,6 +30,7 @@ from mobilenets.tasks.base import (
     log_values,
     parts_class,
 )
+from mobilenets.tasks.data.loading import built_part
 from mobilenets.tasks.distillation import Teacher, TeacherConfig, hard_soft_mix, load_teacher
 from mobilenets.tasks.multitask.export import MultiTaskExport
 from mobilenets.tasks.multitask.model import MultiHeadNetwork, UncertaintyWeighting
@@ -107,9 +108,9 @@ class MultiTask(BaseTask):
     """Several task heads on one MobileNet body, each trained on its own data (``MultiTaskDataModule``).
 
     Args:
-        heads: name -> a task of the suite as configs give it (``class_path``, ``init_args``); its ``backbone`` and
-            ``resolution`` are this model's (setting them per head is an error), its optimizer arguments are
-            unused (this model's optimizer trains everything).
+        heads: name -> a task's parts (``class_path: FaceAttributes``, ``init_args``; a spec as ``spec()`` gives
+            it is built); its ``backbone`` and ``resolution`` are this model's (setting them per head is an error),
+            its optimizer arguments are unused (this model's optimizer trains everything).
         loss_weights: name -> a fixed weight of that head's loss (1 where not given), or ``"uncertainty"`` to learn
             them (Kendall et al. 2018: each head's loss scaled by exp(-s) plus s, s learned).
         monitor_head: the head whose validation metric picks the best checkpoint (the first head by default).
@@ -138,6 +139,7 @@ class MultiTask(BaseTask):
                  hard_weight: float = 0.5, gradient_aggregation: str = "sum", **kwargs: Any) -> None:
         if not heads:
             raise SettingError("MultiTask needs at least one head (model.init_args.heads: {name: task config})")
+        heads = {name: built_part(head, TaskParts) for name, head in heads.items()}
         for name, head in heads.items():
             _check_head(name, head)
         if isinstance(loss_weights, str) and loss_weights != "uncertainty":

@@ -131,6 +131,22 @@ def test_jacobian_descent_gives_the_body_the_aggregate_of_the_heads_gradients():
         _model(gradient_aggregation="Krum")
 
 
+def test_a_model_built_in_python_reloads_from_its_checkpoint(tmp_path):
+    """The heads are recorded as the specs that rebuild them, which Lightning hands back to the constructor."""
+    import pytorch_lightning as pl
+
+    task = _model(backbone=BackboneConfig(alpha=0.25)).eval()
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                "pytorch-lightning_version": pl.__version__}, tmp_path / "model.ckpt")
+    loaded = MultiTask.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=False).eval()
+    assert {name: type(head) for name, head in loaded.heads.items()} == {"face_attributes": FaceAttributes,
+                                                                         "face_embedding": FaceEmbedding}
+    assert all(head.backbone is loaded.backbone for head in loaded.heads.values())
+    images = torch.rand(2, 3, 48, 48)
+    for network, reloaded in zip(task.inference_network()(images), loaded.inference_network()(images)):
+        torch.testing.assert_close(network, reloaded)
+
+
 @pytest.mark.parametrize("settings, message", [
     (lambda: {"heads": {}}, "at least one head"),
     (lambda: {"heads": {"a/b": _heads()["face_embedding"]}}, "without '/'"),
@@ -156,7 +172,7 @@ def test_bad_data_settings_say_what_to_change():
     with pytest.raises(SettingError, match="mode must be one of"):
         MultiTaskDataModule({"a": CelebADataModule("x")}, mode="cycle")
     with pytest.raises(SettingError, match="'a': give a data module of the suite"):
-        MultiTaskDataModule({"a": {"class_path": "CelebADataModule", "init_args": {"root": "x"}}})
+        MultiTaskDataModule({"a": "data/celeba"})
 
 
 @pytest.mark.slow
