@@ -20,6 +20,7 @@ from mobilenets.deploy.bench import time_runtimes
 from mobilenets.deploy.evaluate import (
     OnnxRunner,
     TorchRunner,
+    calibration_images,
     evaluate,
     parity,
     quantize_int8,
@@ -94,7 +95,7 @@ def export_checkpoint(checkpoint: str | Path, task: BaseTask, output: str | Path
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "task": export.task_class, "resolution": size}
     if int8:
         if datamodule is not None:
-            batches = datamodule.calibration_images(size, calibration)
+            batches = calibration_images(datamodule, size, calibration)
         else:
             generator = torch.Generator().manual_seed(0)
             batches = [torch.rand(8, 3, size, size, generator=generator).numpy() for _ in range(calibration)]

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mobilenets.tasks.export import TaskExport
+from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.export import TaskExport, export_batches
 
-__all__ = ["OnnxRunner", "TorchRunner", "evaluate", "parity", "quantize_int8"]
+__all__ = ["OnnxRunner", "TorchRunner", "calibration_images", "evaluate", "parity", "quantize_int8"]
 
 Runner = Callable[[Tensor], tuple[np.ndarray, ...]]
 
@@ -61,6 +62,13 @@ def evaluate(run: Runner, export: TaskExport, task: Any, datamodule: Any, stage:
 def parity(export: TaskExport, runner: Runner, images: Tensor) -> dict[str, float]:
     """How far ``runner`` (an exported file) is from the PyTorch graph on ``images`` (``export.compare``)."""
     return export.compare(TorchRunner(export)(images), runner(images))
+
+
+def calibration_images(datamodule: BaseDataModule, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
+    """``batches`` batches of the data's training images (seeded order, no augmentation) at an export's input
+    ``size``, for int8 calibration; the validation images stay unseen, so the int8 metric on them is fair."""
+    loader = datamodule.unaugmented_batches("train", batches, seed)
+    return [batch["image"].numpy() for batch in export_batches(loader, size)]
 
 
 def quantize_int8(source: str | Path, target: str | Path, calibration: Iterable[np.ndarray],

@@ -152,10 +152,6 @@ class DistillationTask(pl.LightningModule):
     def mode(self) -> str:
         return self.student.mode
 
-    @property
-    def prediction_format(self) -> str:
-        return self.student.prediction_format
-
     def student_input(self, images: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
         """Images in [0, 1] at the loaded size -> the student's resolution and normalisation (a detection
         student's list of images goes as it is: its SSD transform does both)."""

@@ -181,8 +181,6 @@ class TaskParts(HyperparametersMixin, nn.Module, ABC):
     #: the metric the best checkpoint is chosen by (``monitored_checkpoint``), and whether higher is better
     monitor: str = "val/loss"
     mode: str = "min"
-    #: the default file type ``predict`` writes (``PredictionWriter``)
-    prediction_format: str = "csv"
     #: attributes saved in checkpoints beside the weights (label names, a threshold) and restored on load
     checkpoint_attributes: tuple[str, ...] = ()
     #: whether a batch's images are one tensor (False: a list of images at their own sizes, as SSD takes them)

@@ -26,7 +26,8 @@ class PredictionWriter(BasePredictionWriter):
 
     Args:
         output_file: the file to write, JSON if it ends in ``.json``, else CSV; by default
-            ``<log dir>/predictions.<the task's prediction_format>``.
+            ``<log dir>/predictions.csv``, or ``predictions.json`` where a row holds a list or a mapping (a COCO
+            result's ``bbox``), which a CSV cell cannot keep.
     """
 
     def __init__(self, output_file: str | None = None) -> None:
@@ -37,7 +38,8 @@ class PredictionWriter(BasePredictionWriter):
                            batch_indices: Any) -> None:
         rows = [row for batch in predictions for row in batch]
         rows = [row for part in gather_objects(rows) for row in part]  # every rank's share; rank 0 writes them
-        default_name = f"predictions.{getattr(pl_module, 'prediction_format', 'csv')}"
+        nested = any(isinstance(value, (list, tuple, dict)) for row in rows for value in row.values())
+        default_name = "predictions.json" if nested else "predictions.csv"
         log_dir = trainer.log_dir  # a collective under DDP: every rank asks
         if not trainer.is_global_zero:
             return

@@ -17,6 +17,7 @@ import types
 from abc import ABC, abstractmethod
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,6 @@ from mobilenets.backbone import check_resolution
 from mobilenets.core.imports import resolve_class
 from mobilenets.core.io import read_text
 from mobilenets.tasks.data.augmentation import Augmentation
-from mobilenets.tasks.export import export_batches
 from mobilenets.tasks.data.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable, image_files
 from mobilenets.tasks.data.shards import ShardedImages
 
@@ -375,14 +375,12 @@ class BaseDataModule(pl.LightningDataModule, ABC):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")
 
-    def calibration_images(self, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
-        """``batches`` batches of training images (seeded order, the evaluation transform: no augmentation) at an
-        export's input ``size``, for int8 calibration; the validation images stay unseen, so the int8 metric on
-        them is fair."""
+    def unaugmented_batches(self, split: str, batches: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+        """``batches`` batches of ``split`` in a seeded order under the evaluation transform (no augmentation):
+        deterministic images from a split, e.g. the training images deploy calibrates int8 on."""
         self.setup("fit")
-        dataset = copy.copy(self.datasets["train"])
+        dataset = copy.copy(self.datasets[split])
         dataset.transform = self.eval_transform()
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
         subset = Subset(dataset, order[:batches * self.hparams.batch_size])
-        loader = DataLoader(subset, batch_size=self.hparams.batch_size, collate_fn=self.collate_fn)
-        return [batch["image"].numpy() for batch in export_batches(loader, size)]
+        return iter(DataLoader(subset, batch_size=self.hparams.batch_size, collate_fn=self.collate_fn))

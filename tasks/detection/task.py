@@ -56,7 +56,6 @@ class Detection(TaskParts):
 
     monitor = "val/mAP"
     mode = "max"
-    prediction_format = "json"
     checkpoint_attributes = ("category_ids", "class_names")
     batched_images = False
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader
@@ -84,12 +85,12 @@ class MultiTaskDataModule(pl.LightningDataModule):
             datamodule.trainer = self.trainer
             datamodule.setup(stage)
 
-    def calibration_images(self, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
-        """int8 calibration batches from every data module's training images in turn (the shared body sees them
-        all), ``batches`` split between them."""
+    def unaugmented_batches(self, split: str, batches: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+        """Every data module's unaugmented batches of ``split`` in turn (the shared body sees them all),
+        ``batches`` split between them."""
         each = max(1, batches // len(self.datamodules))
-        return [images for datamodule in self.datamodules.values()
-                for images in datamodule.calibration_images(size, each, seed)]
+        return itertools.chain.from_iterable(datamodule.unaugmented_batches(split, each, seed)
+                                             for datamodule in self.datamodules.values())
 
     def train_dataloader(self) -> CombinedLoader:
         """A dict of every head's training batch per step; a head taught by a teacher (its data module

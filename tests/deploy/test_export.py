@@ -16,6 +16,7 @@ from mobilenets.deploy import export_onnx, inference_model, read_metadata
 from mobilenets.deploy.evaluate import (
     OnnxRunner,
     TorchRunner,
+    calibration_images,
     evaluate,
     parity,
     quantize_int8,
@@ -90,7 +91,7 @@ def test_dynamic_size_export(validated, tmp_path):
 
 def test_int8_quantization_calibrates_on_training_images(validated, tmp_path):
     task, data, _, path = validated["classification"]
-    batches = data.calibration_images(48, batches=2)
+    batches = calibration_images(data, 48, batches=2)
     assert len(data.datasets["train"]) == 11  # 12 written, 1 split off for validation
     assert [b.shape for b in batches] == [(8, 3, 48, 48), (3, 3, 48, 48)]
     int8 = quantize_int8(path, tmp_path / "model.int8.onnx", batches)

@@ -13,7 +13,7 @@ from helpers import LAUNCH_ENV
 
 from mobilenets.core.errors import SettingError
 from mobilenets.deploy import inference_model
-from mobilenets.deploy.evaluate import TorchRunner, evaluate, parity
+from mobilenets.deploy.evaluate import TorchRunner, calibration_images, evaluate, parity
 from mobilenets.deploy.runtimes import FORMATS, runtime
 from mobilenets.tasks.export import export_batches
 
@@ -29,7 +29,7 @@ def written(validated, tmp_path_factory):
     for task_name in SCORED:
         task, data, _, onnx_path = validated[task_name]
         export = inference_model(task)
-        calibration = data.calibration_images(export.resolution, batches=2) if task_name == "classification" else None
+        calibration = calibration_images(data, export.resolution, batches=2) if task_name == "classification" else None
         for name in FORMATS:
             chosen = runtime(name)
             for suffix, batches in (("", None), *([(".int8", calibration)] if calibration else [])):
@@ -82,7 +82,7 @@ def test_litert_int8_detector_concatenates_at_one_calibrated_scale(validated, tm
     task, data, _, onnx_path = validated["detection"]
     export = inference_model(task)
     path = runtime("tflite").write(export, tmp_path / "detector.int8.tflite", onnx_path,
-                                   data.calibration_images(export.resolution, batches=1))
+                                   calibration_images(data, export.resolution, batches=1))
     interpreter = Interpreter(model_path=str(path))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
@@ -181,7 +181,7 @@ def test_litert_single_level_geolocation_and_float_outputs_of_int8(validated, tm
     assert parity(geo, chosen.runner(path, geo, threads=2), images)["probabilities_max_abs_diff"] < 1e-4
     task, data, _, _ = validated["attributes"]
     export = inference_model(task)
-    calibration = data.calibration_images(export.resolution, batches=1)
+    calibration = calibration_images(data, export.resolution, batches=1)
     int8 = chosen.write(export, tmp_path / "attributes.int8.tflite", tmp_path / "unused.onnx", calibration)
     (probabilities,) = chosen.runner(int8, export, threads=2)(images)
     assert probabilities.dtype == np.float32 and ((probabilities >= 0) & (probabilities <= 1)).all()

@@ -62,8 +62,10 @@ def test_fit_test_predict_through_the_cli(tmp_path, monkeypatch):
     main(["test", *common, "--ckpt_path", str(checkpoint)])
     test_rows = [row for row in logged_metrics(Path("run")) if row.get("test/top1")]
     assert test_rows and 0.0 <= float(test_rows[-1]["test/top1"]) <= 1.0 and "test/top3" in test_rows[-1]
-    main(["predict", *common, "--ckpt_path", str(checkpoint), "--predictions.output_file", "predictions.csv"])
-    predictions = list(csv.DictReader(open("predictions.csv")))
+    main(["predict", *common, "--ckpt_path", str(checkpoint)])
+    (written,) = Path("run").rglob("predictions.*")  # CSV by default: every value is a plain one
+    assert written.name == "predictions.csv"
+    predictions = list(csv.DictReader(open(written)))
     assert len(predictions) == 9  # the 3 x 3 test images
     assert set(predictions[0]) == {"file", "class_1", "prob_1", "class_2", "prob_2", "class_3", "prob_3"}
     assert {row["class_1"] for row in predictions} <= {"Chihuahua", "Japanese_spaniel", "Dalmatian"}

@@ -155,8 +155,10 @@ def test_fit_test_predict_evaluate_through_the_cli(tmp_path, monkeypatch, capsys
     assert float(printed["mAP"]) == pytest.approx(float(test_row["test/mAP"]), abs=1e-4)
     main(["predict", *common, "--ckpt_path", str(checkpoint), "--data.predict_dir", "coco/val2017",
           "--trainer.callbacks+=DrawDetections", "--trainer.callbacks.output_dir", "drawn",
-          "--trainer.callbacks.min_score", "0", "--predictions.output_file", "predictions.json"])
-    predictions = json.loads(Path("predictions.json").read_text())
+          "--trainer.callbacks.min_score", "0"])
+    (written,) = Path("run").rglob("predictions.*")  # JSON by default: a COCO result's bbox is a list
+    predictions = json.loads(written.read_text())
+    assert written.name == "predictions.json"
     assert predictions and {"file_name", "image_id", "category_id", "bbox", "score", "category"} <= set(predictions[0])
     assert len(list(Path("drawn").glob("*.jpg"))) == 4
     with caplog.at_level("INFO", logger="mobilenets.tasks.detection.task"):
