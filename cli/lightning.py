@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import logging
 import re
@@ -25,9 +26,9 @@ from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.core.io import read_text
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
+from mobilenets.tasks.data.resume import AtomicCheckpointIO, ExactResume, ValidateFinalSteps, find_last_checkpoint
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
-from mobilenets.tasks.data.resume import AtomicCheckpointIO, ExactResume, ValidateFinalSteps, find_last_checkpoint
 
 __all__ = ["MobileNetsCLI", "resolve_config_args"]
 
@@ -64,10 +65,19 @@ def _lightning_config(name: str) -> str:
     return str(path)
 
 
+#: settings that moved, which configs written before set where they were: where they are now
+_MOVED_KEYS = dict.fromkeys(
+    ("label_fraction", "unlabeled", "match_distillation_steps"),
+    "; distillation's data settings are a SemiSupervisedDataModule's: wrap the data module in one (data.class_path: "
+    "SemiSupervisedDataModule, with this setting and datamodule: the data module in its init_args)")
+
+
 def _close_keys(key: str, valid: Sequence[str]) -> str:
     """"; did you mean alpha?": the valid keys beside ``key`` closest to its last part, or where its group is
-    itself misspelt, the closest full keys."""
+    itself misspelt, the closest full keys (or, for a setting that moved, where it is now)."""
     parent, _, leaf = key.rpartition(".")
+    if leaf in _MOVED_KEYS:
+        return _MOVED_KEYS[leaf]
     siblings = [name.rpartition(".")[2] for name in valid if name.rpartition(".")[0] == parent]
     close = difflib.get_close_matches(leaf, siblings, n=3, cutoff=0.6) if siblings else []
     close = close or difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
@@ -113,10 +123,27 @@ def misspelt_key_message(message: str, parser: Any) -> str | None:
             group = _with_entry_name(group, key, message)
             return (f"{group}.init_args.{key}: {class_path.rpartition('.')[2]} takes no such argument"
                     f"{_close_keys(key, _init_arg_keys(class_path))}")
+        refused = re.search(r'Parser key "([^"]+)":(?:(?!Parser key).)*?- Not of type \w+: ([^\n]+)', detail, re.DOTALL)
+        if refused:  # a mapping's value its type's parser refused (a multi-task head's teacher)
+            return f"{group}.init_args.{refused[1]}{_entry_refused(refused[2], detail)}: {refused[2]}"
         bad_value = re.search(r'Parser key "([^"]+)":\s*(.+)', detail)
         return f"{group}.init_args.{bad_value[1]}: {bad_value[2]}" if bad_value else None
     key = _unknown_key(message)
     return f"{key}: no such option{_close_keys(key, list(parser.get_defaults().keys()))}" if key else None
+
+
+def _entry_refused(reason: str, detail: str) -> str:
+    """``.name`` of the mapping entry whose value holds the setting ``reason`` quotes (jsonargparse gives the whole
+    mapping only), or nothing where that cannot be told."""
+    quoted, given = re.search(r"'([^']+)'", reason), re.search(r"Given value: (\{.*\})", detail)
+    if not (quoted and given):
+        return ""
+    try:
+        mapping = ast.literal_eval(given[1])
+    except (ValueError, SyntaxError):
+        return ""
+    names = [name for name, value in mapping.items() if isinstance(value, dict) and quoted[1] in value]
+    return f".{names[0]}" if len(names) == 1 else ""
 
 
 def _with_entry_name(group: str, key: str, message: str) -> str:
@@ -125,8 +152,11 @@ def _with_entry_name(group: str, key: str, message: str) -> str:
     given = re.search(r"NestedArg\(key='([^']+)\.init_args\.[^']+'", message)
     if given:
         return f"{group.partition('.')[0]}.init_args.{given[1]}"
-    entry = re.search(r"'([^']+)': \{'class_path': '[^']+', 'init_args': \{[^{}]*'" + re.escape(key) + "':", message)
-    return f"{group}.{entry[1]}" if entry else group
+    entry = re.search(r"'([^']+)': \{(?:'class_path': '[^']+', )?'init_args': \{[^{}]*'" + re.escape(key) + "':",
+                      message)
+    if not entry or group.endswith(f".{entry[1]}"):  # a class under a key of its own, not a mapping's entry
+        return group
+    return f"{group}.{entry[1]}"
 
 
 class MobileNetsCLI(LightningCLI):

@@ -17,19 +17,12 @@ import torch
 from mobilenets.core.errors import BadRecordError, SettingError
 from mobilenets.core.io import replacing, write_text
 from mobilenets.deploy.bench import time_runtimes
-from mobilenets.deploy.evaluate import (
-    OnnxRunner,
-    TorchRunner,
-    calibration_images,
-    evaluate,
-    parity,
-    quantize_int8,
-)
+from mobilenets.deploy.evaluate import OnnxRunner, TorchRunner, calibration_images, evaluate, parity, quantize_int8
 from mobilenets.deploy.export import export_onnx, inference_model
 from mobilenets.deploy.runtimes import runtime
 from mobilenets.tasks.base import BaseTask
-from mobilenets.tasks.export import export_batches
 from mobilenets.tasks.data.loading import load_datamodule
+from mobilenets.tasks.export import export_batches
 
 __all__ = ["export_checkpoint", "export_program", "report_markdown"]
 

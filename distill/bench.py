@@ -18,8 +18,8 @@ import torch
 
 from mobilenets.core.tables import Table
 from mobilenets.distill.task import DistillationTask
-from mobilenets.tasks.distillation.teachers import TeacherConfig
 from mobilenets.tasks.data.loading import build_from_config, build_parts_from_config
+from mobilenets.tasks.distillation import SemiSupervisedDataModule, TeacherConfig
 
 __all__ = ["bench_teacher_cache"]
 
@@ -57,10 +57,10 @@ def bench_teacher_cache(epochs: int = 3, batches: int = 6, batch_size: int = 32,
             student = build_parts_from_config(CONFIG, num_classes=6, backbone={"alpha": 0.25}, resolution=128)
             task = DistillationTask(student, TeacherConfig(checkpoint=str(checkpoint)), resolution=224,
                                     teacher_cache=str(Path(scratch) / "cache") if cached else None)
-            data = build_from_config(CONFIG, "data", root=str(Path(scratch) / "dogs"), synthetic=True,
+            dogs = build_from_config(CONFIG, "data", root=str(Path(scratch) / "dogs"), synthetic=True,
                                      synthetic_options={"num_classes": 6, "train_per_class": 60, "test_per_class": 1},
-                                     resolution=224, batch_size=batch_size, num_workers=2, val_fraction=0,
-                                     label_fraction=0.2)
+                                     resolution=224, batch_size=batch_size, num_workers=2, val_fraction=0)
+            data = SemiSupervisedDataModule(dogs, label_fraction=0.2)
             speed = _EpochSpeed()
             trainer = pl.Trainer(max_epochs=epochs, limit_train_batches=batches, limit_val_batches=0,
                                  num_sanity_val_steps=0, logger=False, enable_checkpointing=False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -23,8 +23,6 @@ from mobilenets.core.errors import SettingError
 from mobilenets.core.io import replacing
 from mobilenets.distill.cache import TeacherCache
 from mobilenets.distill.losses import HintLoss
-from mobilenets.tasks.data.loading import built_part
-from mobilenets.tasks.distillation import TeacherConfig, hard_soft_mix, load_teacher
 from mobilenets.tasks.base import (
     TaskParts,
     concat_outputs,
@@ -33,6 +31,14 @@ from mobilenets.tasks.base import (
     monitored_checkpoint,
     parts_class,
     run_context,
+)
+from mobilenets.tasks.data.loading import built_part
+from mobilenets.tasks.distillation import (
+    SemiSupervisedDataModule,
+    TeacherConfig,
+    batch_parts,
+    hard_soft_mix,
+    load_teacher,
 )
 
 __all__ = ["DistillationTask", "HintConfig", "save_student", "trained_task"]
@@ -70,7 +76,8 @@ class DistillationTask(pl.LightningModule):
     attributes, the squared embedding distance for FaceNet, and per-anchor soft targets plus teacher-weighted box
     offsets for SSD detection (teacher and student SSDs at the same input size, so that they share anchors).
     Labeled batches add the student's own loss: ``hard_weight * own + (1 - hard_weight) * distill``; unlabeled
-    batches give the distillation term alone.
+    batches give the distillation term alone. Images without labels come with the data in a
+    ``SemiSupervisedDataModule`` (``label_fraction``, ``unlabeled``); a task's own data module gives labeled ones.
 
     Args:
         student: the student task's parts (its backbone, resolution, optimizer, metrics): their ``class_path`` and
@@ -168,7 +175,12 @@ class DistillationTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if stage == "fit":
-            datamodule.enable_distillation(deterministic=bool(self.hparams.teacher_cache))
+            if isinstance(datamodule, SemiSupervisedDataModule):
+                datamodule.enable_distillation(deterministic=bool(self.hparams.teacher_cache))
+            elif self.hparams.teacher_cache:
+                raise SettingError("teacher_cache needs the training images without augmentation, which a "
+                                   "SemiSupervisedDataModule gives: wrap the data (data.class_path: "
+                                   "SemiSupervisedDataModule, data.init_args.datamodule: your data module)")
             if self.hparams.teacher_cache:
                 self._open_caches(datamodule)
         self.student.setup_run(run_context(self.trainer, stage))
@@ -208,15 +220,10 @@ class DistillationTask(pl.LightningModule):
             cache.store(indices, outputs)
         return outputs
 
-    def _parts(self, batch: dict) -> Iterator[tuple[str, dict]]:
-        for source in ("labeled", "unlabeled"):
-            if batch.get(source) is not None:
-                yield source, batch[source]
-
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         student = self.student
         student_outs, teacher_outs, own_loss = [], [], None
-        for source, part in self._parts(batch):
+        for source, part in batch_parts(batch).items():
             inputs = self.student_input(part["image"])
             if source == "labeled":
                 own_loss, outputs, own_logs = student.supervised_loss({**part, "image": inputs})
@@ -226,7 +233,7 @@ class DistillationTask(pl.LightningModule):
             student_outs.append(outputs)
             teacher_outs.append(self.teacher_outputs(part["image"], part["index"], source))
         distill = self.distill_modules["criterion"](concat_outputs(student_outs), concat_outputs(teacher_outs))
-        size = sum(len(part["image"]) for _, part in self._parts(batch))
+        size = sum(len(part["image"]) for part in batch_parts(batch).values())
         loss = hard_soft_mix(own_loss, distill, self.hparams.hard_weight)
         if own_loss is not None:
             self.log("train/own_loss", own_loss, batch_size=size)

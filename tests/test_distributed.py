@@ -13,6 +13,7 @@ from helpers import LAUNCH_ENV, logged_metrics
 
 from mobilenets.cli import main
 from mobilenets.tasks.classification import DogsDataModule
+from mobilenets.tasks.distillation import SemiSupervisedDataModule
 
 COMMON = ["--model.backbone.alpha", "0.25", "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false", "--seed_everything", "0"]
@@ -102,8 +103,8 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
     import pytorch_lightning as pl
 
     from mobilenets.backbone import BackboneConfig
-    from mobilenets.tasks.distillation import TeacherConfig, load_teacher
     from mobilenets.tasks.classification import ClassificationTask
+    from mobilenets.tasks.distillation import TeacherConfig, load_teacher
 
     monkeypatch.chdir(tmp_path)
     teacher_task = ClassificationTask(num_classes=6, backbone=BackboneConfig(alpha=0.25), resolution=160)
@@ -114,13 +115,14 @@ def test_teacher_cache_filled_by_two_processes_holds_the_teachers_outputs(tmp_pa
     result = subprocess.run(
         [sys.executable, "-m", "mobilenets.cli", "fit", "--config", config,
          "--model.init_args.teacher.checkpoint", "teacher.ckpt", "--model.init_args.teacher_cache", "cache",
-         "--data.init_args.root", "data", "--data.init_args.synthetic_options", options,
+         "--data.init_args.root", "data", "--data.init_args.datamodule.init_args.synthetic_options", options,
          "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0", "--trainer.max_epochs", "1",
          "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "run", "--trainer.accelerator", "cpu",
          "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false"],
         capture_output=True, text=True, timeout=300, env=LAUNCH_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
-    data = DogsDataModule("data", resolution=160, num_workers=0, val_fraction=0.15, label_fraction=0.1)
+    data = SemiSupervisedDataModule(DogsDataModule("data", resolution=160, num_workers=0, val_fraction=0.15),
+                                    label_fraction=0.1)
     data.setup("fit")
     data.enable_distillation(deterministic=True)
     teacher = load_teacher(TeacherConfig(checkpoint="teacher.ckpt"), ClassificationTask)

@@ -142,12 +142,15 @@ def test_a_once_teacher_is_trained_for_the_first_seed_and_distills_every_seed(tm
     and two student seeds."""
     monkeypatch.chdir(tmp_path)
     data = {key: value for key, value in TINY.items() if key.startswith("data.")}
+    # the students' data is the dogs data module in a SemiSupervisedDataModule
+    semi_supervised = {key.replace("synthetic_options", "datamodule.init_args.synthetic_options"): value
+                       for key, value in data.items()}
     path = _write(tmp_path / "distill.yaml", {
         "title": "Tiny distillation", "metrics": ["test/top1"], "steps": 3,
         "runs": [{"name": "teacher", "title": "T", "config": "distill/dogs_teacher.yaml", "once": True, "steps": 4,
                   "set": {**data, "trainer.callbacks": []}},
                  {"name": "no_labels", "title": "S", "config": "distill/dogs.yaml", "teacher": "teacher",
-                  "set": {**data, "data.init_args.label_fraction": 0.0}}]})
+                  "set": {**semi_supervised, "data.init_args.label_fraction": 0.0}}]})
     experiment = Experiment.load(path)
     records = run_experiment(experiment, tmp_path / "out", seeds=2, steps=2)  # the students' budget, not the teacher's
     assert [(r["run"], r["seed"]) for r in records] == [("teacher", 0), ("no_labels", 0), ("no_labels", 1)]

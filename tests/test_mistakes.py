@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import pytorch_lightning as pl
+import yaml
 from helpers import DOGS, QUICK
 
 from mobilenets.cli import main
@@ -77,8 +78,8 @@ def test_pretrained_weights_of_another_width_name_the_width_to_set(checkpoints, 
 def test_a_teacher_of_another_task_or_other_outputs_is_refused_naming_it(checkpoints):
     from mobilenets.backbone import BackboneConfig
     from mobilenets.distill import DistillationTask
-    from mobilenets.tasks.distillation.teachers import TeacherConfig
     from mobilenets.tasks.classification import Classification
+    from mobilenets.tasks.distillation.teachers import TeacherConfig
 
     def student(num_classes):
         return Classification(num_classes=num_classes, backbone=BackboneConfig(alpha=0.25), resolution=48)
@@ -150,6 +151,10 @@ def test_a_misspelt_option_is_named_with_the_closest_keys_and_no_usage(args, exp
      "fit: data.init_args.augmentation.hflp: DogsDataModule takes no such argument; did you mean hflip?"),
     ("trainer:\n  max_epoch: 3\n",
      "fit: trainer.max_epoch: no such option; did you mean max_epochs or min_epochs or max_steps?"),
+    ("data:\n  init_args:\n    label_fraction: 0.1\n",  # where configs written before put it
+     "fit: data.init_args.label_fraction: DogsDataModule takes no such argument; distillation's data settings are a "
+     "SemiSupervisedDataModule's: wrap the data module in one (data.class_path: SemiSupervisedDataModule, with this "
+     "setting and datamodule: the data module in its init_args)"),
     ("trainr:\n  max_epochs: 3\n",
      "fit: trainr.max_epochs: no such option; did you mean trainer.max_epochs or trainer.min_epochs or "
      "trainer.max_steps?"),
@@ -160,6 +165,49 @@ def test_a_misspelt_key_in_a_config_file_is_named_in_full(text, expected, tmp_pa
         main(["fit", "--config", "demo/dogs.yaml", "--config", str(tmp_path / "mine.yaml")])
     assert str(refused.value) == f"mobilenets: {expected}"
     assert "usage:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config, text, expected", [
+    ("distill/dogs.yaml", "model:\n  init_args:\n    student:\n      init_args: {lrr: 0.1}\n",
+     "fit: model.init_args.student.init_args.lrr: Classification takes no such argument; did you mean lr?"),
+    ("demo/multitask.yaml", "model:\n  init_args:\n    heads:\n      face_embedding:\n        init_args: {marginn: 1}\n",
+     "fit: model.init_args.heads.face_embedding.init_args.marginn: FaceEmbedding takes no such argument; did you "
+     "mean margin?"),
+    ("demo/multitask.yaml", "model:\n  init_args:\n    teachers:\n      face_attributes: {checkpiont: a.ckpt}\n",
+     "fit: model.init_args.teachers.face_attributes: a teacher takes no 'checkpiont'; did you mean checkpoint?"),
+    ("demo/multitask.yaml",
+     "model:\n  init_args:\n    teachers:\n      face_embedding: {checkpoint: a.ckpt, arch: 'timm:x'}\n",
+     "fit: model.init_args.teachers.face_embedding: a teacher needs exactly one of checkpoint, arch, class_path; got "
+     "['checkpoint', 'arch']"),
+    ("distill/dogs.yaml", "data:\n  init_args:\n    datamodule:\n      init_args: {val_fractio: 0.2}\n",
+     "fit: data.init_args.datamodule.init_args.val_fractio: DogsDataModule takes no such argument; did you mean "
+     "val_fraction?"),
+])
+def test_a_misspelt_key_inside_a_nested_part_fails_at_parse_time_named_in_full(config, text, expected, tmp_path):
+    """A distiller's student, a multi-task model's heads and teachers, and a wrapped data module are parsed with
+    the config: a bad key in them stops the command before anything is built, named from the config's top."""
+    (tmp_path / "mine.yaml").write_text(text)
+    with pytest.raises(SystemExit) as refused:
+        main(["fit", "--config", config, "--config", str(tmp_path / "mine.yaml"), "--print_config"])
+    assert str(refused.value) == f"mobilenets: {expected}"
+
+
+def test_print_config_shows_every_nested_part_with_its_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "demo/multitask.yaml", "--model.init_args.teachers", "{face_attributes: a.ckpt}",
+              "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    model, data = printed["model"]["init_args"], printed["data"]["init_args"]
+    assert model["heads"]["face_embedding"]["init_args"]["margin"] == 0.2  # a default the config leaves out
+    assert model["teachers"]["face_attributes"] == {**{field: None for field in model["teachers"][
+        "face_attributes"]}, "checkpoint": "a.ckpt", "compile": False}  # a path alone is a checkpoint
+    assert data["datamodules"]["face_embedding"]["init_args"]["skip_bad"] is False
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "distill/dogs.yaml", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["student"]["init_args"]["label_smoothing"] == 0.0
+    assert printed["data"]["init_args"]["label_fraction"] == 0.1
+    assert printed["data"]["init_args"]["datamodule"]["init_args"]["seed"] == 0
 
 
 def test_an_experiment_given_to_fit_names_the_experiment_command(tmp_path):

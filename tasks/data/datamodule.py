@@ -8,35 +8,31 @@ Each task's ``data.py`` only reads its dataset's on-disk format into ``ImageReco
 from __future__ import annotations
 
 import copy
-import csv
 import inspect
-import io
 import logging
 import shutil
 import types
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from pytorch_lightning.utilities import CombinedLoader
 from pytorch_lightning.utilities.parsing import save_hyperparameters
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
 from torchvision.transforms import v2
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.imports import resolve_class
-from mobilenets.core.io import read_text
 from mobilenets.tasks.data.augmentation import Augmentation
 from mobilenets.tasks.data.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable, image_files
 from mobilenets.tasks.data.shards import ShardedImages
 
-__all__ = ["BaseDataModule"]
+__all__ = ["BaseDataModule", "RebuildableDataModule"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +44,35 @@ def _resolved(class_path: str) -> Any:
         return None
 
 
-class BaseDataModule(pl.LightningDataModule, ABC):
+class RebuildableDataModule(pl.LightningDataModule):
+    """A data module that records its arguments as the spec that rebuilds it: what a composition of data modules
+    (a multi-task one, a semi-supervised one) holds, rebuilds with shared settings and records in checkpoints."""
+
+    def _record_own_settings(self, frame: types.FrameType | None) -> None:
+        """Lightning's CLI gives the module it builds the config it was built from (recorded above); a data module
+        built inside another one (a multi-task or semi-supervised data module's) is given the outer one's: it
+        records its own arguments instead."""
+        recorded = self.hparams.get("_class_path")
+        if recorded and _resolved(recorded) is not type(self):
+            self.hparams.clear()
+            save_hyperparameters(self, frame=frame)
+
+    def spec(self) -> dict[str, Any]:
+        """``class_path`` and ``init_args`` that rebuild this data module (as configs give them)."""
+        init_args = {name: asdict(value) if is_dataclass(value) else value for name, value in self.hparams.items()
+                     if not name.startswith("_")}
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
+
+    def rebuilt(self, **settings: Any) -> RebuildableDataModule:
+        """This data module built anew with ``settings`` in place of its own (a multi-task data module gives its
+        data modules its input size, its workers and a root per head); itself where they are its own already."""
+        own = {name: value for name, value in self.hparams.items() if not name.startswith("_")}
+        if all(own.get(name) == value for name, value in settings.items()):
+            return self
+        return type(self)(**{**own, **settings})
+
+
+class BaseDataModule(RebuildableDataModule, ABC):
     """Splits, synthetic data, ``skip_bad`` and loaders for every task.
 
     Args:
@@ -63,20 +87,15 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         skip_bad: skip, count and log bad records (missing files, malformed entries, unreadable images;
             every image is decoded once at setup to find them) instead of raising.
         predict_dir: images to predict (any folder tree); the test split if not given.
-        label_fraction: keep the labels of this seeded share of the training records; the others become
-            unlabeled images, which only distillation (``mobilenets.distill``) uses.
-        unlabeled: more unlabeled training images for distillation: a folder (any tree) or a CSV file whose
-            ``file`` column lists image paths (relative to the CSV's folder or absolute).
         persistent_workers: keep loader workers alive between epochs (faster); false makes a resumed fit repeat
             an uninterrupted one exactly with ``num_workers > 0`` (``mobilenets.tasks.data.resume``).
         shards: a folder of WebDataset shards written by ``mobilenets shards``: training streams from it
             (``mobilenets.tasks.data.shards``); validation and test still read the files.
         augmentation: the training augmentation and the evaluation crop (flip, crop scale and ratio, an automatic
             policy, random erasing), see ``mobilenets.tasks.data.augmentation``; the defaults are the task's own.
-        match_distillation_steps: where some training images are unlabeled (``label_fraction`` < 1 or
-            ``unlabeled``), an epoch on the labeled images alone loops over them for as many samples as the
-            unlabeled ones, so it takes as many optimizer steps as a distiller's epoch (which follows the longer
-            loader): the equal-budget labels-only baseline.
+
+    Training images without labels (distillation's) are added by wrapping a data module in
+    ``mobilenets.tasks.distillation.SemiSupervisedDataModule``.
     """
 
     def __init__(
@@ -91,54 +110,24 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         seed: int = 0,
         skip_bad: bool = False,
         predict_dir: str | None = None,
-        label_fraction: float = 1.0,
-        unlabeled: str | None = None,
         persistent_workers: bool = True,
         shards: str | None = None,
         augmentation: Augmentation = Augmentation(),
-        match_distillation_steps: bool = False,
     ) -> None:
         super().__init__()
         check_resolution(resolution)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if not 0 <= label_fraction <= 1:
-            raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
-        if shards and (label_fraction < 1 or unlabeled):
-            raise ValueError("shards stream the training split, so label_fraction and unlabeled (which split a listed "
-                             "one) cannot be used with them")
         self.save_hyperparameters()
         self._record_own_settings(inspect.currentframe())
         self.hparams.augmentation = Augmentation.of(augmentation)
         self.root = Path(root)
         self.skipped: list[str] = []
         self.datasets: dict[str, Dataset] = {}
-        self.distilling = False
+        #: whether a training split with no images is fine (it is where unlabeled images train alone)
+        self.training_images_optional = False
         #: the test sets' names, one test loader each (several where the data lists several test files)
         self.test_names: list[str] = ["test"]
-
-    def _record_own_settings(self, frame: types.FrameType | None) -> None:
-        """Lightning's CLI gives the module it builds the config it was built from (recorded above); a data module
-        built inside another one (a multi-task data module's) is given the outer one's: it records its own
-        arguments instead."""
-        recorded = self.hparams.get("_class_path")
-        if recorded and _resolved(recorded) is not type(self):
-            self.hparams.clear()
-            save_hyperparameters(self, frame=frame)
-
-    def spec(self) -> dict[str, Any]:
-        """``class_path`` and ``init_args`` that rebuild this data module (as configs give them)."""
-        init_args = {name: asdict(value) if is_dataclass(value) else value for name, value in self.hparams.items()
-                     if not name.startswith("_")}
-        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
-
-    def rebuilt(self, **settings: Any) -> BaseDataModule:
-        """This data module built anew with ``settings`` in place of its own (a multi-task data module gives its
-        data modules its input size, its workers and a root per head); itself where they are its own already."""
-        own = {name: value for name, value in self.hparams.items() if not name.startswith("_")}
-        if all(own.get(name) == value for name, value in settings.items()):
-            return self
-        return type(self)(**{**own, **settings})
 
     @property
     def batch_size(self) -> int:
@@ -192,7 +181,6 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             self.datasets = self.build_datasets()
             if self.hparams.shards:
                 self.datasets["train"] = self.shard_dataset()
-            self._split_unlabeled()
 
     def shard_label(self, stored: Any) -> Any:
         """The training label of a sample streamed from shards, from the label ``mobilenets shards`` stored
@@ -204,51 +192,10 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         return ShardedImages(self.hparams.shards, "train", self.train_transform(), self.shard_label,
                              skip_bad=self.hparams.skip_bad)
 
-    def _split_unlabeled(self) -> None:
-        """Apply ``label_fraction`` and ``unlabeled``: the ``unlabeled`` dataset distillation trains on."""
-        hp = self.hparams
-        unlabeled = self.located_records(self.unlabeled_records())
-        if hp.label_fraction < 1:
-            train = self.datasets["train"]
-            order = np.random.default_rng(hp.seed + 1).permutation(len(train))
-            n_labeled = int(round(len(order) * hp.label_fraction))
-            self.datasets["train"], dropped = train.split(sorted(order[:n_labeled]))
-            unlabeled = dropped + unlabeled
-            log.info("label_fraction %.3g: %d labeled and %d unlabeled training images", hp.label_fraction,
-                     n_labeled, len(dropped))
-        if unlabeled:
-            self.datasets["unlabeled"] = self.unlabeled_dataset(unlabeled)
-
     def unlabeled_dataset(self, records: list[ImageRecord]) -> Dataset:
-        """The dataset of unlabeled training images (the training augmentation, labels -1)."""
+        """A dataset of training images without labels (``records`` labelled -1) for distillation: the training
+        augmentation, unless a task loads its images otherwise (detection: at their own sizes)."""
         return ImageDataset(records, self.train_transform())
-
-    def unlabeled_records(self) -> list[ImageRecord]:
-        """The images ``unlabeled`` lists (a folder tree or a CSV with a ``file`` column), label -1."""
-        source = self.hparams.unlabeled
-        if not source:
-            return []
-        path = Path(source)
-        if path.is_dir():
-            return [ImageRecord(file, -1, f"{path}[{i}]") for i, file in enumerate(image_files(path))]
-        if not path.is_file():
-            raise FileNotFoundError(f"unlabeled images not found: {path} (a folder or a CSV file)")
-        with io.StringIO(read_text(path), newline="") as handle:
-            reader = csv.DictReader(handle)
-            if "file" not in (reader.fieldnames or []):
-                raise BadRecordError(f"{path}: needs a 'file' column, found {reader.fieldnames}")
-            return [ImageRecord(path.parent / row["file"], -1, f"{path.name} line {line}")
-                    for line, row in enumerate(reader, start=2)]
-
-    def enable_distillation(self, deterministic: bool = False) -> None:
-        """Make ``train_dataloader`` yield ``{"labeled": ..., "unlabeled": ...}`` batches (what the distiller
-        trains on); ``deterministic`` swaps the training augmentation for the evaluation transform, so that a
-        teacher's outputs can be cached."""
-        self.distilling = True
-        if deterministic:
-            for name in ("train", "unlabeled"):
-                if name in self.datasets:
-                    self.datasets[name].transform = self.eval_transform()
 
     def build_datasets(self) -> dict[str, Dataset]:
         """``train``/``val``/``test``/``predict`` datasets of ``ImageRecord``s from ``read_splits``."""
@@ -267,7 +214,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
                 self.skipped += skipped
             if self.skipped:
                 log.warning("skip_bad: skipped %d bad records, e.g. %s", len(self.skipped), self.skipped[:3])
-        if not splits.get("train") and not self.hparams.shards and not self.hparams.unlabeled:
+        if not splits.get("train") and not self.hparams.shards and not self.training_images_optional:
             skipped = f" (skip_bad skipped {len(self.skipped)} bad records, e.g. {self.skipped[0]})" if self.skipped else ""
             raise BadRecordError(f"{self.root}: no training images found{skipped}; check root and the dataset's lists")
         datasets: dict[str, Dataset] = {
@@ -309,7 +256,7 @@ class BaseDataModule(pl.LightningDataModule, ABC):
         return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
                                             shuffle=False)
 
-    def _loader(self, split: str, shuffle: bool = False, samples: int | None = None) -> DataLoader:
+    def loader(self, split: str, shuffle: bool = False, samples: int | None = None) -> DataLoader:
         """A loader over ``split``; ``samples``: a shuffled epoch of that many samples, looping over the split
         (RandomSampler draws a new order on each pass)."""
         dataset = self.datasets[split]
@@ -332,48 +279,25 @@ class BaseDataModule(pl.LightningDataModule, ABC):
             drop_last=shuffle and epoch > self.hparams.batch_size,
         )
 
-    def labeled_epoch_samples(self) -> int:
-        """How many labeled samples an epoch draws: the labeled images, or with ``match_distillation_steps`` (and
-        not distilling) as many as there are unlabeled images, where those are more."""
-        labeled = len(self.datasets["train"])
-        if self.hparams.match_distillation_steps and not self.distilling and "unlabeled" in self.datasets:
-            return max(labeled, len(self.datasets["unlabeled"]))
-        return labeled
+    def train_dataloader(self) -> DataLoader:
+        return self.training_loader(len(self.datasets["train"]))
 
-    def labeled_train_dataloader(self) -> DataLoader:
-        """The loader of the labeled training records (tasks with their own sampler override this)."""
-        return self._loader("train", shuffle=True, samples=self.labeled_epoch_samples())
-
-    def train_dataloader(self) -> DataLoader | CombinedLoader:
-        """The labeled training loader; when distilling, labeled and unlabeled batches side by side (the
-        shorter cycled), either of them absent where there are no such images."""
-        if not self.distilling:
-            return self.labeled_train_dataloader()
-        return CombinedLoader(self.distillation_loaders(), mode="max_size_cycle")
-
-    def distillation_loaders(self) -> dict[str, DataLoader]:
-        """``labeled`` and ``unlabeled`` training loaders, either absent where there are no such images (a
-        multi-task model nests them under its head's name in its own ``CombinedLoader``)."""
-        loaders = {}
-        if len(self.datasets["train"]):
-            loaders["labeled"] = self.labeled_train_dataloader()
-        if "unlabeled" in self.datasets:
-            loaders["unlabeled"] = self._loader("unlabeled", shuffle=True)
-        if not loaders:
-            raise ValueError(f"{type(self).__name__}: no training images, labeled or unlabeled")
-        return loaders
+    def training_loader(self, samples: int) -> DataLoader:
+        """The shuffled loader of the training records, ``samples`` of them an epoch (looping over them where that
+        is more: an equal-budget baseline); tasks with their own sampler override this."""
+        return self.loader("train", shuffle=True, samples=samples)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self.loader("val")
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """The test loader, or one per test set (in ``test_names`` order) where there are several."""
         if len(self.test_names) == 1:
-            return self._loader("test")
-        return [self._loader(f"test/{name}") for name in self.test_names]
+            return self.loader("test")
+        return [self.loader(f"test/{name}") for name in self.test_names]
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")
+        return self.loader("predict")
 
     def unaugmented_batches(self, split: str, batches: int, seed: int = 0) -> Iterator[dict[str, Any]]:
         """``batches`` batches of ``split`` in a seeded order under the evaluation transform (no augmentation):

@@ -16,7 +16,8 @@ from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import BaseTask, TaskParts, parts_class
 from mobilenets.tasks.registry import import_tasks
 
-__all__ = ["build_from_config", "build_from_spec", "build_parts_from_config", "built_part", "load_datamodule", "load_parts", "load_task"]
+__all__ = ["build_from_config", "build_from_spec", "build_parts_from_config", "built_part", "load_datamodule",
+           "load_parts", "load_task"]
 
 
 def build_from_spec(spec: dict[str, Any], base: type) -> Any:
@@ -29,12 +30,33 @@ def build_from_spec(spec: dict[str, Any], base: type) -> Any:
     return parser.instantiate(parser.parse_object({"built": spec})).built
 
 
+#: distillation's data settings, recorded on the task's data module by checkpoints written before they moved to
+#: ``SemiSupervisedDataModule`` (named by its path: the shared data plumbing imports no layer built on it)
+_SEMI_SUPERVISED = "mobilenets.tasks.distillation.SemiSupervisedDataModule"
+_MOVED_DATA_SETTINGS = {"label_fraction": 1.0, "unlabeled": None, "match_distillation_steps": False}
+
+
+def _semi_supervised_if_old(spec: dict[str, Any]) -> dict[str, Any]:
+    """A data module's spec, in a ``SemiSupervisedDataModule`` where an older checkpoint recorded distillation's
+    data settings on it (left out where they are the defaults)."""
+    init_args = dict(spec.get("init_args") or {})
+    moved = {name: init_args.pop(name) for name in _MOVED_DATA_SETTINGS if name in init_args}
+    if not moved:
+        return spec
+    inner = {**spec, "init_args": init_args}
+    if all(_MOVED_DATA_SETTINGS[name] == value for name, value in moved.items()):
+        return inner
+    return {"class_path": _SEMI_SUPERVISED, "init_args": {"datamodule": inner, **moved}}
+
+
 def built_part(value: Any, base: type) -> Any:
     """``value`` as given, or built from the spec a composition records for it (``spec()``: ``class_path`` and
     ``init_args``): Lightning hands a checkpoint's recorded arguments back to the constructor as they are when the
     composition was built in Python, not by the CLI."""
     if isinstance(value, dict) and "class_path" in value:
         import_tasks()  # the short class names of specs as configs give them
+        if issubclass(base, pl.LightningDataModule):
+            value = _semi_supervised_if_old(value)
         return build_from_spec(value, base)
     return value
 
@@ -165,4 +187,5 @@ def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModul
                            f"change that in the data's config instead")
     import_tasks()  # the short class names of the data modules a multi-task data module names
     settings = {key: asdict(value) if is_dataclass(value) else value for key, value in hparams.items()}
-    return build_from_spec({"class_path": class_path, "init_args": {**settings, **overrides}}, pl.LightningDataModule)
+    spec = _semi_supervised_if_old({"class_path": class_path, "init_args": {**settings, **overrides}})
+    return build_from_spec(spec, pl.LightningDataModule)

@@ -8,11 +8,13 @@ trainer does, and is left out of the optimizer and of the saved student.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse.typing import register_type
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -23,7 +25,7 @@ from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import TaskParts, lightning_class
 from mobilenets.tasks.data.loading import load_parts
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "load_teacher"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "TeacherSpec", "load_teacher", "teacher_config"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,6 +78,35 @@ class TeacherConfig:
         if self.checkpoint:
             return str(self.checkpoint)
         return f"teacher {self.arch or self.class_path}" + (f" ({self.weights})" if self.weights else "")
+
+
+def teacher_config(value: TeacherConfig | dict[str, Any] | str) -> TeacherConfig:
+    """A teacher as configs give it: ``TeacherConfig``'s fields, or a checkpoint's path alone; a field that is not
+    one is refused naming the closest ones."""
+    if isinstance(value, TeacherConfig):
+        return value
+    if isinstance(value, str):
+        return TeacherConfig(checkpoint=value)
+    if not isinstance(value, dict):
+        raise ValueError(f"a teacher is a mapping of {', '.join(_FIELDS)} or a checkpoint's path, got {value!r}")
+    unknown = sorted(set(value) - set(_FIELDS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], _FIELDS, n=2)
+        raise ValueError(f"a teacher takes no {unknown[0]!r}" + (f"; did you mean {' or '.join(close)}?" if close
+                                                                 else f"; it takes {', '.join(_FIELDS)}"))
+    return TeacherConfig(**value)
+
+
+_FIELDS = [field.name for field in fields(TeacherConfig)]
+
+
+class TeacherSpec(TeacherConfig):
+    """The type of a teacher inside a mapping of them (a multi-task model's ``teachers``), which jsonargparse parses
+    with ``teacher_config`` into a ``TeacherConfig``: its own type, because jsonargparse reads a mapping's dataclass
+    values that have ``class_path`` and ``init_args`` fields as subclass specs."""
+
+
+register_type(TeacherSpec, serializer=asdict, deserializer=teacher_config)
 
 
 class Teacher(nn.Module):

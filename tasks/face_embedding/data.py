@@ -238,7 +238,7 @@ class FaceIdentityDataModule(AlignsFaces, BaseDataModule):
             probe_identities=[probe_names[record.label] for record in probes])
         return [ImageRecord(record.path, index, record.source) for index, record in enumerate(gallery + probes)]
 
-    def labeled_train_dataloader(self) -> DataLoader:
+    def training_loader(self, samples: int) -> DataLoader:
         dataset = self.datasets["train"]
         labels = [record.label for record in dataset.records]
         batch_size, per_identity = self.hparams.batch_size, self.hparams.images_per_identity
@@ -251,7 +251,7 @@ class FaceIdentityDataModule(AlignsFaces, BaseDataModule):
                 f"batch of {batch_size // per_identity} identities x {per_identity} images needs; lower "
                 f"data.init_args.batch_size to at most {fits}")
         sampler = _ReplayableMPerClassSampler(labels, m=per_identity, batch_size=batch_size,
-                                              length_before_new_iter=self.labeled_epoch_samples())
+                                              length_before_new_iter=samples)
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,

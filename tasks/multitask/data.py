@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.data.datamodule import BaseDataModule
+from mobilenets.tasks.data.datamodule import BaseDataModule, RebuildableDataModule
 from mobilenets.tasks.data.loading import built_part
+from mobilenets.tasks.distillation import SemiSupervisedDataModule
 
 __all__ = ["MultiTaskDataModule"]
 
@@ -36,8 +37,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
     Validation and test run every data module's loaders one after another, each scored by its own head.
 
     Args:
-        datamodules: head name -> a data module of the suite (``class_path``, ``init_args``); the input size is
-            this module's (``resolution``, which the CLI links to the model's), not set per data module.
+        datamodules: head name -> a task's data module (``class_path``, ``init_args``), or one wrapped in a
+            ``SemiSupervisedDataModule`` for a taught head's images without labels; the input size is this
+            module's (``resolution``, which the CLI links to the model's), not set per data module.
         resolution: the shared input size.
         mode: ``max_size_cycle`` or ``min_size``, see above.
         num_workers: loader workers of every data module (None: each its own), e.g. 0 to export or debug.
@@ -46,7 +48,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
             that ``--data-root`` of ``mobilenets experiment`` and ``mobilenets export`` moves them all.
     """
 
-    def __init__(self, datamodules: dict[str, BaseDataModule], resolution: int = 224,
+    def __init__(self, datamodules: dict[str, RebuildableDataModule], resolution: int = 224,
                  mode: str = "max_size_cycle", num_workers: int | None = None, root: str | None = None) -> None:
         super().__init__()
         check_resolution(resolution)
@@ -54,17 +56,18 @@ class MultiTaskDataModule(pl.LightningDataModule):
             raise SettingError(f"MultiTaskDataModule mode must be one of {list(MODES)}, got {mode!r}")
         if not datamodules:
             raise SettingError("MultiTaskDataModule needs a data module per head (data.init_args.datamodules)")
-        datamodules = {name: built_part(datamodule, BaseDataModule) for name, datamodule in datamodules.items()}
+        datamodules = {name: built_part(datamodule, RebuildableDataModule) for name, datamodule in datamodules.items()}
         for name, datamodule in datamodules.items():
-            if not isinstance(datamodule, BaseDataModule):
-                raise SettingError(f"MultiTaskDataModule {name!r}: give a data module of the suite (class_path, "
-                                   f"init_args), not a {type(datamodule).__name__}")
-            if datamodule.hparams.resolution != _DEFAULT_RESOLUTION:
+            if not isinstance(datamodule, (BaseDataModule, SemiSupervisedDataModule)):
+                raise SettingError(f"MultiTaskDataModule {name!r}: give a task's data module (class_path, "
+                                   f"init_args), or one in a SemiSupervisedDataModule, not a "
+                                   f"{type(datamodule).__name__}")
+            if datamodule.hparams.resolution not in (None, _DEFAULT_RESOLUTION):
                 raise SettingError(f"MultiTaskDataModule {name!r} sets resolution: every head shares the model's; "
                                    f"set model.init_args.resolution instead")
         self.save_hyperparameters(ignore=["datamodules"])  # recorded below as the specs that rebuild them
         shared = {"resolution": resolution} | ({} if num_workers is None else {"num_workers": num_workers})
-        self.datamodules: dict[str, BaseDataModule] = {
+        self.datamodules: dict[str, RebuildableDataModule] = {
             name: datamodule.rebuilt(**shared, **({"root": str(Path(root) / name)} if root else {}))
             for name, datamodule in datamodules.items()
         }
@@ -93,10 +96,11 @@ class MultiTaskDataModule(pl.LightningDataModule):
                                              for datamodule in self.datamodules.values())
 
     def train_dataloader(self) -> CombinedLoader:
-        """A dict of every head's training batch per step; a head taught by a teacher (its data module
-        distilling) gets a dict of its ``labeled`` and ``unlabeled`` batches."""
-        loaders = {name: datamodule.distillation_loaders() if datamodule.distilling else datamodule.train_dataloader()
-                   for name, datamodule in self.datamodules.items()}
+        """A dict of every head's training batch per step; a head taught by a teacher on semi-supervised data
+        (distilling) gets a dict of its ``labeled`` and ``unlabeled`` batches."""
+        loaders = {name: datamodule.distillation_loaders()
+                   if isinstance(datamodule, SemiSupervisedDataModule) and datamodule.distilling
+                   else datamodule.train_dataloader() for name, datamodule in self.datamodules.items()}
         return CombinedLoader(loaders, mode=self.hparams.mode)
 
     def loader_heads(self, stage: str) -> list[tuple[str, int, int]]:

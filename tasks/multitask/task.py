@@ -31,7 +31,16 @@ from mobilenets.tasks.base import (
     parts_class,
 )
 from mobilenets.tasks.data.loading import built_part
-from mobilenets.tasks.distillation import Teacher, TeacherConfig, hard_soft_mix, load_teacher
+from mobilenets.tasks.distillation import (
+    SemiSupervisedDataModule,
+    Teacher,
+    TeacherConfig,
+    TeacherSpec,
+    batch_parts,
+    hard_soft_mix,
+    load_teacher,
+    teacher_config,
+)
 from mobilenets.tasks.multitask.export import MultiTaskExport
 from mobilenets.tasks.multitask.model import MultiHeadNetwork, UncertaintyWeighting
 
@@ -60,15 +69,13 @@ def _aggregator(name: str) -> Any:
                        f"PCGrad, MGDA, DualProj, IMTLG, CAGrad ...), got {name!r}")
 
 
-def _teacher_config(head: str, value: dict[str, Any] | str) -> TeacherConfig:
-    """A head's teacher as ``TeacherConfig`` takes it (a path alone: a checkpoint), refused in one line naming the
-    head where it does not fit."""
+def _teacher_config(head: str, value: TeacherConfig | dict[str, Any] | str) -> TeacherConfig:
+    """A head's teacher (configs' are parsed already; Python's and older checkpoints' may be a mapping or a path),
+    refused in one line naming the head where it does not fit."""
     try:
-        return TeacherConfig(checkpoint=value) if isinstance(value, str) else TeacherConfig(**value)
-    except (TypeError, ValueError) as error:
-        fields = ", ".join(TeacherConfig.__dataclass_fields__)
-        raise SettingError(f"MultiTask teachers.{head}: {error}; a teacher takes {fields} (or a checkpoint's path "
-                           f"alone)") from None
+        return teacher_config(value)
+    except ValueError as error:
+        raise SettingError(f"MultiTask teachers.{head}: {error}") from None
 
 
 def _check_head(name: str, head: Any) -> None:
@@ -119,7 +126,8 @@ class MultiTask(BaseTask):
             architecture, any importable model; a plain path is short for ``{checkpoint: PATH}``). That head's
             loss becomes ``hard_weight`` x its own + (1 - ``hard_weight``) x its task's distillation loss
             (``distillation_criterion``) against the teacher's outputs on the same images, and on the head's
-            unlabeled images too (its data module's ``label_fraction`` or ``unlabeled``), as the distiller does.
+            images without labels too where its data module is a ``SemiSupervisedDataModule`` (``label_fraction``,
+            ``unlabeled``), as the distiller does.
             Teachers are loaded when ``fit`` starts and are not saved in checkpoints.
         temperature: softmax temperature of the soft-target losses.
         hard_weight: weight of a taught head's own loss.
@@ -134,7 +142,7 @@ class MultiTask(BaseTask):
     batched_images = True
 
     def __init__(self, heads: dict[str, TaskParts], loss_weights: dict[str, float] | str | None = None,
-                 monitor_head: str | None = None, teachers: dict[str, dict[str, Any] | str] | None = None,
+                 monitor_head: str | None = None, teachers: dict[str, TeacherSpec] | None = None,
                  temperature: float = 4.0,
                  hard_weight: float = 0.5, gradient_aggregation: str = "sum", **kwargs: Any) -> None:
         if not heads:
@@ -218,12 +226,13 @@ class MultiTask(BaseTask):
         return datamodule.datamodules[head] if hasattr(datamodule, "datamodules") else None
 
     def _set_up_training_data(self, datamodule: Any) -> None:
-        """Put each taught head's data module in distilling mode (labeled and unlabeled batches, as for the
-        distiller); refuse a head that has neither a teacher nor labeled images."""
-        for name, datamodule in getattr(datamodule, "datamodules", {}).items():
+        """Put each taught head's semi-supervised data module in distilling mode (labeled and unlabeled batches,
+        as for the distiller); refuse a head that has neither a teacher nor labeled images."""
+        for name, head_data in getattr(datamodule, "datamodules", {}).items():
             if name in self._teachers:
-                datamodule.enable_distillation()
-            elif not len(datamodule.datasets["train"]):
+                if isinstance(head_data, SemiSupervisedDataModule):
+                    head_data.enable_distillation()
+            elif not len(head_data.datasets["train"]):
                 raise SettingError(f"MultiTask head {name!r} has no labeled training images (its label_fraction is "
                                    f"0 or its list is empty); give it labels or a teacher (model.init_args.teachers)")
 
@@ -260,9 +269,10 @@ class MultiTask(BaseTask):
         """Head ``name``'s training batch as the head prepares its batches (a taught head's: each of its labeled
         and unlabeled parts, keeping the images as loaded for the teacher under ``teacher_image``)."""
         prepare = self.heads[name].prepare_batch
-        if name in self._teachers:
-            return {source: prepare({**images, "teacher_image": images["image"]}) for source, images in part.items()}
-        return prepare(part)
+        if name not in self._teachers:
+            return prepare(part)
+        return {source: prepare({**images, "teacher_image": images["image"]})
+                for source, images in batch_parts(part).items()}
 
     def _evaluating(self) -> str:
         return "test" if self.trainer.testing else "predict" if self.trainer.predicting else "val"

@@ -22,6 +22,7 @@ from mobilenets.deploy.evaluate import (
     quantize_int8,
 )
 from mobilenets.tasks.classification import ClassificationTask, DogsDataModule
+from mobilenets.tasks.distillation import SemiSupervisedDataModule
 from mobilenets.tasks.export import export_batches
 
 TASK_METRIC = {"classification": "top1", "attributes": "mAP", "embedding": "accuracy", "geolocation": "acc_2500km"}
@@ -87,6 +88,16 @@ def test_dynamic_size_export(validated, tmp_path):
     images = torch.rand(2, 3, 80, 64)
     expected = inference_model(task)(images)[0].numpy()
     assert np.abs(OnnxRunner(path)(images)[0] - expected).max() < 1e-5
+
+
+def test_a_student_taught_without_labels_calibrates_on_its_unlabeled_images(validated):
+    """With ``label_fraction: 0`` every training image is unlabeled: calibration draws from those (it used to find
+    no images and stop with onnxruntime's "No data is collected")."""
+    _, data, _, _ = validated["classification"]
+    semi_supervised = SemiSupervisedDataModule(data.spec(), label_fraction=0.0)  # a data module of its own
+    batches = calibration_images(semi_supervised, 48, batches=2)
+    assert len(semi_supervised.datasets["train"]) == 0 and len(semi_supervised.datasets["unlabeled"]) == 11
+    assert [b.shape for b in batches] == [(8, 3, 48, 48), (3, 3, 48, 48)]
 
 
 def test_int8_quantization_calibrates_on_training_images(validated, tmp_path):

@@ -11,10 +11,11 @@ from tiny_task import Tiny
 
 from mobilenets.backbone import BackboneConfig
 from mobilenets.cli import main
+from mobilenets.core.errors import SettingError
 from mobilenets.distill import DistillationTask, HintConfig
-from mobilenets.tasks.distillation import TeacherConfig, load_teacher
 from mobilenets.tasks.classification import Classification, ClassificationTask, DogsDataModule
 from mobilenets.tasks.detection import Detection
+from mobilenets.tasks.distillation import SemiSupervisedDataModule, TeacherConfig, load_teacher
 from mobilenets.tasks.face_attributes import FaceAttributesTask
 from mobilenets.tasks.face_embedding import FaceEmbeddingTask
 
@@ -34,8 +35,7 @@ def write_checkpoint(task: pl.LightningModule, path: Path) -> Path:
 def dogs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dogs")
     datamodule = DogsDataModule(str(root), synthetic=True, resolution=64, batch_size=8, num_workers=0,
-                                synthetic_options={"num_classes": 3, "train_per_class": 8, "test_per_class": 2},
-                                label_fraction=0.25)
+                                synthetic_options={"num_classes": 3, "train_per_class": 8, "test_per_class": 2})
     datamodule.prepare_data()
     return root
 
@@ -82,7 +82,7 @@ def test_students_without_a_distillation_loss_and_mismatched_teachers_are_refuse
 def test_label_fraction_splits_training_images_into_labeled_and_unlabeled(dogs, tmp_path):
     full = DogsDataModule(str(dogs), resolution=64, num_workers=0)
     full.setup("fit")
-    part = DogsDataModule(str(dogs), resolution=64, num_workers=0, label_fraction=0.25)
+    part = SemiSupervisedDataModule(DogsDataModule(str(dogs), resolution=64, num_workers=0), label_fraction=0.25)
     part.setup("fit")
     n = len(full.datasets["train"])
     assert len(part.datasets["train"]) == round(n * 0.25)
@@ -91,17 +91,20 @@ def test_label_fraction_splits_training_images_into_labeled_and_unlabeled(dogs, 
     assert "unlabeled" not in full.datasets
     folder = dogs / "Images"
     (tmp_path / "more.csv").write_text("file\n" + "\n".join(str(p) for p in sorted(folder.rglob("*.jpg"))[:5]))
-    extra = DogsDataModule(str(dogs), resolution=64, num_workers=0, unlabeled=str(tmp_path / "more.csv"))
+    extra = SemiSupervisedDataModule(DogsDataModule(str(dogs), resolution=64, num_workers=0),
+                                     unlabeled=str(tmp_path / "more.csv"))
     extra.setup("fit")
     assert len(extra.datasets["unlabeled"]) == 5
-    from_folder = DogsDataModule(str(dogs), resolution=64, num_workers=0, unlabeled=str(folder))
+    from_folder = SemiSupervisedDataModule(DogsDataModule(str(dogs), resolution=64, num_workers=0),
+                                           unlabeled=str(folder))
     from_folder.setup("fit")
     assert len(from_folder.datasets["unlabeled"]) == len(list(folder.rglob("*.jpg")))
     (tmp_path / "bad.csv").write_text("path\nx.jpg\n")
     with pytest.raises(ValueError, match="'file' column"):
-        DogsDataModule(str(dogs), resolution=64, unlabeled=str(tmp_path / "bad.csv")).setup("fit")
+        SemiSupervisedDataModule(DogsDataModule(str(dogs), resolution=64),
+                                 unlabeled=str(tmp_path / "bad.csv")).setup("fit")
     with pytest.raises(ValueError, match="label_fraction"):
-        DogsDataModule(str(dogs), label_fraction=1.5)
+        SemiSupervisedDataModule(DogsDataModule(str(dogs)), label_fraction=1.5)
 
 
 def test_the_labels_only_baseline_takes_as_many_steps_as_the_distilled_student(dogs, tmp_path):
@@ -109,26 +112,30 @@ def test_the_labels_only_baseline_takes_as_many_steps_as_the_distilled_student(d
     distiller's epoch takes (the longer, unlabeled loader); without it, the baseline takes one batch an epoch."""
     from mobilenets.tasks.face_embedding import FaceIdentityDataModule
 
-    options = dict(resolution=64, num_workers=0, batch_size=4, label_fraction=0.25)
-    baseline = DogsDataModule(str(dogs), match_distillation_steps=True, **options)
+    def dogs_data(**settings):
+        return SemiSupervisedDataModule(DogsDataModule(str(dogs), resolution=64, num_workers=0, batch_size=4),
+                                        label_fraction=0.25, **settings)
+
+    baseline = dogs_data(match_distillation_steps=True)
     baseline.setup("fit")
     labeled, unlabeled = len(baseline.datasets["train"]), len(baseline.datasets["unlabeled"])
     batches = [batch["index"].tolist() for batch in baseline.train_dataloader()]
     assert (labeled, unlabeled) == (6, 16) and len(batches) == 16 // 4
     drawn = [index for batch in batches for index in batch]
     assert sorted(drawn[:6]) == sorted(drawn[6:12]) == list(range(6))  # whole passes over the labeled images
-    distilled = DogsDataModule(str(dogs), **options)
+    distilled = dogs_data()
     distilled.setup("fit")
     distilled.enable_distillation()
     assert sum(1 for _ in distilled.train_dataloader()) == len(batches)
-    plain = DogsDataModule(str(dogs), **options)
+    plain = dogs_data()
     plain.setup("fit")
     assert sum(1 for _ in plain.train_dataloader()) == 1
 
     faces = FaceIdentityDataModule(str(tmp_path / "faces"), synthetic=True, resolution=32, num_workers=0, batch_size=4,
-                                   images_per_identity=2, label_fraction=0.25, match_distillation_steps=True,
+                                   images_per_identity=2,
                                    synthetic_options=dict(train_identities=4, train_images=4, test_identities=20,
                                                           test_images=2, pairs_per_fold=1))
+    faces = SemiSupervisedDataModule(faces, label_fraction=0.25, match_distillation_steps=True)
     faces.prepare_data()
     faces.setup("fit")  # P x K batches: the identity sampler loops as well
     assert (len(faces.datasets["train"]), len(faces.datasets["unlabeled"])) == (4, 12)
@@ -142,7 +149,11 @@ def test_teacher_cache_fills_once_and_is_reused(dogs, tmp_path):
                             teacher_cache=str(tmp_path / "cache"))
     calls = []
     task.teacher.register_forward_hook(lambda *args: calls.append(1))
-    datamodule = DogsDataModule(str(dogs), resolution=64, batch_size=8, num_workers=0, label_fraction=0.25)
+    plain = DogsDataModule(str(dogs), resolution=64, batch_size=8, num_workers=0)
+    with pytest.raises(SettingError, match="teacher_cache needs the training images without augmentation"):
+        pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).fit(task, plain)
+    datamodule = SemiSupervisedDataModule(DogsDataModule(str(dogs), resolution=64, batch_size=8, num_workers=0),
+                                          label_fraction=0.25)
     trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(task, datamodule)
@@ -198,11 +209,12 @@ def test_hint_trains_an_adapter_from_the_teachers_map(dogs, tmp_path):
     adapter = task.distill_modules["hint"].adapter
     assert (adapter.in_channels, adapter.out_channels) == (128, 256)  # 0.25 and 0.5 widths of layer 11
     before = adapter.weight.detach().clone()
-    datamodule = DogsDataModule(str(dogs), resolution=64, batch_size=8, num_workers=0, label_fraction=0.25)
+    datamodule = DogsDataModule(str(dogs), resolution=64, batch_size=8, num_workers=0)  # every image labeled
     trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(task, datamodule)
     assert torch.isfinite(trainer.callback_metrics["train/hint_loss"])
+    assert torch.isfinite(trainer.callback_metrics["train/own_loss"])
     assert not torch.equal(before, adapter.weight)
     with pytest.raises(ValueError, match="hint"):
         DistillationTask(_student(), TeacherConfig(checkpoint=str(teacher)), resolution=64, teacher_cache="c",
@@ -221,9 +233,9 @@ def test_detection_student_learns_from_an_ssd_teacher_on_labeled_and_unlabeled_i
     with pytest.raises(ValueError, match="share the input size"):
         DistillationTask(_ssd(0.25, 160), TeacherConfig(checkpoint=str(teacher)), resolution=128)
     task = DistillationTask(_ssd(0.25, 128), TeacherConfig(checkpoint=str(teacher)), resolution=128)
-    datamodule = CocoDataModule(str(tmp_path / "coco"), synthetic=True, resolution=128, batch_size=4, num_workers=0,
-                                synthetic_options={"train_images": 8, "val_images": 4, "image_size": 96},
-                                label_fraction=0.5)
+    coco = CocoDataModule(str(tmp_path / "coco"), synthetic=True, resolution=128, batch_size=4, num_workers=0,
+                          synthetic_options={"train_images": 8, "val_images": 4, "image_size": 96})
+    datamodule = SemiSupervisedDataModule(coco, label_fraction=0.5)
     before = [p.detach().clone() for p in task.student.parameters()]
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)
@@ -251,7 +263,8 @@ def test_under_ddp_only_the_student_is_synchronised(dogs, tmp_path):
         def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             wrapped.append(trainer.strategy.model)
 
-    datamodule = DogsDataModule(str(dogs), resolution=64, batch_size=4, num_workers=0, label_fraction=0.25)
+    datamodule = SemiSupervisedDataModule(DogsDataModule(str(dogs), resolution=64, batch_size=4, num_workers=0),
+                                          label_fraction=0.25)
     trainer = pl.Trainer(accelerator="cpu", devices=1, strategy="ddp", max_steps=2, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=0, callbacks=[SeeWrapper()])
@@ -260,3 +273,21 @@ def test_under_ddp_only_the_student_is_synchronised(dogs, tmp_path):
     synced = {id(p) for p in wrapped[0].parameters() if p.requires_grad}
     assert synced and not synced & {id(p) for p in task.teacher.parameters()}
     assert all(torch.equal(teacher_before[k], v) for k, v in task.teacher.state_dict().items())
+
+
+def test_data_recorded_before_the_semi_supervised_module_loads_into_one(dogs, tmp_path):
+    """Checkpoints written before distillation's data settings moved to ``SemiSupervisedDataModule`` record them
+    on the task's data module: such data loads wrapped (export rebuilds it so), and settings at their defaults are
+    dropped."""
+    from mobilenets.tasks.data.loading import load_datamodule
+
+    recorded = {"_class_path": "mobilenets.tasks.classification.DogsDataModule", "root": str(dogs), "resolution": 64,
+                "num_workers": 0, "unlabeled": None, "match_distillation_steps": False}
+    torch.save({"datamodule_hyper_parameters": {**recorded, "label_fraction": 0.25}}, tmp_path / "taught.ckpt")
+    torch.save({"datamodule_hyper_parameters": {**recorded, "label_fraction": 1.0}}, tmp_path / "plain.ckpt")
+    taught = load_datamodule(tmp_path / "taught.ckpt", batch_size=4)
+    assert isinstance(taught, SemiSupervisedDataModule) and taught.hparams.label_fraction == 0.25
+    taught.setup("fit")
+    assert (len(taught.datasets["train"]), len(taught.datasets["unlabeled"]), taught.batch_size) == (6, 16, 4)
+    plain = load_datamodule(tmp_path / "plain.ckpt")
+    assert type(plain) is DogsDataModule and "label_fraction" not in plain.hparams

@@ -13,9 +13,10 @@ from mobilenets.tasks.classification import DogsDataModule
 from mobilenets.tasks.classification.data import read_image_folder
 from mobilenets.tasks.classification.imagenet import read_imagenet
 from mobilenets.tasks.classification.synthetic import write_imagenet
-from mobilenets.tasks.faces.alignment import align_tree
-from mobilenets.tasks.face_embedding.data import read_identity_folders
 from mobilenets.tasks.data.images import image_files
+from mobilenets.tasks.distillation import SemiSupervisedDataModule
+from mobilenets.tasks.face_embedding.data import read_identity_folders
+from mobilenets.tasks.faces.alignment import align_tree
 
 
 def _image(path: Path, colour: tuple = (200, 40, 40)) -> None:
@@ -73,9 +74,10 @@ def test_image_walks_skip_hidden_folders_and_files(class_tree, tmp_path):
     cluttered, clean = class_tree
     assert [path.relative_to(cluttered) for path in image_files(cluttered)] == [
         path.relative_to(clean) for path in sorted(clean.rglob("*.*"))]
-    data = DogsDataModule(str(cluttered), layout="imagefolder", predict_dir=str(cluttered), unlabeled=str(cluttered),
-                          num_workers=0, resolution=32)
-    assert len(data.predict_records()) == len(data.unlabeled_records()) == 7
+    data = DogsDataModule(str(cluttered), layout="imagefolder", predict_dir=str(cluttered), num_workers=0,
+                          resolution=32)
+    semi_supervised = SemiSupervisedDataModule(data, unlabeled=str(cluttered))
+    assert len(data.predict_records()) == len(semi_supervised.unlabeled_records()) == 7
     summary = align_tree(cluttered, tmp_path / "aligned")
     assert summary.images == 7  # none of the clutter is read as a photo (the ._photo.jpg would be unreadable)
 

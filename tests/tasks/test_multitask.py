@@ -21,11 +21,11 @@ from mobilenets.core.errors import SettingError
 from mobilenets.deploy import inference_model
 from mobilenets.deploy.checkpoint import export_checkpoint
 from mobilenets.distill import DistillationTask
-from mobilenets.tasks.distillation import Teacher, TeacherConfig
+from mobilenets.tasks.data.loading import load_task
 from mobilenets.tasks.detection import Detection
+from mobilenets.tasks.distillation import SemiSupervisedDataModule, Teacher, TeacherConfig
 from mobilenets.tasks.face_attributes import CelebADataModule, FaceAttributes
 from mobilenets.tasks.face_embedding import FaceEmbedding, FaceEmbeddingTask, FaceIdentityDataModule
-from mobilenets.tasks.data.loading import load_task
 from mobilenets.tasks.multitask import MultiTask, MultiTaskDataModule, UncertaintyWeighting, write_multitask
 from mobilenets.tasks.optim import parameter_groups
 
@@ -157,7 +157,7 @@ def test_a_model_built_in_python_reloads_from_its_checkpoint(tmp_path):
     (lambda: {"heads": _heads(), "loss_weights": "equal"}, "or 'uncertainty'"),
     (lambda: {"heads": {"det": Detection(num_classes=3, resolution=96)}}, "own sizes"),
     (lambda: {"heads": _heads(), "teachers": {"face_attributes": {"checkpiont": "a.ckpt"}}},
-     r"^MultiTask teachers.face_attributes: .*'checkpiont'; a teacher takes checkpoint, task, arch"),
+     r"^MultiTask teachers.face_attributes: a teacher takes no 'checkpiont'; did you mean checkpoint\?$"),
     (lambda: {"heads": _heads(), "teachers": {"face_attributes": {"checkpoint": "a.ckpt", "arch": "timm:x"}}},
      "teachers.face_attributes: a teacher needs exactly one of checkpoint, arch, class_path"),
 ])
@@ -171,8 +171,14 @@ def test_bad_data_settings_say_what_to_change():
         MultiTaskDataModule({"a": CelebADataModule("x", resolution=64)})
     with pytest.raises(SettingError, match="mode must be one of"):
         MultiTaskDataModule({"a": CelebADataModule("x")}, mode="cycle")
-    with pytest.raises(SettingError, match="'a': give a data module of the suite"):
+    with pytest.raises(SettingError, match="'a': give a task's data module"):
         MultiTaskDataModule({"a": "data/celeba"})
+    with pytest.raises(SettingError, match="sets resolution"):
+        MultiTaskDataModule({"a": SemiSupervisedDataModule(CelebADataModule("x"), resolution=64)})
+    with pytest.raises(SettingError, match="SemiSupervisedDataModule wraps a task's data module"):
+        SemiSupervisedDataModule(MultiTaskDataModule({"a": CelebADataModule("x")}))
+    with pytest.raises(SettingError, match="sets resolution 64, but the input size is 96"):
+        SemiSupervisedDataModule(CelebADataModule("x", resolution=64), resolution=96)
 
 
 @pytest.mark.slow
@@ -281,16 +287,17 @@ def test_each_head_distils_from_its_own_teacher(tmp_path, monkeypatch):
         main(["fit", *ARGS, "--model.teachers", json.dumps(swapped), "--trainer.default_root_dir", "swapped"])
 
 
-def _with_data(args: list[str], head: str, **init_args) -> list[str]:
-    """``args`` with ``init_args`` added to head ``head``'s data module."""
+def _semi_supervised(args: list[str], head: str, **init_args) -> list[str]:
+    """``args`` with head ``head``'s data module in a ``SemiSupervisedDataModule`` of ``init_args``."""
     at = args.index("--data.datamodules") + 1
     datamodules = json.loads(args[at])
-    datamodules[head]["init_args"].update(init_args)
+    datamodules[head] = {"class_path": "SemiSupervisedDataModule",
+                         "init_args": {"datamodule": datamodules[head], **init_args}}
     return [*args[:at], json.dumps(datamodules), *args[at + 1:]]
 
 
 def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tmp_path, monkeypatch):
-    """A taught head whose data module keeps half its images unlabeled (``label_fraction``): on one batch of
+    """A taught head whose semi-supervised data keeps half its images unlabeled (``label_fraction``): on one batch of
     labeled and unlabeled images, the same student and the same teacher, MultiTask's loss is the distiller's
     (``DistillationTask``), and it is not the loss of the labeled part alone. Through the CLI every training step
     hands the teacher both parts; a head with neither labels nor a teacher is refused."""
@@ -302,7 +309,8 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "teacher"])
     teacher = str(next(Path("teacher").rglob("*.ckpt")))
 
-    data = CelebADataModule(root="data/celeba", resolution=48, batch_size=4, num_workers=0, label_fraction=0.5)
+    data = SemiSupervisedDataModule(CelebADataModule(root="data/celeba", resolution=48, batch_size=4, num_workers=0),
+                                    label_fraction=0.5)
     data.setup("fit")
     data.enable_distillation()
     batch = next(iter(data.train_dataloader()))[0]
@@ -337,12 +345,12 @@ def test_a_taught_head_learns_from_its_unlabeled_images_as_the_distiller_does(tm
     taught = []
     teach = Teacher.forward
     monkeypatch.setattr(Teacher, "forward", lambda self, images: taught.append(len(images)) or teach(self, images))
-    args = _with_data(ARGS, "face_attributes", label_fraction=0.5)
+    args = _semi_supervised(ARGS, "face_attributes", label_fraction=0.5)
     main(["fit", *args, "--model.teachers", json.dumps({"face_attributes": teacher}), "--trainer.max_steps", "3",
           "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", "runs"])
     assert taught[1:] == [8 + 8] * 3  # after the probe at setup: each step's 8 labeled and 8 unlabeled images
     with pytest.raises(SystemExit, match="'face_attributes' has no labeled training images"):
-        main(["fit", *_with_data(ARGS, "face_attributes", label_fraction=0.0), "--trainer.default_root_dir", "none"])
+        main(["fit", *_semi_supervised(ARGS, "face_attributes", label_fraction=0.0), "--trainer.default_root_dir", "none"])
 
 
 def test_synth_writes_each_heads_data_in_its_own_layout_for_its_own_reader(tmp_path):

@@ -14,11 +14,13 @@ import torch
 from helpers import logged_metrics
 
 from mobilenets.cli import main
+from mobilenets.core.errors import SettingError
 from mobilenets.tasks.classification import DogsDataModule
-from mobilenets.tasks.detection import CocoDataModule
-from mobilenets.tasks.geolocation import GeoDataModule
 from mobilenets.tasks.data.images import BadRecordError
 from mobilenets.tasks.data.shards import ShardedImages, write_shards
+from mobilenets.tasks.detection import CocoDataModule
+from mobilenets.tasks.distillation import SemiSupervisedDataModule
+from mobilenets.tasks.geolocation import GeoDataModule
 
 DOGS = dict(num_classes=3, train_per_class=8, test_per_class=2)
 
@@ -111,8 +113,8 @@ def test_broken_samples_and_unfinished_shard_sets(dog_shards, tmp_path, caplog):
         ShardedImages(tmp_path / "shards", "train", data.eval_transform())
     with pytest.raises(ValueError, match="CocoDataModule cannot train from shards"):
         CocoDataModule(str(tmp_path), shards=str(tmp_path / "shards"))
-    with pytest.raises(ValueError, match="label_fraction and unlabeled"):
-        DogsDataModule(str(tmp_path), shards=str(tmp_path / "shards"), label_fraction=0.5)
+    with pytest.raises(SettingError, match="label_fraction and unlabeled"):
+        SemiSupervisedDataModule(DogsDataModule(str(tmp_path), shards=str(tmp_path / "shards")), label_fraction=0.5)
 
 
 def test_shards_command(tmp_path, monkeypatch):

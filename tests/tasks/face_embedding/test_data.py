@@ -97,7 +97,7 @@ def test_a_batch_larger_than_the_identities_says_what_fits(faces_root):
     data.setup("fit")
     with pytest.raises(ValueError, match=r"has 6 identities \(24 images\), fewer than one batch of 8 identities x 4 "
                                          r"images needs; lower data.init_args.batch_size to at most 24"):
-        data.labeled_train_dataloader()
+        data.train_dataloader()
 
 
 def test_pairs_file_saved_with_a_bom_and_crlf(faces_root, tmp_path):
