@@ -80,7 +80,10 @@ class SemiSupervisedDataModule(RebuildableDataModule):
         shared = {"resolution": resolution, "batch_size": batch_size, "num_workers": num_workers, "root": root}
         self.datamodule = datamodule.rebuilt(**{name: value for name, value in shared.items() if value is not None})
         self.datamodule.training_images_optional = bool(unlabeled)
-        self.hparams["datamodule"] = self.datamodule.spec()
+        spec = self.datamodule.spec()
+        if resolution is not None:  # the input size is this module's: a rebuild with another one must not clash
+            spec["init_args"].pop("resolution", None)
+        self.hparams["datamodule"] = spec
         self.distilling = False
         self._labels_split = False
 

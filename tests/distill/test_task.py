@@ -291,3 +291,14 @@ def test_data_recorded_before_the_semi_supervised_module_loads_into_one(dogs, tm
     assert (len(taught.datasets["train"]), len(taught.datasets["unlabeled"]), taught.batch_size) == (6, 16, 4)
     plain = load_datamodule(tmp_path / "plain.ckpt")
     assert type(plain) is DogsDataModule and "label_fraction" not in plain.hparams
+
+
+def test_the_input_size_and_shared_settings_are_the_wrappers(dogs):
+    """The wrapped data module takes the wrapper's input size (linked to the model's) and its root, batch and
+    workers where given; the wrapper rebuilds at another size (as a multi-task data module rebuilds its members)."""
+    data = SemiSupervisedDataModule(DogsDataModule(str(dogs)), resolution=64, batch_size=4, num_workers=0)
+    wrapped = data.datamodule.hparams
+    assert (wrapped.resolution, wrapped.batch_size, wrapped.num_workers, data.batch_size) == (64, 4, 0, 4)
+    again = data.rebuilt(resolution=96)
+    assert again.datamodule.hparams.resolution == 96 and again.datamodule.hparams.batch_size == 4
+    assert data.class_names == again.class_names  # what the task reads of its data is the wrapped module's
