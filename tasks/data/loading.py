@@ -39,6 +39,8 @@ _MOVED_DATA_SETTINGS = {"label_fraction": 1.0, "unlabeled": None, "match_distill
 def _semi_supervised_if_old(spec: dict[str, Any]) -> dict[str, Any]:
     """A data module's spec, in a ``SemiSupervisedDataModule`` where an older checkpoint recorded distillation's
     data settings on it (left out where they are the defaults)."""
+    if spec["class_path"].rpartition(".")[2] == _SEMI_SUPERVISED.rpartition(".")[2]:
+        return spec  # the settings' own module
     init_args = dict(spec.get("init_args") or {})
     moved = {name: init_args.pop(name) for name in _MOVED_DATA_SETTINGS if name in init_args}
     if not moved:

@@ -291,6 +291,11 @@ def test_data_recorded_before_the_semi_supervised_module_loads_into_one(dogs, tm
     assert (len(taught.datasets["train"]), len(taught.datasets["unlabeled"]), taught.batch_size) == (6, 16, 4)
     plain = load_datamodule(tmp_path / "plain.ckpt")
     assert type(plain) is DogsDataModule and "label_fraction" not in plain.hparams
+    current = SemiSupervisedDataModule(DogsDataModule(str(dogs), num_workers=0), label_fraction=0.25, resolution=64)
+    torch.save({"datamodule_hyper_parameters": {"_class_path": "mobilenets.tasks.distillation.SemiSupervisedDataModule",
+                                                **current.hparams}}, tmp_path / "current.ckpt")
+    reloaded = load_datamodule(tmp_path / "current.ckpt")  # as written now: itself, not wrapped again
+    assert type(reloaded.datamodule) is DogsDataModule and reloaded.hparams.label_fraction == 0.25
 
 
 def test_the_input_size_and_shared_settings_are_the_wrappers(dogs):
