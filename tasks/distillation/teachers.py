@@ -25,7 +25,8 @@ from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import TaskParts, lightning_class
 from mobilenets.tasks.data.loading import load_parts
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "TeacherSpec", "load_teacher", "teacher_config"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Teacher", "TeacherConfig", "TeacherSpec", "load_teacher",
+           "teacher_config"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -80,6 +81,9 @@ class TeacherConfig:
         return f"teacher {self.arch or self.class_path}" + (f" ({self.weights})" if self.weights else "")
 
 
+_FIELDS = [field.name for field in fields(TeacherConfig)]
+
+
 def teacher_config(value: TeacherConfig | dict[str, Any] | str) -> TeacherConfig:
     """A teacher as configs give it: ``TeacherConfig``'s fields, or a checkpoint's path alone; a field that is not
     one is refused naming the closest ones."""
@@ -95,9 +99,6 @@ def teacher_config(value: TeacherConfig | dict[str, Any] | str) -> TeacherConfig
         raise ValueError(f"a teacher takes no {unknown[0]!r}" + (f"; did you mean {' or '.join(close)}?" if close
                                                                  else f"; it takes {', '.join(_FIELDS)}"))
     return TeacherConfig(**value)
-
-
-_FIELDS = [field.name for field in fields(TeacherConfig)]
 
 
 class TeacherSpec(TeacherConfig):
