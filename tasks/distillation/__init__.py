@@ -14,7 +14,7 @@ from mobilenets.tasks.distillation.criteria import (
     multilabel_distillation,
     soft_target_distillation,
 )
-from mobilenets.tasks.distillation.data import SemiSupervisedDataModule, batch_parts
+from mobilenets.tasks.distillation.semi_supervised import SemiSupervisedDataModule, batch_parts
 from mobilenets.tasks.distillation.teachers import (
     IMAGENET_MEAN,
     IMAGENET_STD,
