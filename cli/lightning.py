@@ -26,6 +26,7 @@ from mobilenets.core.errors import SettingError
 from mobilenets.core.imports import resolve_class
 from mobilenets.core.io import read_text
 from mobilenets.distill import DistillationTask  # noqa: F401 (registers `class_path: DistillationTask`)
+from mobilenets.tasks.data.loading import MOVED_DATA_SETTINGS
 from mobilenets.tasks.data.resume import AtomicCheckpointIO, ExactResume, ValidateFinalSteps, find_last_checkpoint
 from mobilenets.tasks.predictions import PredictionWriter
 from mobilenets.tasks.registry import import_tasks
@@ -67,7 +68,7 @@ def _lightning_config(name: str) -> str:
 
 #: settings that moved, which configs written before set where they were: where they are now
 _MOVED_KEYS = dict.fromkeys(
-    ("label_fraction", "unlabeled", "match_distillation_steps"),
+    MOVED_DATA_SETTINGS,
     "; distillation's data settings are a SemiSupervisedDataModule's: wrap the data module in one (data.class_path: "
     "SemiSupervisedDataModule, with this setting and datamodule: the data module in its init_args)")
 

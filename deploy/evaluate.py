@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mobilenets.tasks.data.datamodule import BaseDataModule
 from mobilenets.tasks.export import TaskExport, export_batches
 
 __all__ = ["OnnxRunner", "TorchRunner", "calibration_images", "evaluate", "parity", "quantize_int8"]
@@ -64,9 +63,10 @@ def parity(export: TaskExport, runner: Runner, images: Tensor) -> dict[str, floa
     return export.compare(TorchRunner(export)(images), runner(images))
 
 
-def calibration_images(datamodule: BaseDataModule, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
-    """``batches`` batches of the data's training images (seeded order, no augmentation) at an export's input
-    ``size``, for int8 calibration; the validation images stay unseen, so the int8 metric on them is fair."""
+def calibration_images(datamodule: Any, size: int, batches: int, seed: int = 0) -> list[np.ndarray]:
+    """``batches`` batches of a suite data module's training images (its ``unaugmented_batches``: seeded order, no
+    augmentation) at an export's input ``size``, for int8 calibration; the validation images stay unseen, so the
+    int8 metric on them is fair."""
     loader = datamodule.unaugmented_batches("train", batches, seed)
     return [batch["image"].numpy() for batch in export_batches(loader, size)]
 

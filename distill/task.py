@@ -26,7 +26,6 @@ from mobilenets.distill.losses import HintLoss
 from mobilenets.tasks.base import (
     TaskParts,
     concat_outputs,
-    lightning_class,
     log_values,
     monitored_checkpoint,
     parts_class,
@@ -96,12 +95,11 @@ class DistillationTask(pl.LightningModule):
                  hard_weight: float = 0.5, hint: HintConfig | None = None, teacher_cache: str | None = None) -> None:
         super().__init__()
         check_resolution(resolution)
-        student = built_part(student, TaskParts)
-        if isinstance(student, pl.LightningModule):
-            parts = parts_class(type(student)).__name__
-            raise SettingError(f"the student is a {type(student).__name__}, a LightningModule: give the task's parts, "
+        task = built_part(student, TaskParts)
+        if isinstance(task, pl.LightningModule):
+            parts = parts_class(type(task)).__name__
+            raise SettingError(f"the student is a {type(task).__name__}, a LightningModule: give the task's parts, "
                                f"class_path: {parts} (the distiller is the module Lightning drives)")
-        task = student
         self.save_hyperparameters(ignore=["student"])  # the student is recorded as the spec that rebuilds it
         if type(task).distillation_criterion is TaskParts.distillation_criterion:
             raise ValueError(f"{type(task).__name__} cannot be distilled: it defines no distillation_criterion")
@@ -273,9 +271,8 @@ class DistillationTask(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
         student_checkpoint: dict[str, Any] = {}
         self.student.store_in_checkpoint(student_checkpoint)
-        task_class = lightning_class(type(self.student))
         checkpoint["student"] = {
-            "class_path": f"{task_class.__module__}.{task_class.__qualname__}",
+            "class_path": self.student.lightning_class_path,
             "hyper_parameters": self.student.spec()["init_args"],
             "extra": student_checkpoint,
         }

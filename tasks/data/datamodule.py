@@ -32,9 +32,12 @@ from mobilenets.tasks.data.augmentation import Augmentation
 from mobilenets.tasks.data.images import BadRecordError, ImageDataset, ImageRecord, drop_unreadable, image_files
 from mobilenets.tasks.data.shards import ShardedImages
 
-__all__ = ["BaseDataModule", "RebuildableDataModule"]
+__all__ = ["DEFAULT_RESOLUTION", "BaseDataModule", "RebuildableDataModule"]
 
 log = logging.getLogger(__name__)
+
+#: the input size a data module loads at unless the config (or a composition holding it) sets another
+DEFAULT_RESOLUTION = 224
 
 
 def _resolved(class_path: str) -> Any:
@@ -57,10 +60,11 @@ class RebuildableDataModule(pl.LightningDataModule):
             self.hparams.clear()
             save_hyperparameters(self, frame=frame)
 
-    def spec(self) -> dict[str, Any]:
-        """``class_path`` and ``init_args`` that rebuild this data module (as configs give them)."""
+    def spec(self, without: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``class_path`` and ``init_args`` that rebuild this data module (as configs give them), ``without`` the
+        settings a composition holding it gives it (its input size)."""
         init_args = {name: asdict(value) if is_dataclass(value) else value for name, value in self.hparams.items()
-                     if not name.startswith("_")}
+                     if not name.startswith("_") and name not in without}
         return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
 
     def rebuilt(self, **settings: Any) -> RebuildableDataModule:
@@ -103,7 +107,7 @@ class BaseDataModule(RebuildableDataModule, ABC):
         root: str,
         synthetic: bool = False,
         synthetic_options: dict | None = None,
-        resolution: int = 224,
+        resolution: int = DEFAULT_RESOLUTION,
         batch_size: int = 32,
         num_workers: int = 2,
         val_fraction: float = 0.1,

@@ -16,7 +16,7 @@ from mobilenets.core.imports import resolve_class
 from mobilenets.tasks.base import BaseTask, TaskParts, parts_class
 from mobilenets.tasks.registry import import_tasks
 
-__all__ = ["build_from_config", "build_from_spec", "build_parts_from_config", "built_part", "load_datamodule",
+__all__ = ["MOVED_DATA_SETTINGS", "build_from_config", "build_from_spec", "build_parts_from_config", "built_part", "load_datamodule",
            "load_parts", "load_task"]
 
 
@@ -30,25 +30,11 @@ def build_from_spec(spec: dict[str, Any], base: type) -> Any:
     return parser.instantiate(parser.parse_object({"built": spec})).built
 
 
-#: distillation's data settings, recorded on the task's data module by checkpoints written before they moved to
-#: ``SemiSupervisedDataModule`` (named by its path: the shared data plumbing imports no layer built on it)
+#: distillation's data settings (and their defaults), which checkpoints written before they moved to
+#: ``SemiSupervisedDataModule`` record on the task's data module (named by its path: the shared data plumbing
+#: imports no layer built on it)
+MOVED_DATA_SETTINGS = {"label_fraction": 1.0, "unlabeled": None, "match_distillation_steps": False}
 _SEMI_SUPERVISED = "mobilenets.tasks.distillation.SemiSupervisedDataModule"
-_MOVED_DATA_SETTINGS = {"label_fraction": 1.0, "unlabeled": None, "match_distillation_steps": False}
-
-
-def _semi_supervised_if_old(spec: dict[str, Any]) -> dict[str, Any]:
-    """A data module's spec, in a ``SemiSupervisedDataModule`` where an older checkpoint recorded distillation's
-    data settings on it (left out where they are the defaults)."""
-    if spec["class_path"].rpartition(".")[2] == _SEMI_SUPERVISED.rpartition(".")[2]:
-        return spec  # the settings' own module
-    init_args = dict(spec.get("init_args") or {})
-    moved = {name: init_args.pop(name) for name in _MOVED_DATA_SETTINGS if name in init_args}
-    if not moved:
-        return spec
-    inner = {**spec, "init_args": init_args}
-    if all(_MOVED_DATA_SETTINGS[name] == value for name, value in moved.items()):
-        return inner
-    return {"class_path": _SEMI_SUPERVISED, "init_args": {"datamodule": inner, **moved}}
 
 
 def built_part(value: Any, base: type) -> Any:
@@ -57,15 +43,12 @@ def built_part(value: Any, base: type) -> Any:
     composition was built in Python, not by the CLI."""
     if isinstance(value, dict) and "class_path" in value:
         import_tasks()  # the short class names of specs as configs give them
-        if issubclass(base, pl.LightningDataModule):
-            value = _semi_supervised_if_old(value)
         return build_from_spec(value, base)
     return value
 
 
-def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:
-    """The ``model`` or ``data`` (``part``) a Lightning config describes, ``init_args`` replacing its arguments of
-    those names: how the layers above build a task for a benchmark by config, without naming the task."""
+def _config_spec(config: str | Path, part: str, init_args: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` or ``data`` (``part``) spec of a Lightning config, ``init_args`` replacing its arguments."""
     import yaml
 
     from mobilenets.configs import config_path
@@ -74,17 +57,21 @@ def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise SettingError(f"{config}: no {part} with a class_path to build")
     import_tasks()  # the configs' short class names
+    return {**spec, "init_args": {**(spec.get("init_args") or {}), **init_args}}
+
+
+def build_from_config(config: str | Path, part: str, **init_args: Any) -> Any:
+    """The ``model`` or ``data`` (``part``) a Lightning config describes, ``init_args`` replacing its arguments of
+    those names: how the layers above build a task for a benchmark by config, without naming the task."""
     base = pl.LightningModule if part == "model" else pl.LightningDataModule
-    return build_from_spec({**spec, "init_args": {**(spec.get("init_args") or {}), **init_args}}, base)
+    return build_from_spec(_config_spec(config, part, init_args), base)
 
 
 def build_parts_from_config(config: str | Path, **init_args: Any) -> Any:
     """The parts (``TaskParts``) of the task a Lightning config's ``model`` names, ``init_args`` replacing its
     arguments of those names: a student or head for a benchmark, by config."""
-    task = build_from_config(config, "model", **init_args)
-    parts = parts_class(type(task))
-    return build_from_spec({"class_path": f"{parts.__module__}.{parts.__qualname__}",
-                            "init_args": task.spec()["init_args"]}, TaskParts)
+    spec = _config_spec(config, "model", init_args)
+    return build_from_spec({**spec, "class_path": _parts_class_path(spec["class_path"])}, TaskParts)
 
 
 def load_task(path: str | Path, task_class: type | None = None) -> pl.LightningModule:
@@ -155,16 +142,26 @@ def _is_spec(value: Any) -> bool:
 
 def _parts_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A nested task spec as it loads: its settings cleared (``_settings_to_load``), its class the task's parts."""
-    import_tasks()  # the short class names of older specs
-    class_path = spec["class_path"]
+    return {**spec, "class_path": _parts_class_path(spec["class_path"]),
+            "init_args": _settings_to_load(spec.get("init_args") or {})}
+
+
+def _parts_class_path(class_path: str) -> str:
+    """The class path of a task's parts where ``class_path`` names its LightningModule (``ClassificationTask``),
+    else ``class_path`` as it is."""
+    found = _class_named(class_path, BaseTask)
+    if not (isinstance(found, type) and issubclass(found, BaseTask)):
+        return class_path
+    parts = parts_class(found)
+    return f"{parts.__module__}.{parts.__qualname__}"
+
+
+def _class_named(class_path: str, base: type) -> Any:
+    """The class a spec names, by import path or by the short name configs give a subclass of ``base``."""
+    import_tasks()  # the short class names of configs and older specs
     if "." in class_path or ":" in class_path:
-        found = resolve_class(class_path, None)
-    else:  # a short name, as configs give it
-        found = next((cls for cls in _subclasses(BaseTask) if cls.__name__ == class_path), None)
-    if isinstance(found, type) and issubclass(found, BaseTask):
-        parts = parts_class(found)
-        class_path = f"{parts.__module__}.{parts.__qualname__}"
-    return {**spec, "class_path": class_path, "init_args": _settings_to_load(spec.get("init_args") or {})}
+        return resolve_class(class_path, None)
+    return next((cls for cls in _subclasses(base) if cls.__name__ == class_path), None)
 
 
 def _subclasses(cls: type) -> list[type]:
@@ -187,7 +184,26 @@ def load_datamodule(path: str | Path, **overrides: Any) -> pl.LightningDataModul
     if unknown:
         raise SettingError(f"{path}: its data module ({datamodule_class.__name__}) takes no {sorted(unknown)[0]}; "
                            f"change that in the data's config instead")
-    import_tasks()  # the short class names of the data modules a multi-task data module names
     settings = {key: asdict(value) if is_dataclass(value) else value for key, value in hparams.items()}
-    spec = _semi_supervised_if_old({"class_path": class_path, "init_args": {**settings, **overrides}})
+    spec = _data_spec_to_load({"class_path": class_path, "init_args": {**settings, **overrides}})
     return build_from_spec(spec, pl.LightningDataModule)
+
+
+def _data_spec_to_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's data spec as it loads, and the same in the specs of the data modules it holds (a multi-task
+    data module's): a data module that no longer takes distillation's data settings an older checkpoint records
+    on it is wrapped in a ``SemiSupervisedDataModule`` with them (left out where they are the defaults)."""
+    init_args = {key: {name: _data_spec_to_load(item) for name, item in value.items()}
+                 if isinstance(value, dict) and value and all(_is_spec(item) for item in value.values())
+                 else _data_spec_to_load(value) if _is_spec(value) else value
+                 for key, value in (spec.get("init_args") or {}).items()}
+    spec = {**spec, "init_args": init_args}
+    found = _class_named(spec["class_path"], pl.LightningDataModule)
+    takes = inspect.signature(found).parameters if isinstance(found, type) else {}
+    moved = {name: init_args[name] for name in MOVED_DATA_SETTINGS if name in init_args and name not in takes}
+    if not moved:
+        return spec
+    inner = {**spec, "init_args": {key: value for key, value in init_args.items() if key not in moved}}
+    if all(MOVED_DATA_SETTINGS[name] == value for name, value in moved.items()):
+        return inner
+    return {"class_path": _SEMI_SUPERVISED, "init_args": {"datamodule": inner, **moved}}

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from mobilenets.backbone import check_resolution
 from mobilenets.core.errors import SettingError
 from mobilenets.core.io import read_text
-from mobilenets.tasks.data.datamodule import BaseDataModule, RebuildableDataModule
+from mobilenets.tasks.data.datamodule import DEFAULT_RESOLUTION, BaseDataModule, RebuildableDataModule
 from mobilenets.tasks.data.images import BadRecordError, ImageRecord, image_files
 from mobilenets.tasks.data.loading import built_part
 
@@ -28,7 +28,6 @@ __all__ = ["SemiSupervisedDataModule", "batch_parts"]
 log = logging.getLogger(__name__)
 
 SOURCES = ("labeled", "unlabeled")
-_DEFAULT_RESOLUTION = inspect.signature(BaseDataModule.__init__).parameters["resolution"].default
 
 
 class SemiSupervisedDataModule(RebuildableDataModule):
@@ -72,7 +71,7 @@ class SemiSupervisedDataModule(RebuildableDataModule):
         if datamodule.hparams.shards and (label_fraction < 1 or unlabeled):
             raise SettingError("shards stream the training split, so label_fraction and unlabeled (which split a "
                                "listed one) cannot be used with them")
-        if resolution is not None and datamodule.hparams.resolution not in (_DEFAULT_RESOLUTION, resolution):
+        if resolution is not None and datamodule.hparams.resolution not in (DEFAULT_RESOLUTION, resolution):
             raise SettingError(f"SemiSupervisedDataModule's data module sets resolution {datamodule.hparams.resolution}"
                                f", but the input size is {resolution}: set model.init_args.resolution instead")
         self.save_hyperparameters(ignore=["datamodule"])  # recorded below as the spec that rebuilds it
@@ -80,10 +79,8 @@ class SemiSupervisedDataModule(RebuildableDataModule):
         shared = {"resolution": resolution, "batch_size": batch_size, "num_workers": num_workers, "root": root}
         self.datamodule = datamodule.rebuilt(**{name: value for name, value in shared.items() if value is not None})
         self.datamodule.training_images_optional = bool(unlabeled)
-        spec = self.datamodule.spec()
-        if resolution is not None:  # the input size is this module's: a rebuild with another one must not clash
-            spec["init_args"].pop("resolution", None)
-        self.hparams["datamodule"] = spec
+        # the input size, where given, is this module's: a rebuild at another one must not clash with a recorded one
+        self.hparams["datamodule"] = self.datamodule.spec(without=("resolution",) if resolution is not None else ())
         self.distilling = False
         self._labels_split = False
 
@@ -93,11 +90,6 @@ class SemiSupervisedDataModule(RebuildableDataModule):
         if wrapped is None or name.startswith("__"):
             raise AttributeError(name)
         return getattr(wrapped, name)
-
-    @property
-    def batch_size(self) -> int:
-        """Labeled images per training step."""
-        return self.datamodule.batch_size
 
     def prepare_data(self) -> None:
         self.datamodule.prepare_data()

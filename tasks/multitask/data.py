@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +13,13 @@ from torch.utils.data import DataLoader
 
 from mobilenets.backbone import check_resolution
 from mobilenets.core.errors import SettingError
-from mobilenets.tasks.data.datamodule import BaseDataModule, RebuildableDataModule
+from mobilenets.tasks.data.datamodule import DEFAULT_RESOLUTION, RebuildableDataModule
 from mobilenets.tasks.data.loading import built_part
 from mobilenets.tasks.distillation import SemiSupervisedDataModule
 
 __all__ = ["MultiTaskDataModule"]
 
 MODES = ("max_size_cycle", "min_size")
-_DEFAULT_RESOLUTION = inspect.signature(BaseDataModule.__init__).parameters["resolution"].default
-
-
-def _shared_removed(spec: dict[str, Any]) -> dict[str, Any]:
-    """A data module's spec without the input size it takes from the multi-task data module."""
-    return {**spec, "init_args": {key: value for key, value in spec["init_args"].items() if key != "resolution"}}
 
 
 class MultiTaskDataModule(pl.LightningDataModule):
@@ -58,11 +51,11 @@ class MultiTaskDataModule(pl.LightningDataModule):
             raise SettingError("MultiTaskDataModule needs a data module per head (data.init_args.datamodules)")
         datamodules = {name: built_part(datamodule, RebuildableDataModule) for name, datamodule in datamodules.items()}
         for name, datamodule in datamodules.items():
-            if not isinstance(datamodule, (BaseDataModule, SemiSupervisedDataModule)):
+            if not isinstance(datamodule, RebuildableDataModule):
                 raise SettingError(f"MultiTaskDataModule {name!r}: give a task's data module (class_path, "
                                    f"init_args), or one in a SemiSupervisedDataModule, not a "
                                    f"{type(datamodule).__name__}")
-            if datamodule.hparams.resolution not in (None, _DEFAULT_RESOLUTION):
+            if datamodule.hparams.resolution not in (None, DEFAULT_RESOLUTION):
                 raise SettingError(f"MultiTaskDataModule {name!r} sets resolution: every head shares the model's; "
                                    f"set model.init_args.resolution instead")
         self.save_hyperparameters(ignore=["datamodules"])  # recorded below as the specs that rebuild them
@@ -71,7 +64,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
             name: datamodule.rebuilt(**shared, **({"root": str(Path(root) / name)} if root else {}))
             for name, datamodule in datamodules.items()
         }
-        self.hparams["datamodules"] = {name: _shared_removed(datamodule.spec())
+        self.hparams["datamodules"] = {name: datamodule.spec(without=("resolution",))
                                        for name, datamodule in self.datamodules.items()}
 
     @property

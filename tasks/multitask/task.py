@@ -1,9 +1,9 @@
 """MultiTask: one MobileNet body feeding several of the suite's task heads, trained jointly, shipped as one graph.
 
-Each head is a task of the suite (``FaceAttributesTask``, ``FaceEmbeddingTask`` ...) built from its own config and
-used only through the task protocol: its data setup (with its own data module), its loss, its evaluation steps and
-ends, its export. The heads' backbones are replaced by one shared body, and the values a head reports are logged
-under its name (``val/face_attributes/mAP``).
+Each head is a task's parts (``FaceAttributes``, ``FaceEmbedding`` ...), built anew on one shared body
+(``share_body``) and used only through the task protocol: its data setup (with its own data module), its loss, its
+evaluation steps and ends, its export. The values a head reports are logged under its name
+(``val/face_attributes/mAP``).
 """
 
 from __future__ import annotations

@@ -296,6 +296,15 @@ def test_data_recorded_before_the_semi_supervised_module_loads_into_one(dogs, tm
                                                 **current.hparams}}, tmp_path / "current.ckpt")
     reloaded = load_datamodule(tmp_path / "current.ckpt")  # as written now: itself, not wrapped again
     assert type(reloaded.datamodule) is DogsDataModule and reloaded.hparams.label_fraction == 0.25
+    member = {"class_path": "DogsDataModule", "init_args": {key: value for key, value in recorded.items()
+                                                            if key not in ("_class_path", "resolution")}}
+    torch.save({"datamodule_hyper_parameters": {  # a multi-task data module's member recorded them too
+        "_class_path": "mobilenets.tasks.multitask.MultiTaskDataModule", "resolution": 64,
+        "datamodules": {"dogs": {**member, "init_args": {**member["init_args"], "label_fraction": 0.5}}}}},
+        tmp_path / "multitask.ckpt")
+    (head,) = load_datamodule(tmp_path / "multitask.ckpt").datamodules.values()
+    assert isinstance(head, SemiSupervisedDataModule) and head.hparams.label_fraction == 0.5
+    assert head.datamodule.hparams.resolution == 64
 
 
 def test_the_input_size_and_shared_settings_are_the_wrappers(dogs):
